@@ -1,0 +1,142 @@
+package pipeline
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// StageCounters are the hot-path counters of one stage: atomics only, so
+// a stage never takes a lock per packet.
+type StageCounters struct {
+	name     string
+	In       atomic.Uint64 // packets received from the stage's input
+	Out      atomic.Uint64 // packets passed on (or sent, for the last stage)
+	Errors   atomic.Uint64 // errors handled without failing the stage
+	restarts atomic.Uint64
+	state    atomic.Int32
+	lastErr  atomic.Pointer[string]
+}
+
+// StageState is where a stage is in its life under the supervisor.
+type StageState int32
+
+// Stage states.
+const (
+	StateStarting StageState = iota
+	StateRunning
+	StateBackoff
+	StateStopped
+)
+
+func (s StageState) String() string {
+	switch s {
+	case StateStarting:
+		return "starting"
+	case StateRunning:
+		return "running"
+	case StateBackoff:
+		return "backoff"
+	default:
+		return "stopped"
+	}
+}
+
+// Name is the stage's name.
+func (c *StageCounters) Name() string { return c.name }
+
+// StageStats is a snapshot of a stage's counters.
+type StageStats struct {
+	Name      string `json:"name"`
+	State     string `json:"state"`
+	In        uint64 `json:"in"`
+	Out       uint64 `json:"out"`
+	Errors    uint64 `json:"errors"`
+	Restarts  uint64 `json:"restarts"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Stats returns a snapshot of the stage's counters.
+func (c *StageCounters) Stats() StageStats {
+	s := StageStats{
+		Name:     c.name,
+		State:    StageState(c.state.Load()).String(),
+		In:       c.In.Load(),
+		Out:      c.Out.Load(),
+		Errors:   c.Errors.Load(),
+		Restarts: c.restarts.Load(),
+	}
+	if e := c.lastErr.Load(); e != nil {
+		s.LastError = *e
+	}
+	return s
+}
+
+// Metrics holds every counter of one relay. It is created once per relay and
+// passed to the stages as a value: there is no global registry.
+type Metrics struct {
+	// Start is when the relay started.
+	Start time.Time
+
+	drops [NumReasons]atomic.Uint64
+
+	mu     sync.Mutex
+	stages []*StageCounters
+	links  []*Link
+}
+
+// NewMetrics returns empty metrics starting now.
+func NewMetrics() *Metrics { return &Metrics{Start: time.Now()} }
+
+// Stage registers and returns the counters of the named stage.
+func (m *Metrics) Stage(name string) *StageCounters {
+	c := &StageCounters{name: name}
+	m.mu.Lock()
+	m.stages = append(m.stages, c)
+	m.mu.Unlock()
+	return c
+}
+
+// AddLink registers a link so its counters appear in snapshots.
+func (m *Metrics) AddLink(l *Link) {
+	m.mu.Lock()
+	m.links = append(m.links, l)
+	m.mu.Unlock()
+}
+
+// Drop counts n packets dropped for reason r.
+func (m *Metrics) Drop(r Reason, n int) { m.drops[r].Add(uint64(n)) }
+
+// Drops returns the number of packets dropped for reason r.
+func (m *Metrics) Drops(r Reason) uint64 { return m.drops[r].Load() }
+
+// Stages returns snapshots of every stage's counters, in registration order.
+func (m *Metrics) Stages() []StageStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]StageStats, len(m.stages))
+	for i, c := range m.stages {
+		out[i] = c.Stats()
+	}
+	return out
+}
+
+// Links returns snapshots of every link's counters, in registration order.
+func (m *Metrics) Links() []LinkStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]LinkStats, len(m.links))
+	for i, l := range m.links {
+		out[i] = l.Stats()
+	}
+	return out
+}
+
+// DropCounts returns the drop counters by reason name, including zeros.
+func (m *Metrics) DropCounts() map[string]uint64 {
+	out := make(map[string]uint64, NumReasons)
+	for r := Reason(0); r < NumReasons; r++ {
+		out[r.String()] = m.drops[r].Load()
+	}
+	return out
+}

@@ -1,0 +1,200 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func fill(p *Pool, n int) *Batch {
+	b := p.Get()
+	for i := 0; i < n; i++ {
+		s := b.Slot()
+		s.Len = copy(s.Buf[s.Off:], []byte{byte(i)})
+	}
+	return b
+}
+
+func TestDropLinkCountsWhenFull(t *testing.T) {
+	pool := NewPool(64)
+	l := NewLink("a->b", 2, Drop, pool)
+	for i := 0; i < 5; i++ {
+		l.Send(fill(pool, 3))
+	}
+	st := l.Stats()
+	if st.Batches != 2 || st.Packets != 6 {
+		t.Errorf("queued %d batches/%d packets, want 2/6", st.Batches, st.Packets)
+	}
+	if st.DroppedBatches != 3 || st.DroppedPackets != 9 {
+		t.Errorf("dropped %d batches/%d packets, want 3/9", st.DroppedBatches, st.DroppedPackets)
+	}
+	if st.Len != 2 || st.Cap != 2 || st.Policy != "drop" {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestBlockLinkWaitsThenAbandonDrops(t *testing.T) {
+	pool := NewPool(64)
+	l := NewLink("a->b", 1, Block, pool)
+	l.Send(fill(pool, 1))
+	done := make(chan bool)
+	go func() { done <- l.Send(fill(pool, 1)) }()
+	select {
+	case <-done:
+		t.Fatal("Send on a full blocking link returned")
+	case <-time.After(20 * time.Millisecond):
+	}
+	l.Abandon()
+	if ok := <-done; ok {
+		t.Error("Send after Abandon reported queued")
+	}
+	if st := l.Stats(); st.DroppedBatches != 2 {
+		t.Errorf("dropped %d batches, want 2 (the queued one and the blocked one)", st.DroppedBatches)
+	}
+}
+
+func TestBatchKeepPreservesBuffers(t *testing.T) {
+	pool := NewPool(64)
+	b := fill(pool, 6)
+	bufs := map[*byte]bool{}
+	for i := range b.Pkts[:cap(b.Pkts)] {
+		bufs[&b.Pkts[:cap(b.Pkts)][i].Buf[0]] = true
+	}
+	b.Keep(func(p *Packet) bool { return p.Bytes()[0]%2 == 0 })
+	if len(b.Pkts) != 3 {
+		t.Fatalf("kept %d, want 3", len(b.Pkts))
+	}
+	for i, p := range b.Pkts {
+		if got := p.Bytes()[0]; got != byte(2*i) {
+			t.Errorf("packet %d holds %d, want %d", i, got, 2*i)
+		}
+	}
+	for i := range b.Pkts[:cap(b.Pkts)] {
+		if !bufs[&b.Pkts[:cap(b.Pkts)][i].Buf[0]] {
+			t.Fatal("a buffer left the batch")
+		}
+	}
+}
+
+func TestBatchKeepAllocatesNothing(t *testing.T) {
+	pool := NewPool(64)
+	b := fill(pool, MaxBatch)
+	keep := func(p *Packet) bool { return true }
+	if n := testing.AllocsPerRun(100, func() { b.Keep(keep) }); n != 0 {
+		t.Errorf("Keep allocates %v times", n)
+	}
+}
+
+// counting is a consumer stage that counts packets until its input closes.
+type counting struct {
+	in   *Link
+	pool *Pool
+	n    atomic.Int64
+	fail atomic.Int32 // panics this many more times
+}
+
+func (c *counting) Run(ctx context.Context) error {
+	for b := range c.in.C() {
+		if c.fail.Add(-1) >= 0 {
+			c.pool.Put(b)
+			panic("boom")
+		}
+		c.n.Add(int64(len(b.Pkts)))
+		c.pool.Put(b)
+	}
+	return nil
+}
+
+func TestSupervisorRestartsPanickingStageAndDrains(t *testing.T) {
+	pool := NewPool(64)
+	m := NewMetrics()
+	l := NewLink("src->sink", 4, Block, pool)
+	m.AddLink(l)
+	sink := &counting{in: l, pool: pool}
+	sink.fail.Store(2)
+	sent := make(chan struct{})
+	src := StageFunc(func(ctx context.Context) error {
+		for i := 0; i < 10; i++ {
+			l.Send(fill(pool, 1))
+		}
+		close(sent)
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	sup := NewSupervisor(zerolog.Nop(), Backoff{Min: time.Millisecond, Max: 2 * time.Millisecond, ResetAfter: time.Second}, time.Second)
+	srcC, sinkC := m.Stage("src"), m.Stage("sink")
+	sup.Add(srcC, src, nil, l)
+	sup.Add(sinkC, sink, l)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sup.Run(ctx); close(done) }()
+	<-sent
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("supervisor did not stop")
+	}
+	// Two batches were lost with the two panics; the rest drained.
+	if got := sink.n.Load(); got != 8 {
+		t.Errorf("sink counted %d packets, want 8", got)
+	}
+	st := sinkC.Stats()
+	if st.Restarts != 2 || st.State != "stopped" || st.LastError != "panic: boom" {
+		t.Errorf("sink stats %+v", st)
+	}
+}
+
+func TestSupervisorBacksOffAndStopsDuringBackoff(t *testing.T) {
+	m := NewMetrics()
+	var runs atomic.Int32
+	failing := StageFunc(func(ctx context.Context) error {
+		runs.Add(1)
+		return errors.New("no such interface")
+	})
+	sup := NewSupervisor(zerolog.Nop(), Backoff{Min: 10 * time.Millisecond, Max: 40 * time.Millisecond, ResetAfter: time.Second}, time.Second)
+	c := m.Stage("capture")
+	sup.Add(c, failing, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	sup.Run(ctx)
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("Run took %s after its context ended", el)
+	}
+	// 10+20+40+40 ms of backoff fit in 150 ms: between 3 and 6 runs.
+	if n := runs.Load(); n < 3 || n > 6 {
+		t.Errorf("stage ran %d times, want 3..6 with exponential backoff", n)
+	}
+	if st := c.Stats(); st.Restarts != uint64(runs.Load()) && st.Restarts != uint64(runs.Load()-1) {
+		t.Errorf("restarts %d for %d runs", st.Restarts, runs.Load())
+	}
+}
+
+func TestSupervisorGraceCancelsStuckConsumer(t *testing.T) {
+	pool := NewPool(64)
+	l := NewLink("src->stuck", 1, Block, pool)
+	stuck := StageFunc(func(ctx context.Context) error {
+		<-ctx.Done() // never drains its input
+		return ctx.Err()
+	})
+	src := StageFunc(func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
+	m := NewMetrics()
+	sup := NewSupervisor(zerolog.Nop(), DefaultBackoff, 50*time.Millisecond)
+	sup.Add(m.Stage("src"), src, nil, l)
+	sup.Add(m.Stage("stuck"), stuck, l)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	sup.Run(ctx)
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("stuck consumer held shutdown for %s", el)
+	}
+}

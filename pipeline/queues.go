@@ -1,0 +1,15 @@
+package pipeline
+
+// Link capacities, in batches, in one place (as wireguard-go keeps its queue
+// sizes in queueconstants_default.go). With MaxBatch packets per batch a
+// link holds up to capacity*MaxBatch packets; at 1500-byte MTU one batch is
+// about 100 KiB, so these bound the relay's packet memory to a few MiB.
+const (
+	// QueueReaderSize is the capacity of links leaving a socket reader
+	// (capture→decode, listener→rewrite). Those links drop when full so the
+	// reader keeps draining the kernel queue and latency stays bounded.
+	QueueReaderSize = 16
+	// QueueStageSize is the capacity of links between processing stages;
+	// those links block (backpressure towards the reader).
+	QueueStageSize = 8
+)
