@@ -1,0 +1,228 @@
+// Package frame decodes and rewrites Ethernet II / IPv4 / UDP frames in place,
+// without allocating.
+//
+// A [Frame] holds what [Frame.Decode] found as plain values and offsets into
+// the caller's buffer, never pointers into it, so a Frame can be kept in a
+// pooled packet record and the buffer reused. Every function here works on the
+// same buffer b that was decoded; passing a different buffer is a bug.
+//
+// Decode validates the structure the relay depends on (lengths, IPv4, UDP)
+// but not checksums: frames captured from the local stack carry partial UDP
+// checksums (CHECKSUM_PARTIAL, see the vectors in testdata/vectors), so a
+// checksum check would reject valid traffic. Use [Frame.FixChecksums] to
+// complete them before a frame leaves the host.
+package frame
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// Sizes and protocol numbers.
+const (
+	EthLen        = 14     // Ethernet II header length
+	EtherTypeIPv4 = 0x0800 // EtherType of IPv4
+	ProtoUDP      = 17     // IPv4 protocol number of UDP
+	UDPLen        = 8      // UDP header length
+
+	// IPv4MinLen is the length of an IPv4 header without options (IHL 5).
+	IPv4MinLen = 20
+	// IPv4MaxLen is the length of an IPv4 header with 40 bytes of options (IHL 15).
+	IPv4MaxLen = 60
+	// MaxDatagram is the largest IPv4 datagram (total length is 16 bits).
+	MaxDatagram = 65535
+)
+
+// Offsets in the Ethernet and IPv4 headers, relative to the start of the
+// frame. IPv4 options only follow the fixed part, so these never move.
+const (
+	offEtherType = 12
+	offIP        = EthLen
+	offVerIHL    = offIP + 0
+	offTotalLen  = offIP + 2
+	offID        = offIP + 4
+	offFlagsFrag = offIP + 6
+	offProto     = offIP + 9
+	offIPCsum    = offIP + 10
+	offSrc       = offIP + 12
+	offDst       = offIP + 16
+
+	// Offsets within the UDP header.
+	udpOffLen  = 4
+	udpOffCsum = 6
+
+	flagMF      = 0x2000 // "more fragments"
+	fragOffMask = 0x1fff // fragment offset, in 8-byte units
+)
+
+// DecodeError is why a frame failed to decode. It is a small integer so that
+// returning it as an error never allocates, and its String is a stable
+// snake_case word usable as a metric label value.
+type DecodeError uint8
+
+// Decode errors.
+const (
+	ErrTruncated      DecodeError = iota + 1 // a header, or the IPv4 total length, runs past the end of the buffer
+	ErrNotIPv4                               // EtherType is not IPv4 (VLAN-tagged frames included)
+	ErrBadIPVersion                          // IP version field is not 4
+	ErrBadIHL                                // IHL below 5
+	ErrBadTotalLength                        // IPv4 total length smaller than the header
+	ErrNotUDP                                // IP protocol is not UDP
+	ErrBadUDPLength                          // UDP length field below 8 or inconsistent with the IP length
+	ErrBadFragment                           // fragment would end past the 65535-byte IPv4 limit
+	numDecodeErrors
+)
+
+var decodeErrorNames = [numDecodeErrors]string{
+	0:                 "ok",
+	ErrTruncated:      "truncated",
+	ErrNotIPv4:        "not_ipv4",
+	ErrBadIPVersion:   "bad_ip_version",
+	ErrBadIHL:         "bad_ihl",
+	ErrBadTotalLength: "bad_total_length",
+	ErrNotUDP:         "not_udp",
+	ErrBadUDPLength:   "bad_udp_length",
+	ErrBadFragment:    "bad_fragment",
+}
+
+// String returns the error's metric label, e.g. "truncated".
+func (e DecodeError) String() string {
+	if e < numDecodeErrors {
+		return decodeErrorNames[e]
+	}
+	return "unknown"
+}
+
+// Error implements error; it returns the same word as String.
+func (e DecodeError) Error() string { return e.String() }
+
+// Frame holds what Decode found in an Ethernet/IPv4/UDP frame, as values and
+// offsets into the caller's buffer (no pointers into it).
+type Frame struct {
+	IHL       int        // IPv4 header length in bytes, 20..60
+	IPLen     int        // IPv4 total length in bytes
+	Proto     uint8      // IPv4 protocol, always ProtoUDP after a successful Decode
+	ID        uint16     // IPv4 identification
+	FragOff   uint16     // fragment offset in 8-byte units
+	MoreFrags bool       // the "more fragments" flag
+	Src, Dst  netip.Addr // IPv4 source and destination
+	SrcPort   uint16     // UDP source port; zero for non-first fragments
+	DstPort   uint16     // UDP destination port; zero for non-first fragments
+	UDPLen    int        // UDP length field; zero for non-first fragments
+}
+
+// Decode parses the Ethernet frame b into f. b may carry trailing bytes after
+// the IPv4 datagram (Ethernet pads frames to 60 bytes); they are ignored, and
+// Len reports where the datagram ends.
+//
+// Decode accepts an IPv4 UDP datagram, whole or a fragment of one. For a
+// datagram that carries the UDP header (unfragmented or first fragment) the
+// header must be present and its length at least 8; unfragmented, it must
+// equal the IP payload length; a first fragment may announce more than it
+// carries. Checksums are not verified (see the package comment). On error f
+// is left in an unspecified state.
+func (f *Frame) Decode(b []byte) error {
+	if len(b) < EthLen {
+		return ErrTruncated
+	}
+	if binary.BigEndian.Uint16(b[offEtherType:]) != EtherTypeIPv4 {
+		// 802.1Q tags (0x8100) land here too: the capture socket sees the
+		// untagged frame on a VLAN interface, so a tag means the wrong socket.
+		return ErrNotIPv4
+	}
+	if len(b) < EthLen+IPv4MinLen {
+		return ErrTruncated
+	}
+	vihl := b[offVerIHL]
+	if vihl>>4 != 4 {
+		return ErrBadIPVersion
+	}
+	ihl := int(vihl&0x0f) * 4
+	if ihl < IPv4MinLen {
+		return ErrBadIHL
+	}
+	if len(b) < EthLen+ihl {
+		return ErrTruncated
+	}
+	ipLen := int(binary.BigEndian.Uint16(b[offTotalLen:]))
+	if ipLen < ihl {
+		return ErrBadTotalLength
+	}
+	if ipLen > len(b)-EthLen {
+		// The capture cut the datagram short (snap length), or the length
+		// field lies; either way the bytes are not all here.
+		return ErrTruncated
+	}
+	if b[offProto] != ProtoUDP {
+		return ErrNotUDP
+	}
+	ff := binary.BigEndian.Uint16(b[offFlagsFrag:])
+	f.IHL = ihl
+	f.IPLen = ipLen
+	f.Proto = ProtoUDP
+	f.ID = binary.BigEndian.Uint16(b[offID:])
+	f.FragOff = ff & fragOffMask
+	f.MoreFrags = ff&flagMF != 0
+	f.Src = netip.AddrFrom4([4]byte(b[offSrc : offSrc+4]))
+	f.Dst = netip.AddrFrom4([4]byte(b[offDst : offDst+4]))
+	f.SrcPort, f.DstPort, f.UDPLen = 0, 0, 0
+
+	ipPayload := ipLen - ihl
+	if f.FragOff != 0 {
+		// Reassembly would place this fragment past the largest datagram
+		// (the "ping of death"); receivers drop it, so do we.
+		if int(f.FragOff)*8+ipPayload > MaxDatagram-ihl {
+			return ErrBadFragment
+		}
+		return nil
+	}
+	if ipPayload < UDPLen {
+		// Also rejects tiny first fragments that split the UDP header
+		// (RFC 1858): the ports must be in the first fragment.
+		return ErrTruncated
+	}
+	udp := b[EthLen+ihl:]
+	udpLen := int(binary.BigEndian.Uint16(udp[udpOffLen:]))
+	switch {
+	case udpLen < UDPLen:
+		return ErrBadUDPLength
+	case !f.MoreFrags && udpLen != ipPayload:
+		return ErrBadUDPLength
+	case f.MoreFrags && (udpLen < ipPayload || udpLen > MaxDatagram-ihl):
+		// A first fragment carries part of the datagram, never more than
+		// it, and the whole must fit in one IPv4 datagram.
+		return ErrBadUDPLength
+	}
+	f.SrcPort = binary.BigEndian.Uint16(udp[0:])
+	f.DstPort = binary.BigEndian.Uint16(udp[2:])
+	f.UDPLen = udpLen
+	return nil
+}
+
+// Len returns the number of bytes of b that belong to the frame: the Ethernet
+// header and the IPv4 datagram, without trailing padding.
+func (f *Frame) Len() int { return EthLen + f.IPLen }
+
+// IsFragment reports whether the datagram is a fragment (first, middle or last).
+func (f *Frame) IsFragment() bool { return f.MoreFrags || f.FragOff != 0 }
+
+// HasUDPHeader reports whether this frame carries the UDP header, that is it
+// is unfragmented or the first fragment.
+func (f *Frame) HasUDPHeader() bool { return f.FragOff == 0 }
+
+// Payload returns the UDP payload bytes carried by this frame, a subslice of
+// b. For a first fragment that is the part present; for a later fragment it
+// is the whole IP payload, which is all UDP payload.
+func (f *Frame) Payload(b []byte) []byte {
+	start := EthLen + f.IHL
+	if f.HasUDPHeader() {
+		start += UDPLen
+	}
+	return b[start:f.Len()]
+}
+
+// ipHeader returns the IPv4 header bytes of b.
+func (f *Frame) ipHeader(b []byte) []byte { return b[offIP : offIP+f.IHL] }
+
+// ipPayload returns the bytes after the IPv4 header, up to the total length.
+func (f *Frame) ipPayload(b []byte) []byte { return b[offIP+f.IHL : f.Len()] }

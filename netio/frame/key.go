@@ -1,0 +1,42 @@
+package frame
+
+import "hash/maphash"
+
+// Key returns a 64-bit hash of what identifies the decoded datagram b end to
+// end, for duplicate suppression: source and destination addresses,
+// protocol, fragment offset and "more fragments" flag, and the bytes after
+// the IPv4 header except the UDP checksum.
+//
+// Everything a relay, router or sending kernel may change in transit is left
+// out: the Ethernet header, DSCP/ECN, the DF flag, TTL, IP options, both
+// checksums (the UDP one may be partial on one copy and complete on another)
+// and trailing padding. Two copies of a datagram that differ only there get
+// the same key. The IP ID is left out of unfragmented datagrams' keys too,
+// but is part of a fragment's: fragments carry no ports, the ID is what ties
+// them to their datagram, and reassembly needs it kept end to end, so two
+// different datagrams' fragments with equal bytes at equal offsets must not
+// collide.
+//
+// The seed keeps keys unpredictable to senders (so they cannot aim
+// collisions) and must be the same for every key compared.
+func (f *Frame) Key(b []byte, seed maphash.Seed) uint64 {
+	var h maphash.Hash
+	h.SetSeed(seed)
+	h.Write(b[offSrc : offDst+4]) // source, destination
+	var mf byte
+	if f.MoreFrags {
+		mf = 1
+	}
+	var id uint16
+	if f.IsFragment() {
+		id = f.ID
+	}
+	h.Write([]byte{f.Proto, mf, byte(f.FragOff >> 8), byte(f.FragOff), byte(id >> 8), byte(id)})
+	p := f.ipPayload(b)
+	if f.HasUDPHeader() {
+		h.Write(p[:udpOffCsum]) // ports, length
+		p = p[udpOffCsum+2:]    // skip the checksum
+	}
+	h.Write(p)
+	return h.Sum64()
+}
