@@ -1,0 +1,132 @@
+//go:build linux
+
+// Package iface describes the relay's target interface: index, MTU, MAC,
+// IPv4 address and the broadcast address of its subnet.
+package iface
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotFound is wrapped by Lookup when no interface has the name.
+var ErrNotFound = errors.New("no such interface")
+
+// Info is what the relay needs to know about its interface.
+type Info struct {
+	Name  string
+	Index int
+	MTU   int
+	MAC   [6]byte
+	// Up reports whether the interface is administratively up.
+	Up bool
+	// Addr and Prefix are the interface's first IPv4 address and subnet;
+	// invalid when it has none (yet).
+	Addr   netip.Addr
+	Prefix netip.Prefix
+	// Broadcast is the subnet's broadcast address: the one configured on the
+	// interface, or the prefix's last address when none is set.
+	Broadcast netip.Addr
+}
+
+// Interface returns the net.Interface for the sockets packages.
+func (i *Info) Interface() *net.Interface {
+	return &net.Interface{Index: i.Index, MTU: i.MTU, Name: i.Name, HardwareAddr: i.MAC[:]}
+}
+
+// Lookup describes the interface called name. When there is none, the error
+// lists the interfaces that exist.
+func Lookup(name string) (*Info, error) {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil, fmt.Errorf("interface %q: %w (have: %s)", name, ErrNotFound, strings.Join(Names(), ", "))
+		}
+		return nil, fmt.Errorf("interface %q: %w", name, err)
+	}
+	a := link.Attrs()
+	info := &Info{Name: a.Name, Index: a.Index, MTU: a.MTU, Up: a.Flags&net.FlagUp != 0}
+	copy(info.MAC[:], a.HardwareAddr)
+	addrs, err := netlink.AddrList(link, unix.AF_INET)
+	if err != nil {
+		return nil, fmt.Errorf("interface %q: addresses: %w", name, err)
+	}
+	for _, ad := range addrs {
+		ip, ok := netip.AddrFromSlice(ad.IP.To4())
+		if !ok {
+			continue
+		}
+		ones, _ := ad.Mask.Size()
+		info.Addr = ip
+		info.Prefix = netip.PrefixFrom(ip, ones).Masked()
+		if b, ok := netip.AddrFromSlice(ad.Broadcast.To4()); ok && !b.IsUnspecified() {
+			info.Broadcast = b
+		} else {
+			info.Broadcast = LastAddr(info.Prefix)
+		}
+		break
+	}
+	return info, nil
+}
+
+// LastAddr returns the last IPv4 address of p: its directed broadcast.
+func LastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	if p.Bits() == 0 {
+		host = ^uint32(0)
+	}
+	v := (uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])) | host
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// Names lists the interfaces of this network namespace, sorted.
+func Names() []string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	out := make([]string, 0, len(ifs))
+	for _, i := range ifs {
+		out = append(out, i.Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// LocalAddrs returns every IPv4 and IPv6 address configured on any
+// interface of this network namespace: a peer is never one of them.
+func LocalAddrs() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("local addresses: %w", err)
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out, nil
+}
+
+// Current holds the latest Info of the target interface, shared by the
+// stages that look it up (which refresh it) and those that only read it.
+type Current struct{ p atomic.Pointer[Info] }
+
+// Load returns the latest Info, or nil before the first lookup.
+func (c *Current) Load() *Info { return c.p.Load() }
+
+// Store publishes a fresh Info.
+func (c *Current) Store(i *Info) { c.p.Store(i) }

@@ -1,0 +1,196 @@
+//go:build linux
+
+// Package meshconn is the relay's UDP socket for relay-to-relay unicast:
+// batched receives with each sender's address, and batched sends to many
+// peers, without allocation.
+package meshconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/snowsignal/snowsignal/netio/mmsg"
+	"github.com/snowsignal/snowsignal/pipeline"
+)
+
+// BufferSize is the socket's send and receive buffer (best effort; without
+// CAP_NET_ADMIN the kernel caps it at rmem_max/wmem_max).
+const BufferSize = 4 << 20
+
+// A Conn is a UDP socket bound to the mesh port.
+type Conn struct {
+	uc   *net.UDPConn
+	rc   syscall.RawConn
+	addr netip.AddrPort
+
+	rmm   *mmsg.Batch
+	batch *pipeline.Batch
+	trunc int
+	rerr  error
+	rfn   func(fd uintptr) bool
+
+	wmm  *mmsg.Batch
+	woff int
+	werr error
+	wfn  func(fd uintptr) bool
+}
+
+// Listen binds a UDP socket to addr (for example 0.0.0.0:7124).
+func Listen(addr netip.AddrPort) (*Conn, error) {
+	uc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		return nil, fmt.Errorf("mesh socket %s: %w", addr, err)
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		uc.Close()
+		return nil, fmt.Errorf("mesh socket %s: %w", addr, err)
+	}
+	c := &Conn{uc: uc, rc: rc, addr: addr, rmm: mmsg.NewBatch(pipeline.MaxBatch)}
+	c.rfn, c.wfn = c.readFn, c.writeFn
+	var serr error
+	_ = rc.Control(func(fd uintptr) {
+		for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[0], BufferSize) != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[1], BufferSize)
+			}
+		}
+		// Broadcast hellos and self mode may send to a broadcast address.
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
+	})
+	if serr != nil {
+		uc.Close()
+		return nil, fmt.Errorf("mesh socket %s: %w", addr, os.NewSyscallError("setsockopt", serr))
+	}
+	return c, nil
+}
+
+// LocalAddr is the address the socket is bound to.
+func (c *Conn) LocalAddr() netip.AddrPort { return c.uc.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+// ReadBatch fills b with the datagrams waiting, at least one, blocking until
+// one arrives or the socket is closed. Each datagram lands at the packet's
+// Off with its sender in Addr. Datagrams larger than the buffers are
+// discarded and counted in tooBig.
+func (c *Conn) ReadBatch(b *pipeline.Batch) (tooBig int, err error) {
+	c.batch, c.trunc, c.rerr = b, 0, nil
+	for {
+		if err := c.rc.Read(c.rfn); err != nil {
+			return 0, fmt.Errorf("mesh socket %s: %w", c.addr, err)
+		}
+		if c.rerr != nil {
+			return 0, fmt.Errorf("mesh socket %s: %w", c.addr, os.NewSyscallError("recvmmsg", c.rerr))
+		}
+		tooBig, c.trunc = c.trunc, 0
+		if len(b.Pkts) > 0 || tooBig > 0 {
+			return tooBig, nil
+		}
+	}
+}
+
+func (c *Conn) readFn(fd uintptr) bool {
+	b := c.batch
+	c.rmm.Reset()
+	start := len(b.Pkts)
+	for !b.Full() {
+		p := b.Slot()
+		c.rmm.AddRecv(p.Buf[p.Off:])
+	}
+	n, err := c.rmm.Recv(fd, 0)
+	b.Pkts = b.Pkts[:start]
+	switch {
+	case err == unix.EAGAIN || err == unix.EINTR:
+		return false
+	case errors.Is(err, unix.ECONNREFUSED):
+		// An ICMP error for an earlier send surfaced on this socket; the
+		// send side counts those. Keep reading.
+		return false
+	case err != nil:
+		c.rerr = err
+		return true
+	}
+	all := b.Pkts[:cap(b.Pkts)]
+	w := 0
+	for i := 0; i < n; i++ {
+		if c.rmm.Truncated(i) {
+			c.trunc++
+			continue
+		}
+		if w != i {
+			all[start+w].Buf, all[start+i].Buf = all[start+i].Buf, all[start+w].Buf
+		}
+		p := b.Slot()
+		p.Len = c.rmm.N(i)
+		p.Addr = c.rmm.From(i)
+		w++
+	}
+	return true
+}
+
+// Send sends the datagrams described by mm, in as few sendmmsg(2) calls as
+// the kernel allows, waiting while the send buffer is full. A datagram the
+// kernel refuses is skipped; failed reports how many were, and onError (if
+// not nil) is told the index and error of each.
+func (c *Conn) Send(mm *mmsg.Batch, onError func(i int, err error)) (failed int, err error) {
+	c.wmm, c.woff, c.werr = mm, 0, nil
+	for c.woff < mm.Len() {
+		if err := c.rc.Write(c.wfn); err != nil {
+			return failed, fmt.Errorf("mesh socket %s: %w", c.addr, err)
+		}
+		if c.werr != nil {
+			// The datagram at woff failed: count it and go on with the rest.
+			if onError != nil {
+				onError(c.woff, c.werr)
+			}
+			failed++
+			c.woff++
+			c.werr = nil
+		}
+	}
+	return failed, nil
+}
+
+func (c *Conn) writeFn(fd uintptr) bool {
+	for c.woff < c.wmm.Len() {
+		n, err := c.wmm.Send(fd, c.woff)
+		switch {
+		case err == unix.EAGAIN:
+			return false
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			c.werr = err
+			return true
+		}
+		c.woff += n
+	}
+	return true
+}
+
+// Close closes the socket, unblocking a pending ReadBatch.
+func (c *Conn) Close() error { return c.uc.Close() }
+
+// CloseOnDone closes the socket when ctx is done.
+func (c *Conn) CloseOnDone(ctx context.Context) (stop func() bool) {
+	return context.AfterFunc(ctx, func() { c.uc.Close() })
+}
+
+// SetReadDeadline sets the deadline for ReadBatch; a past time unblocks a
+// pending read at once.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.uc.SetReadDeadline(t) }
+
+// WriteTo sends one datagram to addr, for the occasional control message.
+func (c *Conn) WriteTo(b []byte, addr netip.AddrPort) error {
+	if _, err := c.uc.WriteToUDPAddrPort(b, addr); err != nil {
+		return fmt.Errorf("mesh socket %s: %w", c.addr, err)
+	}
+	return nil
+}

@@ -1,0 +1,161 @@
+//go:build linux
+
+package rawsock
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+
+	"github.com/mdlayher/socket"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/snowsignal/snowsignal/netio/mmsg"
+	"github.com/snowsignal/snowsignal/pipeline"
+)
+
+// DefaultReadBuffer is the capture socket's receive buffer. Per socket(7) the
+// kernel doubles the value for bookkeeping; a few MiB absorb a search storm
+// of small frames while the pipeline catches up.
+const DefaultReadBuffer = 4 << 20
+
+// A Capture is an AF_PACKET socket bound to one interface with the capture
+// filter attached.
+type Capture struct {
+	conn  *socket.Conn
+	rc    syscall.RawConn
+	ifi   *net.Interface
+	mm    *mmsg.Batch
+	batch *pipeline.Batch
+	got   int
+	err   error
+	read  func(fd uintptr) bool
+
+	drops uint64 // kernel drops accumulated from PACKET_STATISTICS
+}
+
+// ListenCapture opens a capture socket on ifi with the filter from cfg.
+// Following mdlayher/packet, the socket is created with protocol 0 so it
+// receives nothing, the filter is attached, and only then is it bound with
+// ETH_P_ALL: no unfiltered frame can slip in before the filter.
+func ListenCapture(ifi *net.Interface, cfg FilterConfig) (*Capture, error) {
+	prog, err := CaptureFilter(cfg)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := socket.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0, "capture", nil)
+	if err != nil {
+		return nil, fmt.Errorf("capture on %s: %w", ifi.Name, err)
+	}
+	c := &Capture{conn: conn, ifi: ifi, mm: mmsg.NewBatch(pipeline.MaxBatch)}
+	if err := c.setup(prog); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("capture on %s: %w", ifi.Name, err)
+	}
+	c.read = c.readFn
+	return c, nil
+}
+
+func (c *Capture) setup(prog []bpf.RawInstruction) error {
+	if err := c.conn.SetBPF(prog); err != nil {
+		return err
+	}
+	// Best effort: without CAP_NET_ADMIN the kernel caps it at rmem_max.
+	_ = c.conn.SetReadBuffer(DefaultReadBuffer)
+	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: c.ifi.Index}
+	if err := c.conn.Bind(sa); err != nil {
+		return err
+	}
+	rc, err := c.conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	c.rc = rc
+	return nil
+}
+
+// ReadBatch fills b with the frames waiting on the socket, at least one,
+// blocking until one arrives or the socket is closed. Each frame lands at
+// the packet's Off. Frames too large for the packet buffers are discarded
+// and counted in tooBig.
+func (c *Capture) ReadBatch(b *pipeline.Batch) (tooBig int, err error) {
+	c.batch, c.got, c.err = b, 0, nil
+	for {
+		if err := c.rc.Read(c.read); err != nil {
+			return 0, fmt.Errorf("capture on %s: %w", c.ifi.Name, err)
+		}
+		if c.err != nil {
+			return 0, fmt.Errorf("capture on %s: %w", c.ifi.Name, os.NewSyscallError("recvmmsg", c.err))
+		}
+		tooBig = c.got
+		c.got = 0
+		if len(b.Pkts) > 0 || tooBig > 0 {
+			return tooBig, nil
+		}
+	}
+}
+
+// readFn is the RawConn read callback: one recvmmsg(2) for as many frames as
+// the batch has room for. Returning false asks the poller to wait.
+func (c *Capture) readFn(fd uintptr) bool {
+	b := c.batch
+	c.mm.Reset()
+	start := len(b.Pkts)
+	for !b.Full() {
+		p := b.Slot()
+		c.mm.Add(p.Buf[p.Off:], netip.AddrPort{})
+	}
+	n, err := c.mm.Recv(fd, unix.MSG_TRUNC)
+	b.Pkts = b.Pkts[:start]
+	if err == unix.EAGAIN || err == unix.EINTR {
+		return false
+	}
+	if err != nil {
+		c.err = err
+		return true
+	}
+	all := b.Pkts[:cap(b.Pkts)]
+	w := 0
+	for i := 0; i < n; i++ {
+		if c.mm.Truncated(i) {
+			c.got++ // counted as too big by the caller
+			continue
+		}
+		if w != i {
+			// A truncated frame left a gap: move buffers, not bytes.
+			all[start+w].Buf, all[start+i].Buf = all[start+i].Buf, all[start+w].Buf
+		}
+		p := b.Slot()
+		p.Len = c.mm.N(i)
+		w++
+	}
+	return true
+}
+
+// KernelDrops returns how many frames the kernel dropped for this socket
+// because its receive queue was full, since the socket was opened.
+// Per packet(7), reading PACKET_STATISTICS resets the kernel's counters, so
+// they are accumulated here; call it from one goroutine at a time.
+func (c *Capture) KernelDrops() (uint64, error) {
+	st, err := c.conn.GetsockoptTpacketStats(unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	if err != nil {
+		return c.drops, fmt.Errorf("capture on %s: %w", c.ifi.Name, err)
+	}
+	c.drops += uint64(st.Drops)
+	return c.drops, nil
+}
+
+// Close closes the socket, unblocking a pending ReadBatch.
+func (c *Capture) Close() error { return c.conn.Close() }
+
+// CloseOnDone closes the socket when ctx is done; the returned function
+// stops the watch.
+func (c *Capture) CloseOnDone(ctx context.Context) (stop func() bool) {
+	return context.AfterFunc(ctx, func() { c.conn.Close() })
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }

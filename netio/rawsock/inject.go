@@ -1,0 +1,124 @@
+//go:build linux
+
+package rawsock
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+
+	"github.com/mdlayher/socket"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/snowsignal/snowsignal/netio/mmsg"
+	"github.com/snowsignal/snowsignal/pipeline"
+)
+
+// An Injector writes whole Ethernet frames onto one interface.
+type Injector struct {
+	conn *socket.Conn
+	rc   syscall.RawConn
+	ifi  *net.Interface
+	mm   *mmsg.Batch
+	off  int
+	sent int
+	err  error
+	wfn  func(fd uintptr) bool
+
+	// Dropped counts frames the kernel refused with ENOBUFS.
+	Dropped uint64
+}
+
+// dropAll is a filter that accepts nothing: the inject socket is bound with
+// ETH_P_IP so frames it sends carry that protocol, and per packet(7) binding
+// with a protocol also subscribes the socket to receive such frames.
+var dropAll = []bpf.RawInstruction{{Op: 0x06, K: 0}} // ret #0
+
+// ListenInject opens an inject socket on ifi. Every frame it sends carries
+// mark in skb->mark (SO_MARK), which the capture filter uses to recognise the
+// relay's own injections; zero leaves the mark unset.
+func ListenInject(ifi *net.Interface, mark uint32) (*Injector, error) {
+	conn, err := socket.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0, "inject", nil)
+	if err != nil {
+		return nil, fmt.Errorf("inject on %s: %w", ifi.Name, err)
+	}
+	in := &Injector{conn: conn, ifi: ifi, mm: mmsg.NewBatch(pipeline.MaxBatch)}
+	if err := in.setup(mark); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("inject on %s: %w", ifi.Name, err)
+	}
+	in.wfn = in.writeFn
+	return in, nil
+}
+
+func (in *Injector) setup(mark uint32) error {
+	if err := in.conn.SetBPF(dropAll); err != nil {
+		return err
+	}
+	if mark != 0 {
+		if err := in.conn.SetsockoptInt(unix.SOL_SOCKET, unix.SO_MARK, int(mark)); err != nil {
+			return err
+		}
+	}
+	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: in.ifi.Index}
+	if err := in.conn.Bind(sa); err != nil {
+		return err
+	}
+	rc, err := in.conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	in.rc = rc
+	return nil
+}
+
+// WriteBatch sends every packet in b as one Ethernet frame, in one
+// sendmmsg(2) when the kernel takes them all. It waits while the socket's
+// send buffer is full. It returns how many frames were sent and the error
+// that stopped it, if any; frames after a failed one are not sent.
+func (in *Injector) WriteBatch(b *pipeline.Batch) (int, error) {
+	in.mm.Reset()
+	for i := range b.Pkts {
+		in.mm.Add(b.Pkts[i].Bytes(), netip.AddrPort{})
+	}
+	in.off, in.sent, in.err = 0, 0, nil
+	if err := in.rc.Write(in.wfn); err != nil {
+		return in.sent, fmt.Errorf("inject on %s: %w", in.ifi.Name, err)
+	}
+	if in.err != nil {
+		return in.sent, fmt.Errorf("inject on %s: %w", in.ifi.Name, os.NewSyscallError("sendmmsg", in.err))
+	}
+	return in.sent, nil
+}
+
+func (in *Injector) writeFn(fd uintptr) bool {
+	for in.off < in.mm.Len() {
+		n, err := in.mm.Send(fd, in.off)
+		if err == unix.EAGAIN {
+			return false
+		}
+		if err == unix.ENOBUFS {
+			// The device queue is full: this frame is lost, like any frame
+			// a congested NIC drops; waiting would spin on a writable socket.
+			in.off++
+			in.Dropped++
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			in.err = err
+			return true
+		}
+		in.off += n
+		in.sent += n
+	}
+	return true
+}
+
+// Close closes the socket.
+func (in *Injector) Close() error { return in.conn.Close() }
