@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/snowsignal/snowsignal/netio/iface"
+	"github.com/snowsignal/snowsignal/netio/mesh"
+	"github.com/snowsignal/snowsignal/stages/relay"
+	"github.com/snowsignal/snowsignal/stages/rewrite"
+)
+
+// RunCmd relays broadcasts. Flags, environment variables and defaults match
+// the Python SnowSignal; command line beats environment beats default.
+type RunCmd struct {
+	TargetInterface string   `short:"t" env:"TARGET_INTERFACE" default:"eth0" placeholder:"IFACE" help:"Interface to capture broadcasts on, talk to the mesh on and re-broadcast on."`
+	BroadcastPort   []string `short:"b" env:"BDCAST_PORT" default:"5076" sep:"," placeholder:"PORT" help:"UDP port(s) whose broadcasts are relayed; repeat or separate with commas (e.g. 5076,5064)."`
+	MeshPort        int      `short:"m" env:"MESH_PORT" default:"7124" placeholder:"PORT" help:"UDP port for relay-to-relay unicast."`
+	OtherRelays     []string `name:"other-relays" env:"OTHER_RELAYS" sep:"none" placeholder:"RELAY" help:"Other relays (names or IPs): a space-separated list after one flag, commas, or the flag repeated."`
+	LogLevel        string   `short:"l" env:"LOGLEVEL" default:"info" enum:"debug,info,warning,error,critical" help:"Log level: debug, info, warning, error or critical (also -ll)."`
+	LogFormat       string   `env:"LOG_FORMAT" default:"auto" enum:"auto,json,console" help:"Log format: json, console, or auto (console on a terminal, JSON otherwise)."`
+
+	Discover          []string      `env:"DISCOVER" sep:"," placeholder:"NAME" help:"DNS name whose IPv4 addresses are peers (e.g. a Kubernetes headless Service); re-resolved every --discovery-interval."`
+	ServiceName       string        `env:"SERVICENAME" hidden:"" help:"Docker Swarm service name: shorthand for --discover tasks.NAME."`
+	DiscoveryInterval time.Duration `env:"DISCOVERY_INTERVAL" default:"10s" help:"How often peer names are resolved again."`
+
+	RebroadcastDestination string        `env:"REBROADCAST_DESTINATION" default:"auto" enum:"auto,keep,limited,subnet" help:"IP destination of re-broadcasts: auto, keep, limited (255.255.255.255) or subnet (this segment's broadcast address)."`
+	DedupWindow            time.Duration `env:"DEDUP_WINDOW" default:"250ms" help:"How long a datagram is remembered to suppress loops and duplicates when several relays share a segment (0 disables)."`
+	HelloInterval          time.Duration `env:"HELLO_INTERVAL" default:"1s" help:"How often to announce this relay to other relays on its segment, so several relays per segment deliver each broadcast once (0 disables)."`
+	AcceptAnyPeer          bool          `env:"ACCEPT_ANY_PEER" help:"Accept mesh datagrams from any source, not only from the peer set (the Python relay's behaviour)."`
+	MeshKeyFile            []string      `env:"MESH_KEY_FILE" sep:"," placeholder:"PATH" help:"Shared secret for the authenticated mesh format; give twice during key rotation (send with the first, accept either)."`
+	LocalDelivery          bool          `env:"LOCAL_DELIVERY" default:"true" negatable:"" help:"Also deliver relayed broadcasts to servers on this host (--no-local-delivery to turn off)."`
+	WaitForInterface       bool          `env:"WAIT_FOR_INTERFACE" help:"Wait for the target interface to appear instead of failing at start."`
+	InjectMark             uint32        `env:"INJECT_MARK" default:"0x534e4f57" hidden:"" help:"SO_MARK of the inject socket, recognised by the capture filter."`
+}
+
+// config turns the flags into a relay.Config, or an error naming the flag at
+// fault and what it allows.
+func (c *RunCmd) config() (cfg relay.Config, warnings []string, err error) {
+	cfg, err = c.build(&warnings)
+	return cfg, warnings, err
+}
+
+func (c *RunCmd) build(warn *[]string) (relay.Config, error) {
+	var warnings []string
+	defer func() { *warn = warnings }()
+	cfg := relay.Config{
+		Interface:         c.TargetInterface,
+		DiscoveryInterval: c.DiscoveryInterval,
+		DedupWindow:       c.DedupWindow,
+		HelloInterval:     c.HelloInterval,
+		AcceptAnyPeer:     c.AcceptAnyPeer,
+		WaitForInterface:  c.WaitForInterface,
+		LocalDelivery:     c.LocalDelivery,
+		Mark:              c.InjectMark,
+	}
+	if c.TargetInterface == "" {
+		return cfg, errors.New("--target-interface: must not be empty")
+	}
+	if c.MeshPort < 1 || c.MeshPort > 65535 {
+		return cfg, fmt.Errorf("--mesh-port: %d is out of range (allowed: 1-65535)", c.MeshPort)
+	}
+	cfg.MeshPort = uint16(c.MeshPort)
+	for _, s := range c.BroadcastPort {
+		for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+			p, err := parsePort(f)
+			if err != nil {
+				return cfg, fmt.Errorf("--broadcast-port: %w", err)
+			}
+			if p == cfg.MeshPort {
+				return cfg, fmt.Errorf("--broadcast-port: %d is also the mesh port (--mesh-port); they must differ", p)
+			}
+			if !slices.Contains(cfg.BroadcastPorts, p) {
+				cfg.BroadcastPorts = append(cfg.BroadcastPorts, p)
+			}
+		}
+	}
+	if len(cfg.BroadcastPorts) == 0 {
+		return cfg, errors.New("--broadcast-port: at least one port is required (allowed: 1-65535)")
+	}
+	for _, s := range c.OtherRelays {
+		for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+			if a, err := netip.ParseAddr(f); err == nil && !a.Unmap().Is4() {
+				return cfg, fmt.Errorf("--other-relays: %s is not an IPv4 address (the mesh is IPv4)", f)
+			}
+			if !slices.Contains(cfg.Peers, f) {
+				cfg.Peers = append(cfg.Peers, f)
+			}
+		}
+	}
+	for _, d := range c.Discover {
+		if d = strings.TrimSpace(d); d != "" {
+			cfg.Discover = append(cfg.Discover, d)
+		}
+	}
+	if s := strings.TrimSpace(c.ServiceName); s != "" {
+		cfg.Discover = append(cfg.Discover, "tasks."+s)
+	}
+	if c.DiscoveryInterval < time.Second {
+		return cfg, fmt.Errorf("--discovery-interval: %s is too short (allowed: 1s or more)", c.DiscoveryInterval)
+	}
+	if c.DedupWindow < 0 || c.DedupWindow > time.Minute {
+		return cfg, fmt.Errorf("--dedup-window: %s is out of range (allowed: 0 to 1m)", c.DedupWindow)
+	}
+	if c.HelloInterval != 0 && (c.HelloInterval < 100*time.Millisecond || c.HelloInterval > time.Minute) {
+		return cfg, fmt.Errorf("--hello-interval: %s is out of range (allowed: 0 to disable, or 100ms to 1m)", c.HelloInterval)
+	}
+	mode, err := rewrite.ParseDestMode(c.RebroadcastDestination)
+	if err != nil {
+		return cfg, fmt.Errorf("--rebroadcast-destination: %w", err)
+	}
+	cfg.RebroadcastDestination = mode
+	if len(c.MeshKeyFile) > 2 {
+		return cfg, fmt.Errorf("--mesh-key-file: given %d times (allowed: once, or twice during key rotation)", len(c.MeshKeyFile))
+	}
+	for _, path := range c.MeshKeyFile {
+		key, err := mesh.LoadKeyFile(path)
+		var insecure *mesh.InsecureKeyFileError
+		if errors.As(err, &insecure) {
+			// Swarm mounts secrets 0444 unless told otherwise: warn, go on.
+			warnings = append(warnings, fmt.Sprintf("--mesh-key-file: %v", err))
+		} else if err != nil {
+			return cfg, fmt.Errorf("--mesh-key-file: %w", err)
+		}
+		cfg.MeshKeys = append(cfg.MeshKeys, key)
+	}
+	if !c.WaitForInterface {
+		if _, err := iface.Lookup(c.TargetInterface); err != nil {
+			return cfg, fmt.Errorf("--target-interface: %w", err)
+		}
+	}
+	return cfg, nil
+}
+
+func parsePort(s string) (uint16, error) {
+	var p int
+	if _, err := fmt.Sscanf(s, "%d", &p); err != nil || fmt.Sprint(p) != s {
+		return 0, fmt.Errorf("%q is not a port number (allowed: 1-65535)", s)
+	}
+	if p < 1 || p > 65535 {
+		return 0, fmt.Errorf("%d is out of range (allowed: 1-65535)", p)
+	}
+	return uint16(p), nil
+}
+
+// Run starts the relay and runs it until SIGINT or SIGTERM.
+func (c *RunCmd) Run() error {
+	log := newLogger(os.Stderr, c.LogLevel, c.LogFormat)
+	cfg, warnings, err := c.config()
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		log.Warn().Msg(w)
+	}
+	if cfg.DedupWindow > 0 && cfg.DedupWindow < 10*time.Millisecond {
+		log.Warn().Dur("dedup_window", cfg.DedupWindow).Msg("a dedup window under 10ms may let loops through")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	r, err := relay.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	return r.Run(ctx)
+}

@@ -1,0 +1,109 @@
+//go:build linux
+
+// Package capture is the outbound pipeline's first stage: it reads the
+// broadcasts the kernel's capture filter lets through on the target interface
+// and hands them on in batches.
+package capture
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/snowsignal/snowsignal/netio/iface"
+	"github.com/snowsignal/snowsignal/netio/rawsock"
+	"github.com/snowsignal/snowsignal/pipeline"
+)
+
+// Config is what the capture stage needs to know.
+type Config struct {
+	// Interface is the target interface's name. It is looked up on every
+	// (re)start, so an interface that was removed and re-created is found.
+	Interface string
+	// Filter selects the frames the kernel delivers.
+	Filter rawsock.FilterConfig
+}
+
+// Stage reads frames from an AF_PACKET socket into pooled batches.
+type Stage struct {
+	cfg  Config
+	pool *pipeline.Pool
+	out  *pipeline.Link
+	c    *pipeline.StageCounters
+	m    *pipeline.Metrics
+	log  zerolog.Logger
+
+	up          atomic.Bool   // the capture socket is open and the link is up
+	kernelDrops atomic.Uint64 // PACKET_STATISTICS drops, over all sockets opened
+}
+
+// New returns a capture stage that sends into out.
+func New(cfg Config, pool *pipeline.Pool, out *pipeline.Link, c *pipeline.StageCounters, m *pipeline.Metrics, log zerolog.Logger) *Stage {
+	return &Stage{cfg: cfg, pool: pool, out: out, c: c, m: m, log: log.With().Str("stage", c.Name()).Str("iface", cfg.Interface).Logger()}
+}
+
+// Up reports whether the capture socket is open on an interface that is up.
+func (s *Stage) Up() bool { return s.up.Load() }
+
+// KernelDrops is the number of frames the kernel dropped because the capture
+// socket's queue was full.
+func (s *Stage) KernelDrops() uint64 { return s.kernelDrops.Load() }
+
+// Run captures until ctx is done or the socket fails.
+func (s *Stage) Run(ctx context.Context) error {
+	info, err := iface.Lookup(s.cfg.Interface)
+	if err != nil {
+		return err
+	}
+	sock, err := rawsock.ListenCapture(info.Interface(), s.cfg.Filter)
+	if err != nil {
+		return err
+	}
+	defer sock.Close()
+	stop := sock.CloseOnDone(ctx)
+	defer stop()
+	defer s.up.Store(false)
+	s.up.Store(info.Up)
+	s.log.Info().Int("ifindex", info.Index).Int("mtu", info.MTU).Msg("capturing")
+
+	var base = s.kernelDrops.Load()
+	lastStats := time.Now()
+	for {
+		b := s.pool.Get()
+		tooBig, err := sock.ReadBatch(b)
+		if err != nil {
+			s.pool.Put(b)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// Per packet(7) semantics in af_packet.c, a bound socket reports
+			// ENETDOWN once when its interface goes down and is re-hooked
+			// when it comes back up: keep reading, no restart needed.
+			if errors.Is(err, unix.ENETDOWN) {
+				s.up.Store(false)
+				s.log.Warn().Err(err).Msg("interface down; waiting for it to come back")
+				continue
+			}
+			return err
+		}
+		s.up.Store(true)
+		if tooBig > 0 {
+			s.m.Drop(pipeline.ReasonTooBig, tooBig)
+		}
+		n := len(b.Pkts)
+		s.c.In.Add(uint64(n))
+		if s.out.Send(b) {
+			s.c.Out.Add(uint64(n))
+		}
+		if now := time.Now(); now.Sub(lastStats) > time.Second {
+			lastStats = now
+			if d, err := sock.KernelDrops(); err == nil {
+				s.kernelDrops.Store(base + d)
+			}
+		}
+	}
+}

@@ -1,0 +1,44 @@
+// Package decode is the outbound pipeline's second stage: it parses each
+// captured frame as Ethernet/IPv4/UDP and drops, counted, what does not parse.
+package decode
+
+import (
+	"context"
+
+	"github.com/snowsignal/snowsignal/pipeline"
+)
+
+// Stage decodes frames in place; packets that survive carry their Frame.
+type Stage struct {
+	in, out *pipeline.Link
+	c       *pipeline.StageCounters
+	m       *pipeline.Metrics
+}
+
+// New returns a decode stage from in to out.
+func New(in, out *pipeline.Link, c *pipeline.StageCounters, m *pipeline.Metrics) *Stage {
+	return &Stage{in: in, out: out, c: c, m: m}
+}
+
+// Run decodes until its input link is closed.
+func (s *Stage) Run(ctx context.Context) error {
+	for b := range s.in.C() {
+		s.c.In.Add(uint64(len(b.Pkts)))
+		b.Keep(s.decode)
+		n := len(b.Pkts)
+		if s.out.Send(b) {
+			s.c.Out.Add(uint64(n))
+		}
+	}
+	return nil
+}
+
+func (s *Stage) decode(p *pipeline.Packet) bool {
+	if err := p.Frame.Decode(p.Bytes()); err != nil {
+		s.m.Drop(pipeline.ReasonMalformedFrame, 1)
+		return false
+	}
+	// Trailing Ethernet padding stays: the mesh carries the frame as captured,
+	// byte for byte, as the Python relay does.
+	return true
+}

@@ -1,0 +1,45 @@
+package filter
+
+import (
+	"net/netip"
+
+	"github.com/snowsignal/snowsignal/netio/frame"
+)
+
+// Fragments remembers datagrams whose first fragment was relayed, so their
+// later fragments, which carry no UDP header and so no port, can be matched
+// to them. It is used by one goroutine and bounded in size.
+type Fragments struct {
+	m    map[fragID]int64 // expiry, unix ns
+	ring []fragID
+	next int
+}
+
+type fragID struct {
+	src, dst netip.Addr
+	id       uint16
+}
+
+// NewFragments returns a tracker for up to size datagrams at a time.
+func NewFragments(size int) *Fragments {
+	return &Fragments{m: make(map[fragID]int64, size), ring: make([]fragID, size)}
+}
+
+// Add starts following the datagram f is the first fragment of, until exp.
+func (t *Fragments) Add(exp int64, f *frame.Frame) {
+	id := fragID{f.Src, f.Dst, f.ID}
+	if _, ok := t.m[id]; !ok {
+		// Overwrite the oldest slot: bounded memory beats following a
+		// thousand-and-first concurrent fragmented datagram.
+		delete(t.m, t.ring[t.next])
+		t.ring[t.next] = id
+		t.next = (t.next + 1) % len(t.ring)
+	}
+	t.m[id] = exp
+}
+
+// Match reports whether f is a later fragment of a datagram being followed.
+func (t *Fragments) Match(now int64, f *frame.Frame) bool {
+	exp, ok := t.m[fragID{f.Src, f.Dst, f.ID}]
+	return ok && exp > now
+}

@@ -1,0 +1,138 @@
+//go:build linux
+
+// Package inject is the inbound pipeline's last stage: it writes the
+// rewritten broadcast frames onto the target interface through an AF_PACKET
+// socket whose SO_MARK the capture filter recognises.
+package inject
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/snowsignal/snowsignal/netio/iface"
+	"github.com/snowsignal/snowsignal/netio/rawsock"
+	"github.com/snowsignal/snowsignal/pipeline"
+)
+
+// Config is what the inject stage needs to know.
+type Config struct {
+	// Interface is the target interface's name, looked up on every (re)start.
+	Interface string
+	// Mark is the SO_MARK set on the inject socket.
+	Mark uint32
+	// LocalDelivery also hands every frame to this host's own IP stack, so
+	// servers on the relay's host receive it: a frame written to an
+	// AF_PACKET socket leaves through the interface and never comes back up
+	// the local stack. It is written to the loopback interface, where the
+	// kernel receives it as a broadcast.
+	LocalDelivery bool
+}
+
+// Stage injects frames.
+type Stage struct {
+	cfg    Config
+	in     *pipeline.Link
+	pool   *pipeline.Pool
+	target *iface.Current
+	c      *pipeline.StageCounters
+	m      *pipeline.Metrics
+	log    zerolog.Logger
+}
+
+// New returns an inject stage reading from in. It publishes the interface's
+// details to target on every (re)start, for the rewrite stage.
+func New(cfg Config, in *pipeline.Link, pool *pipeline.Pool, target *iface.Current, c *pipeline.StageCounters, m *pipeline.Metrics, log zerolog.Logger) *Stage {
+	return &Stage{cfg: cfg, in: in, pool: pool, target: target, c: c, m: m,
+		log: log.With().Str("stage", c.Name()).Str("iface", cfg.Interface).Logger()}
+}
+
+// Run injects until its input link is closed or the socket fails.
+func (s *Stage) Run(ctx context.Context) error {
+	info, err := iface.Lookup(s.cfg.Interface)
+	if err != nil {
+		return err
+	}
+	s.target.Store(info)
+	sock, err := rawsock.ListenInject(info.Interface(), s.cfg.Mark)
+	if err != nil {
+		return err
+	}
+	defer sock.Close()
+	var local *rawsock.Injector
+	if s.cfg.LocalDelivery {
+		if local, err = openLocal(); err != nil {
+			return err
+		}
+		defer local.Close()
+	}
+	s.log.Info().Int("ifindex", info.Index).Bool("local_delivery", local != nil).Msg("injecting")
+
+	var enobufs uint64
+	for b := range s.in.C() {
+		n := len(b.Pkts)
+		s.c.In.Add(uint64(n))
+		sent, err := sock.WriteBatch(b)
+		if local != nil {
+			if _, lerr := local.WriteBatch(b); lerr != nil {
+				s.c.Errors.Add(1)
+				s.log.Debug().Err(lerr).Msg("local delivery failed")
+			}
+		}
+		s.pool.Put(b)
+		s.c.Out.Add(uint64(sent))
+		if d := sock.Dropped - enobufs; d > 0 {
+			enobufs = sock.Dropped
+			s.c.Out.Add(^uint64(d - 1)) // those were counted as sent
+			s.m.Drop(pipeline.ReasonSendError, int(d))
+		}
+		if err == nil {
+			continue
+		}
+		s.m.Drop(pipeline.ReasonSendError, n-sent)
+		s.c.Errors.Add(1)
+		// A link that is down refuses frames until it is up again; the
+		// socket stays valid, so count and carry on.
+		if errors.Is(err, unix.ENETDOWN) {
+			continue
+		}
+		return err
+	}
+	return nil
+}
+
+// openLocal opens the inject socket for local delivery on the loopback
+// interface. It carries no mark: the capture socket is not bound to lo.
+func openLocal() (*rawsock.Injector, error) {
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		return nil, fmt.Errorf("local delivery: %w", err)
+	}
+	return rawsock.ListenInject(lo, 0)
+}
+
+// StrictRPFilter reports whether strict reverse-path filtering on lo would
+// drop locally delivered broadcasts (their source is a host on another
+// segment, which the route table does not reach through lo). Per
+// ip-sysctl.txt the effective value is the maximum of "all" and the
+// interface's own.
+func StrictRPFilter() bool {
+	v := 0
+	for _, k := range []string{"all", "lo"} {
+		b, err := os.ReadFile("/proc/sys/net/ipv4/conf/" + k + "/rp_filter")
+		if err != nil {
+			return false
+		}
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n > v {
+			v = n
+		}
+	}
+	return v == 1
+}

@@ -1,0 +1,197 @@
+// Package segment lets several relays share one segment without delivering
+// a broadcast more than once.
+//
+// Every relay broadcasts a small hello on its segment to the mesh port every
+// interval. Relays hear the hellos of the relays in their own broadcast
+// domain (their neighbours) and of no others, because broadcasts stop at the
+// segment's edge: that is exactly the set that would otherwise inject the same
+// datagram twice. Two rules follow:
+//
+//   - a mesh datagram from a neighbour carries a frame captured on our own
+//     segment, so it is never injected here;
+//   - of the relays on a segment, exactly one injects a given datagram: the
+//     one whose address scores highest for the datagram's key (rendezvous
+//     hashing), which spreads the work and needs no election messages. When a
+//     neighbour falls silent for Expiry, the others take over its share.
+//
+// Hellos use the mesh port, never a broadcast port, so EPICS servers do not
+// see them, and Python relays (whose mesh socket is bound to a unicast
+// address) never receive them.
+package segment
+
+import (
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// HelloMagic starts a hello body.
+const HelloMagic = "SH"
+
+// HelloLen is the length of a hello body: magic, version, flags, relay id.
+const HelloLen = 8
+
+// helloVersion is the hello body format version.
+const helloVersion = 1
+
+// PutHello writes a hello body for relay id into b, which must hold HelloLen
+// bytes, and returns the body.
+func PutHello(b []byte, id uint32) []byte {
+	b = b[:HelloLen]
+	copy(b, HelloMagic)
+	b[2], b[3] = helloVersion, 0
+	b[4], b[5], b[6], b[7] = byte(id>>24), byte(id>>16), byte(id>>8), byte(id)
+	return b
+}
+
+// ParseHello reports whether b is a hello body and which relay sent it.
+func ParseHello(b []byte) (id uint32, ok bool) {
+	if len(b) < HelloLen || string(b[:2]) != HelloMagic || b[2] != helloVersion {
+		return 0, false
+	}
+	return uint32(b[4])<<24 | uint32(b[5])<<16 | uint32(b[6])<<8 | uint32(b[7]), true
+}
+
+// IsHello reports whether b starts like a hello body. A relayed frame never
+// does: it starts with the broadcast MAC ff:ff.
+func IsHello(b []byte) bool { return len(b) >= 2 && string(b[:2]) == HelloMagic }
+
+// A Table knows this relay's neighbours: the relays on its segment.
+type Table struct {
+	id     uint32
+	expiry time.Duration
+
+	mu   sync.Mutex
+	self netip.Addr
+	seen map[netip.Addr]int64 // unix ns of the last hello
+
+	snap atomic.Pointer[snapshot]
+
+	// Hellos counts hellos received from neighbours.
+	Hellos atomic.Uint64
+}
+
+type snapshot struct {
+	self    netip.Addr
+	members []uint64 // address hashes of self and neighbours
+	selfH   uint64
+	addrs   []netip.Addr
+}
+
+// NewTable returns a table for relay id; neighbours silent for expiry are
+// forgotten.
+func NewTable(id uint32, expiry time.Duration) *Table {
+	t := &Table{id: id, expiry: expiry, seen: map[netip.Addr]int64{}}
+	t.snap.Store(&snapshot{})
+	return t
+}
+
+// ID is this relay's id, carried in its hellos.
+func (t *Table) ID() uint32 { return t.id }
+
+// SetSelf records this relay's own address on the segment.
+func (t *Table) SetSelf(a netip.Addr) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.self != a {
+		t.self = a
+		t.publish()
+	}
+}
+
+// Heard records a hello from relay id at addr at now (unix ns) and reports
+// whether addr is a new neighbour. Our own hellos are ignored.
+func (t *Table) Heard(now int64, addr netip.Addr, id uint32) bool {
+	if id == t.id {
+		return false
+	}
+	t.Hellos.Add(1)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, known := t.seen[addr]
+	t.seen[addr] = now
+	if !known {
+		t.publish()
+	}
+	return !known
+}
+
+// Expire forgets neighbours not heard from since now-expiry and returns them.
+func (t *Table) Expire(now int64) (gone []netip.Addr) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for a, last := range t.seen {
+		if now-last > int64(t.expiry) {
+			delete(t.seen, a)
+			gone = append(gone, a)
+		}
+	}
+	if len(gone) > 0 {
+		t.publish()
+	}
+	return gone
+}
+
+// publish rebuilds the lock-free snapshot; t.mu must be held.
+func (t *Table) publish() {
+	s := &snapshot{self: t.self, selfH: addrHash(t.self)}
+	for a := range t.seen {
+		s.addrs = append(s.addrs, a)
+	}
+	slices.SortFunc(s.addrs, netip.Addr.Compare)
+	s.members = append(s.members, s.selfH)
+	for _, a := range s.addrs {
+		s.members = append(s.members, addrHash(a))
+	}
+	t.snap.Store(s)
+}
+
+// Neighbours lists the relays currently heard on this segment.
+func (t *Table) Neighbours() []netip.Addr { return slices.Clone(t.snap.Load().addrs) }
+
+// IsNeighbour reports whether a is a relay on this segment.
+func (t *Table) IsNeighbour(a netip.Addr) bool {
+	s := t.snap.Load()
+	for _, n := range s.addrs {
+		if n == a {
+			return true
+		}
+	}
+	return false
+}
+
+// Owner reports whether this relay is the one on its segment that injects
+// the datagram with the given key.
+func (t *Table) Owner(key uint64) bool {
+	s := t.snap.Load()
+	if len(s.members) <= 1 {
+		return true
+	}
+	best, bestH := uint64(0), uint64(0)
+	for _, h := range s.members {
+		if sc := mix(key ^ h); sc > best || (sc == best && h > bestH) {
+			best, bestH = sc, h
+		}
+	}
+	return bestH == s.selfH
+}
+
+func addrHash(a netip.Addr) uint64 {
+	if !a.IsValid() {
+		return 0
+	}
+	b := a.As4()
+	return mix(uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3]) | 1<<40)
+}
+
+// mix is splitmix64's finalizer: a cheap, well-distributed 64-bit hash.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
