@@ -4,10 +4,13 @@
 //	snowsignal [run] [flags]    relay (the default command)
 //	snowsignal version          print version, commit and Go version
 //	snowsignal demo             show the relay at work in network namespaces
+//	snowsignal stats            show a running relay's counters
+//	snowsignal health           exit 0 if a running relay is healthy
 package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 
@@ -25,45 +28,80 @@ type CLI struct {
 	Run     RunCmd     `cmd:"" default:"withargs" help:"Relay UDP broadcasts across the mesh (the default command)."`
 	Version VersionCmd `cmd:"" help:"Print version, commit and Go version."`
 	Demo    DemoCmd    `cmd:"" help:"Build a two-segment lab in network namespaces and show two relays at work (root)."`
+	Stats   StatsCmd   `cmd:"" help:"Show a running relay's counters (stages, links, drops, peers, EPICS searches)."`
+	Health  HealthCmd  `cmd:"" help:"Exit 0 if a running relay is healthy (every stage running, capture up), 1 with the reason if not."`
 }
 
 // VersionCmd prints build information.
 type VersionCmd struct{}
 
 // Run prints the version line.
-func (VersionCmd) Run() error {
-	fmt.Printf("snowsignal %s (commit %s, %s, %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+func (VersionCmd) Run(o *stdio) error {
+	fmt.Fprintf(o.Out, "snowsignal %s (commit %s, %s, %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
 }
 
-func main() {
-	os.Exit(run(os.Args[1:]))
+// stdio is where commands write, bound into every command's Run method by
+// kong so tests can capture the output.
+type stdio struct {
+	Out, Err io.Writer
 }
 
-// run parses args and runs the chosen command, returning the exit code.
-func run(args []string) int {
-	var cli CLI
-	parser, err := kong.New(&cli,
+// exitCode carries kong's requested exit status (after --help) out of
+// Parse by panic, so that help never falls through to running a command.
+type exitCode int
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// parse parses args (after normalizeArgs) into cli. A nil context with a
+// nil error means kong printed help and nothing must run; code is then the
+// exit status kong asked for.
+func parse(cli *CLI, args []string, stdout, stderr io.Writer) (kctx *kong.Context, code int, err error) {
+	parser, err := kong.New(cli,
 		kong.Name("snowsignal"),
 		kong.Description("SnowSignal relays UDP broadcasts between network segments over a mesh of relays."),
 		kong.UsageOnError(),
-		kong.Exit(func(int) {}),
+		kong.Writers(stdout, stderr),
+		kong.Bind(&stdio{Out: stdout, Err: stderr}),
+		// kong calls Exit after printing help; returning from it would let
+		// Parse go on and run the default command.
+		kong.Exit(func(c int) { panic(exitCode(c)) }),
 	)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "snowsignal:", err)
-		return 2
+		return nil, 2, err
 	}
-	ctx, err := parser.Parse(normalizeArgs(args))
+	defer func() {
+		if r := recover(); r != nil {
+			c, ok := r.(exitCode)
+			if !ok {
+				panic(r)
+			}
+			kctx, code, err = nil, int(c), nil
+		}
+	}()
+	kctx, err = parser.Parse(normalizeArgs(args))
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "snowsignal: error: %v\n", err)
+		return nil, 2, err
+	}
+	return kctx, 0, nil
+}
+
+// run parses args and runs the chosen command, writing to stdout and
+// stderr, and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	var cli CLI
+	kctx, code, err := parse(&cli, args, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "snowsignal: error: %v\n", err)
 		return 2
 	}
-	if ctx.Empty() {
-		// --help or --version style output was printed and exit was suppressed.
-		return 0
+	if kctx == nil {
+		return code // help was printed
 	}
-	if err := ctx.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "snowsignal: error: %v\n", err)
+	if err := kctx.Run(); err != nil {
+		fmt.Fprintf(stderr, "snowsignal: error: %v\n", err)
 		return 1
 	}
 	return 0

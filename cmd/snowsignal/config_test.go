@@ -1,0 +1,92 @@
+package main
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestConfigDefaults: the defaults (as kong fills them) make the Python
+// relay's configuration: port 5076 relayed over mesh port 7124, no peers.
+func TestConfigDefaults(t *testing.T) {
+	cleanEnv(t)
+	c := parseRun(t, "-t", "lo")
+	cfg, warnings, err := c.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 0 {
+		t.Errorf("warnings: %q", warnings)
+	}
+	if cfg.Interface != "lo" || cfg.MeshPort != 7124 || !reflect.DeepEqual(cfg.BroadcastPorts, []uint16{5076}) || len(cfg.Peers) != 0 {
+		t.Errorf("config %+v", cfg)
+	}
+}
+
+// TestConfigPorts: several broadcast ports, by commas or repeated flags,
+// are kept once each in order.
+func TestConfigPorts(t *testing.T) {
+	cleanEnv(t)
+	c := parseRun(t, "-t", "lo", "-b", "5076,5064", "-b", "5076", "--broadcast-port", "5065", "-m", "7125")
+	cfg, _, err := c.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []uint16{5076, 5064, 5065}; !reflect.DeepEqual(cfg.BroadcastPorts, want) || cfg.MeshPort != 7125 {
+		t.Errorf("ports %v mesh %d, want %v mesh 7125", cfg.BroadcastPorts, cfg.MeshPort, want)
+	}
+}
+
+// TestConfigErrors calls config directly on flag values kong would accept,
+// and checks each error names the flag and what it allows.
+func TestConfigErrors(t *testing.T) {
+	valid := func() RunCmd {
+		cleanEnv(t)
+		return parseRun(t, "-t", "lo")
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*RunCmd)
+		want   []string
+	}{
+		{"empty interface", func(c *RunCmd) { c.TargetInterface = "" }, []string{"--target-interface", "empty"}},
+		{"unknown interface", func(c *RunCmd) { c.TargetInterface = "nosuch0" }, []string{"--target-interface", "nosuch0", "have:", "lo"}},
+		{"mesh port 0", func(c *RunCmd) { c.MeshPort = 0 }, []string{"--mesh-port", "1-65535"}},
+		{"mesh port negative", func(c *RunCmd) { c.MeshPort = -1 }, []string{"--mesh-port", "1-65535"}},
+		{"mesh port 65536", func(c *RunCmd) { c.MeshPort = 65536 }, []string{"--mesh-port", "1-65535"}},
+		{"broadcast port 65536", func(c *RunCmd) { c.BroadcastPort = []string{"65536"} }, []string{"--broadcast-port", "1-65535"}},
+		{"broadcast port with sign", func(c *RunCmd) { c.BroadcastPort = []string{"+5076"} }, []string{"--broadcast-port", "not a port number"}},
+		{"no broadcast port", func(c *RunCmd) { c.BroadcastPort = []string{" , "} }, []string{"--broadcast-port", "at least one"}},
+		{"broadcast port equals mesh port", func(c *RunCmd) { c.BroadcastPort = []string{"5064", "7124"} }, []string{"--broadcast-port", "7124", "--mesh-port"}},
+		{"IPv6 peer", func(c *RunCmd) { c.OtherRelays = []string{"10.0.0.1", "::1"} }, []string{"--other-relays", "::1", "IPv4"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := valid()
+			tc.change(&c)
+			_, _, err := c.config()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestConfigUnresolvablePeerIsNotAnError: a peer name is resolved in the
+// background by the relay (DNS may come up later in containers), so the
+// configuration accepts any name.
+func TestConfigUnresolvablePeerIsNotAnError(t *testing.T) {
+	cleanEnv(t)
+	c := parseRun(t, "-t", "lo", "--other-relays", "no-such-relay.invalid")
+	cfg, _, err := c.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg.Peers, []string{"no-such-relay.invalid"}) {
+		t.Errorf("peers %q", cfg.Peers)
+	}
+}

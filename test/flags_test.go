@@ -1,0 +1,43 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/snowsignal/snowsignal/test/harness"
+	"github.com/snowsignal/snowsignal/test/lab"
+)
+
+// TestRelayRejectsBadFlags runs the binary with bad flags in a lab host:
+// it exits non-zero at once with a message naming the flag at fault. (The
+// full list of errors is tested in cmd/snowsignal.)
+func TestRelayRejectsBadFlags(t *testing.T) {
+	bin := harness.Binary(t)
+	h := lab.NewSwarmT(t, lab.TwoSegmentSwarm()).Host("relay-a")
+	for _, tc := range []struct {
+		args []string
+		want []string // in the output
+	}{
+		{[]string{"run", "-t", "nosuch0"}, []string{"--target-interface", "nosuch0", "eth0"}},
+		{[]string{"-b", "7124", "--other-relays", "10.77.0.2"}, []string{"--broadcast-port", "7124", "--mesh-port"}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			out, err := h.Command(ctx, bin, tc.args...).CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() <= 0 {
+				t.Fatalf("exit: %v, want a non-zero status\n%s", err, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("output does not mention %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,5 @@
+package test
+
+import "net/netip"
+
+func mustAP(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
