@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/snowsignal/snowsignal/pipeline"
+	"github.com/snowsignal/snowsignal/stages/insight"
+	"github.com/snowsignal/snowsignal/stages/relay"
+	"github.com/snowsignal/snowsignal/stages/statsserver"
+)
+
+// fakeRelay serves snap() on a stats socket, as a relay does, until the
+// test ends, and returns the socket's path.
+func fakeRelay(t *testing.T, snap func() relay.Snapshot) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "relay.sock")
+	ln, err := statsserver.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := statsserver.New(ln, func(verb string) (any, error) {
+		if verb != "snapshot" {
+			return nil, errors.New("unknown request " + verb)
+		}
+		return snap(), nil
+	}, zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { st.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; ln.Close() })
+	return path
+}
+
+// snapshot is a relay that relayed a pvget search to one peer.
+func snapshot(at time.Time) relay.Snapshot {
+	heard := at.Add(-3 * time.Second)
+	return relay.Snapshot{
+		Format: relay.SnapshotFormat, Version: "1.2.3", Commit: "abc", Time: at, StartTime: at.Add(-time.Hour - 2*time.Minute),
+		UptimeSeconds: 3720, CaptureUp: true,
+		Config: relay.ConfigSummary{Interface: "eth0", BroadcastPorts: []uint16{5076, 5064}, MeshPort: 7124},
+		Stages: []pipeline.StageStats{{Name: "capture", State: "running", In: 10, Out: 10},
+			{Name: "fanout", State: "running", In: 10, Out: 10}},
+		Links: []pipeline.LinkStats{{Name: "capture->decode", Len: 1, Cap: 16, Packets: 10}},
+		Drops: map[string]uint64{"wrong_port": 4, "duplicate": 0},
+		Peers: []relay.PeerStats{{Addr: "10.77.0.2:7124", Sources: "static", TxPackets: 10, TxBytes: 900, LastHeard: &heard}},
+		EPICS: insight.Stats{WindowSeconds: 60, Outbound: insight.Counters{PVASearches: 2, CASearches: 1, Names: 4},
+			TopNames:   []insight.Top{{Name: "EP:TEMP", Count: 3}, {Name: "EP:COUNT", Count: 1}},
+			TopClients: []insight.Top{{Name: "10.77.0.11", Count: 4}}},
+	}
+}
+
+func TestStatsTable(t *testing.T) {
+	now := time.Now()
+	path := fakeRelay(t, func() relay.Snapshot { return snapshot(now) })
+	code, out, errOut := runCLI("stats", "--socket", path)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	// Column widths depend on the content: compare words, one line each.
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		lines = append(lines, strings.Join(strings.Fields(l), " "))
+	}
+	for _, want := range []string{
+		"snowsignal 1.2.3 (abc) up 1h02m iface eth0 ports 5076,5064 mesh :7124 capture up",
+		"STAGE STATE IN OUT ERRORS RESTARTS",
+		"capture running 10 10 0 0",
+		"capture->decode 1/16 10 0",
+		"wrong_port 4",
+		"10.77.0.2:7124 static 10 900 0 0 0 3s ago",
+		"NEIGHBOURS none",
+		"outbound 2 1 4 0 0",
+		"TOP PV NAMES (last 1m00s) COUNT",
+		"EP:TEMP 3",
+		"EP:COUNT 1",
+		"10.77.0.11 4",
+	} {
+		if !slices.Contains(lines, want) {
+			t.Errorf("missing line %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "duplicate") {
+		t.Errorf("zero drop reason listed:\n%s", out)
+	}
+}
+
+func TestStatsJSON(t *testing.T) {
+	path := fakeRelay(t, func() relay.Snapshot { return snapshot(time.Now()) })
+	code, out, errOut := runCLI("stats", "--socket", path, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var s relay.Snapshot
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("not one JSON document: %v\n%s", err, out)
+	}
+	if s.Format != relay.SnapshotFormat || s.Drops["wrong_port"] != 4 || s.EPICS.TopNames[0].Name != "EP:TEMP" {
+		t.Errorf("decoded %+v", s)
+	}
+}
+
+func TestStatsErrors(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "none.sock")
+	for _, cmd := range []string{"stats", "health"} {
+		code, _, errOut := runCLI(cmd, "--socket", missing)
+		want := "snowsignal: error: is snowsignal running? socket " + missing + ": no such file or directory\n"
+		if code != 1 || errOut != want {
+			t.Errorf("%s without relay: exit %d, %q; want 1, %q", cmd, code, errOut, want)
+		}
+	}
+	future := fakeRelay(t, func() relay.Snapshot { s := snapshot(time.Now()); s.Format = 99; return s })
+	code, _, errOut := runCLI("stats", "--socket", future)
+	if code != 1 || !strings.Contains(errOut, "version mismatch: the relay at "+future+" sends snapshot format 99, this snowsignal") {
+		t.Errorf("future format: exit %d, %q", code, errOut)
+	}
+}
+
+func TestHealthCmd(t *testing.T) {
+	healthy := fakeRelay(t, func() relay.Snapshot { return snapshot(time.Now()) })
+	code, out, errOut := runCLI("health", "--socket", healthy)
+	if code != 0 || out != "ok: 2 stages running, capturing on eth0, 1 peers\n" {
+		t.Errorf("healthy: exit %d, %q %q", code, out, errOut)
+	}
+	sick := fakeRelay(t, func() relay.Snapshot {
+		s := snapshot(time.Now())
+		s.CaptureUp = false
+		s.Stages[1].State, s.Stages[1].LastError = "backoff", "sendmmsg: boom"
+		return s
+	})
+	code, out, errOut = runCLI("health", "--socket", sick)
+	want := "snowsignal: error: unhealthy: capture socket on eth0 is not up (interface down, gone, or not opened yet); stage fanout is backoff (last error: sendmmsg: boom)\n"
+	if code != 1 || out != "" || errOut != want {
+		t.Errorf("unhealthy: exit %d, %q, %q; want 1, %q", code, out, errOut, want)
+	}
+}
+
+func TestStatsWatch(t *testing.T) {
+	start := time.Now()
+	n := 0
+	path := fakeRelay(t, func() relay.Snapshot {
+		// Every query one second later, with 5 more packets captured.
+		s := snapshot(start.Add(time.Duration(n) * time.Second))
+		s.Stages[0].In += uint64(5 * n)
+		n++
+		return s
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	var out bytes.Buffer
+	c := &StatsCmd{Socket: path, Watch: true, Interval: 100 * time.Millisecond}
+	done := make(chan error)
+	go func() { done <- c.watch(ctx, &stdio{Out: &out}) }()
+	time.Sleep(250 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	frames := strings.Split(out.String(), clearScreen)[1:]
+	if len(frames) < 2 {
+		t.Fatalf("%d frames, want at least 2:\n%s", len(frames), out.String())
+	}
+	if strings.Contains(frames[0], "IN/s") {
+		t.Errorf("first frame has rates:\n%s", frames[0])
+	}
+	if !strings.Contains(frames[1], "IN/s") || !strings.Contains(frames[1], "5.0") {
+		t.Errorf("second frame lacks the 5.0/s capture rate:\n%s", frames[1])
+	}
+}
