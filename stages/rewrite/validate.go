@@ -1,0 +1,106 @@
+package rewrite
+
+import (
+	"net/netip"
+
+	"github.com/snowsignal/snowsignal/netio/frame"
+	"github.com/snowsignal/snowsignal/netio/iface"
+	"github.com/snowsignal/snowsignal/netio/mesh"
+	"github.com/snowsignal/snowsignal/pipeline"
+	"github.com/snowsignal/snowsignal/stages/filter"
+)
+
+// validate decodes fr, the frame a mesh datagram carries, into f and checks
+// that it is something a relay may put on this segment. The checks run in
+// this order, and the first that fails names the drop reason:
+//
+//  1. Ethernet type IPv4, IP version 4 (not_ipv4);
+//  2. the headers, and the datagram the IPv4 total length announces, are
+//     all within fr (truncated_frame); IPv4 header length at least 20 and
+//     total length at least that, a fragment ending within 65535 bytes
+//     (bad_ip_header);
+//  3. IP protocol UDP (not_udp);
+//  4. UDP length at least 8 and equal to the IP payload, or, for a first
+//     fragment, covering what it carries (bad_udp_length);
+//  5. UDP destination port one of the relayed ports (wrong_port); a later
+//     fragment, which carries no port, must follow a first fragment that
+//     passed (unmatched_fragment), and fragments must be enabled;
+//  6. IP destination a broadcast address: limited, ours, or one that can be
+//     a directed broadcast (not_broadcast);
+//  7. IP source none that a client can have: unspecified, 0/8, loopback,
+//     multicast, class E, limited or our own subnet's broadcast (bad_source);
+//  8. the frame fits the interface's MTU (too_big).
+//
+// Steps 1 to 4 are frame.Decode's, in the order it checks them. Bytes after
+// the IPv4 total length (Ethernet padding) are ignored, and cut before the
+// frame is injected.
+func (s *Stage) validate(f *frame.Frame, fr []byte) (pipeline.Reason, bool) {
+	if err := f.Decode(fr); err != nil {
+		return pipeline.FrameReason(err), false
+	}
+	if f.HasUDPHeader() && !hasPort(s.cfg.Ports, f.DstPort) {
+		return pipeline.ReasonWrongPort, false
+	}
+	if f.IsFragment() && (!s.cfg.Fragments || !f.HasUDPHeader() && !s.frags.Match(s.now, f)) {
+		return pipeline.ReasonFragment, false
+	}
+	if !isBroadcast(f.Dst, s.info) {
+		return pipeline.ReasonNotBroadcast, false
+	}
+	if r, ok := filter.CheckSource(f.Src); !ok {
+		return r, false
+	}
+	if f.Src == s.info.Broadcast {
+		return pipeline.ReasonBadSource, false
+	}
+	if f.Len() > frame.EthLen+s.info.MTU {
+		return pipeline.ReasonTooBig, false
+	}
+	return 0, true
+}
+
+// meshReason is the drop reason for the mesh datagram d that failed to open
+// (authenticated mesh) or to decode (legacy mesh) with err.
+//
+// A datagram of the other format, "SS" on a keyed relay or "SN" on one
+// without a key, counts as bad_auth, not malformed_mesh: it is what a relay
+// whose key configuration differs from ours sends, and that is what the
+// operator must fix.
+func meshReason(err error, d []byte) pipeline.Reason {
+	switch err {
+	case mesh.ErrReplay:
+		return pipeline.ReasonReplay
+	case mesh.ErrUnknownKey, mesh.ErrBadTag:
+		return pipeline.ReasonBadAuth
+	case mesh.ErrBadMagic:
+		if mesh.Kind(d) != mesh.Unknown {
+			return pipeline.ReasonBadAuth
+		}
+	}
+	return pipeline.ReasonMalformedMesh // short, unknown magic, unknown version
+}
+
+// isBroadcast accepts the limited broadcast address, our subnet's broadcast
+// address, and any address that can be the directed broadcast of some
+// subnet from /8 to /30 (its two lowest bits are set), since the origin's
+// subnet is not known here. Multicast, loopback, 0/8 and class E (except
+// limited) are not.
+func isBroadcast(a netip.Addr, info *iface.Info) bool {
+	if a == limited || a == info.Broadcast {
+		return true
+	}
+	if !a.Is4() {
+		return false
+	}
+	b := a.As4()
+	return b[0] < 224 && b[0] != 127 && b[0] != 0 && b[3]&3 == 3
+}
+
+func hasPort(ports []uint16, p uint16) bool {
+	for _, q := range ports {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
