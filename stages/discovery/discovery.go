@@ -2,27 +2,42 @@
 // --other-relays names and the discovery names (--discover, SERVICENAME) on
 // an interval, removes this host's own addresses, and publishes the union.
 //
-// DNS failures keep the last good addresses of the name that failed, so a
-// resolver outage never empties the mesh. With nothing configured at all
-// the relay runs in self mode and sends to its own interface address, as the
-// Python relay does.
+// A failed lookup (timeout, SERVFAIL, and also "no such host": a discovery
+// name normally lists this relay itself, so a name that vanished is more
+// likely a resolver that does not know it yet than an empty mesh) keeps the
+// last good addresses of the name that failed, so a resolver outage never
+// empties the mesh. Failures are counted and logged at most once per
+// interval per name. With nothing configured at all the relay runs in self
+// mode and sends to its own interface address, as the Python relay does.
 package discovery
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
-	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/snowsignal/snowsignal/pipeline"
 	"github.com/snowsignal/snowsignal/stages/peers"
 )
 
-// Resolver looks names up; *net.Resolver satisfies it.
+// DefaultInterval is how often names are resolved again when
+// Config.Interval is zero: the Python relay's 10 s.
+const DefaultInterval = 10 * time.Second
+
+// DefaultKickGap is the least time between a resolution and an early one
+// asked for by Kick. A relay that hears from an unknown source calls Kick
+// for every datagram; the gap turns that stream into one lookup a second.
+const DefaultKickGap = time.Second
+
+// maxLookupTime bounds one lookup, so a dead resolver cannot stall the
+// rounds of the names that still resolve.
+const maxLookupTime = 5 * time.Second
+
+// Resolver looks names up; *net.Resolver satisfies it. Constructors take the
+// interface so tests can inject answers and failures.
 type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
@@ -33,47 +48,78 @@ type Config struct {
 	Static []string
 	// Discover are DNS names whose every IPv4 address is a peer.
 	Discover []string
-	// Interval is how often names are resolved again.
+	// Interval is how often names are resolved again; DefaultInterval when
+	// zero.
 	Interval time.Duration
 	// MeshPort is the port peers listen on.
 	MeshPort uint16
 	// Resolver resolves names.
 	Resolver Resolver
-	// LocalAddrs returns this host's addresses, never peers.
+	// LocalAddrs returns every address of this host (all interfaces): none
+	// of them is ever a peer. Nil means only loopback addresses are ours.
 	LocalAddrs func() ([]netip.Addr, error)
 	// SelfAddr returns the target interface's IPv4 address, for self mode.
 	SelfAddr func() netip.Addr
+	// Counters, when set, count completed rounds (Out) and failed lookups
+	// (Errors), so they show in the relay's stage statistics.
+	Counters *pipeline.StageCounters
 }
 
-// Stage is the discovery actor.
+// SelfMode reports whether nothing at all is configured.
+func (c *Config) SelfMode() bool { return len(c.Static) == 0 && len(c.Discover) == 0 }
+
+// Stage is the discovery actor. Its Run loop owns the per-name state; Kick
+// may be called from any goroutine.
 type Stage struct {
 	cfg   Config
 	table *peers.Table
 	log   zerolog.Logger
 	kick  chan struct{}
 
-	last map[string][]netip.Addr // last good answer per name
+	// kickGap and now are DefaultKickGap and time.Now; tests shorten or fake them.
+	kickGap time.Duration
+	now     func() time.Time
 
-	// Failures counts failed lookups.
+	// Owned by the goroutine that calls Resolve (Run's).
+	names     map[string]*nameState
+	local     []netip.Addr // last good answer of LocalAddrs
+	localWarn time.Time    // last warning about LocalAddrs failing
+	lastRound time.Time
+
+	// Failures counts failed lookups (every one, logged or not).
 	Failures atomic.Uint64
 	// Resolutions counts completed resolution rounds.
 	Resolutions atomic.Uint64
 }
 
+// nameState is what discovery remembers about one name between rounds.
+type nameState struct {
+	addrs    []netip.Addr // last good answer, IPv4 only
+	resolved bool         // addrs holds an answer (as opposed to nothing yet)
+	failing  bool         // the last lookup failed
+	lastWarn time.Time    // last failure warning, to log at most one per interval
+}
+
 // New returns a discovery stage that publishes into t.
 func New(cfg Config, t *peers.Table, log zerolog.Logger) *Stage {
 	if cfg.Interval <= 0 {
-		cfg.Interval = 10 * time.Second
+		cfg.Interval = DefaultInterval
 	}
-	return &Stage{cfg: cfg, table: t, log: log.With().Str("stage", "discovery").Logger(),
-		kick: make(chan struct{}, 1), last: map[string][]netip.Addr{}}
+	return &Stage{
+		cfg: cfg, table: t,
+		log:     log.With().Str("stage", "discovery").Logger(),
+		kick:    make(chan struct{}, 1),
+		kickGap: DefaultKickGap,
+		now:     time.Now,
+		names:   map[string]*nameState{},
+	}
 }
 
-// SelfMode reports whether nothing at all is configured.
-func (c *Config) SelfMode() bool { return len(c.Static) == 0 && len(c.Discover) == 0 }
-
 // Kick asks for an early resolution, for example when a datagram arrives
-// from a relay outside the set. It never blocks; kicks are rate-limited.
+// from a relay outside the set. It never blocks and never allocates: the
+// rewrite stage calls it once per such datagram. Early resolutions are
+// rate-limited to one per kick gap; a kick inside the gap is deferred to its
+// end, not lost.
 func (s *Stage) Kick() {
 	select {
 	case s.kick <- struct{}{}:
@@ -81,104 +127,46 @@ func (s *Stage) Kick() {
 	}
 }
 
-// minKickGap bounds early resolutions triggered by Kick.
-const minKickGap = time.Second
-
 // Run resolves at once, then every interval and on kicks, until ctx is done.
 func (s *Stage) Run(ctx context.Context) error {
-	if s.cfg.SelfMode() {
-		s.log.Warn().Msg("no peers configured (--other-relays, --discover, SERVICENAME): self mode, relaying to this relay's own interface address for testing")
-	}
+	s.logStart()
 	s.Resolve(ctx)
-	t := time.NewTicker(s.cfg.Interval)
-	defer t.Stop()
-	var lastKick time.Time
+	tick := time.NewTicker(s.cfg.Interval)
+	defer tick.Stop()
+	var deferred <-chan time.Time // a kick waiting for the gap to pass
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-t.C:
+		case <-tick.C:
+		case <-deferred:
+			s.log.Debug().Msg("datagram from a relay outside the set: resolving early")
 		case <-s.kick:
-			if time.Since(lastKick) < minKickGap {
+			if deferred != nil {
+				continue // already waiting for the gap to pass
+			}
+			if wait := s.lastRound.Add(s.kickGap).Sub(s.now()); wait > 0 {
+				deferred = time.After(wait)
 				continue
 			}
-			lastKick = time.Now()
 			s.log.Debug().Msg("datagram from a relay outside the set: resolving early")
 		}
+		deferred = nil // any round answers a pending kick
 		s.Resolve(ctx)
 	}
 }
 
-// Resolve performs one resolution round and publishes the result.
-func (s *Stage) Resolve(ctx context.Context) {
-	found := map[netip.AddrPort]string{}
-	add := func(a netip.Addr, src string) {
-		ap := netip.AddrPortFrom(a.Unmap(), s.cfg.MeshPort)
-		if old, ok := found[ap]; ok && !strings.Contains(old, src) {
-			src = old + "," + src
-		}
-		found[ap] = src
+// logStart says once where peers come from, so an operator sees self mode
+// and the union of static and discovered peers without reading the flags.
+func (s *Stage) logStart() {
+	switch c := &s.cfg; {
+	case c.SelfMode():
+		s.log.Warn().Msg("no peers configured (--other-relays, --discover, SERVICENAME): self mode, relaying to this relay's own interface address for testing")
+	case len(c.Static) > 0 && len(c.Discover) > 0:
+		s.log.Info().Strs("other_relays", c.Static).Strs("discover", c.Discover).Dur("interval", c.Interval).
+			Msg("peers are the union of --other-relays and the discovered names, re-resolved every interval")
+	case len(c.Discover) > 0:
+		s.log.Info().Strs("discover", c.Discover).Dur("interval", c.Interval).
+			Msg("discovering peers by DNS, re-resolved every interval")
 	}
-	for _, name := range s.cfg.Static {
-		if a, err := netip.ParseAddr(name); err == nil {
-			add(a, "static")
-			continue
-		}
-		for _, a := range s.lookup(ctx, name) {
-			add(a, "static")
-		}
-	}
-	for _, name := range s.cfg.Discover {
-		for _, a := range s.lookup(ctx, name) {
-			add(a, name)
-		}
-	}
-	if s.cfg.LocalAddrs != nil {
-		if local, err := s.cfg.LocalAddrs(); err == nil {
-			for ap := range found {
-				if slices.Contains(local, ap.Addr()) {
-					delete(found, ap)
-				}
-			}
-		}
-	}
-	self := s.cfg.SelfMode()
-	if self && s.cfg.SelfAddr != nil {
-		if a := s.cfg.SelfAddr(); a.IsValid() {
-			found[netip.AddrPortFrom(a, s.cfg.MeshPort)] = "self"
-		}
-	}
-	joined, left := s.table.Update(found, self, time.Now())
-	s.Resolutions.Add(1)
-	if len(joined) > 0 || len(left) > 0 {
-		s.log.Info().Stringers("joined", addrs(joined)).Stringers("left", addrs(left)).
-			Int("peers", len(found)).Msg("peer set changed")
-	}
-}
-
-// lookup resolves name to IPv4 addresses, falling back to the last good
-// answer when the lookup fails.
-func (s *Stage) lookup(ctx context.Context, name string) []netip.Addr {
-	ctx, cancel := context.WithTimeout(ctx, min(s.cfg.Interval, 5*time.Second))
-	defer cancel()
-	got, err := s.cfg.Resolver.LookupNetIP(ctx, "ip4", name)
-	if err != nil {
-		s.Failures.Add(1)
-		s.log.Warn().Err(err).Str("peer", name).Int("kept", len(s.last[name])).
-			Msg("cannot resolve peer name; keeping its last known addresses and retrying")
-		return s.last[name]
-	}
-	for i := range got {
-		got[i] = got[i].Unmap()
-	}
-	s.last[name] = got
-	return got
-}
-
-func addrs(a []netip.AddrPort) []fmt.Stringer {
-	out := make([]fmt.Stringer, len(a))
-	for i := range a {
-		out[i] = a[i]
-	}
-	return out
 }
