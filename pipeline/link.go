@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"context"
+	"iter"
 	"sync"
 	"sync/atomic"
 )
@@ -11,7 +13,8 @@ type Policy uint8
 const (
 	// Block makes the producer wait for room: backpressure.
 	Block Policy = iota
-	// Drop discards the batch, counts it and returns at once.
+	// Drop makes room by discarding the oldest batch queued, counts it and
+	// returns at once.
 	Drop
 )
 
@@ -73,6 +76,25 @@ func (l *Link) Send(b *Batch) bool {
 			return true
 		default:
 		}
+		// Full: drop the oldest batch, not this one. The frames on a reader
+		// link lose their worth with age; after a storm, the first normal
+		// broadcast must not be dropped for a backlog of stale ones. Only
+		// this producer sends, so after one eviction there is room.
+		select {
+		case old, ok := <-l.ch:
+			if ok {
+				l.dropped.Add(1)
+				l.droppedPkts.Add(uint64(len(old.Pkts)))
+				l.pool.Put(old)
+			}
+		default:
+		}
+		select {
+		case l.ch <- b:
+			l.count(n)
+			return true
+		default:
+		}
 	} else {
 		select {
 		case l.ch <- b:
@@ -94,6 +116,29 @@ func (l *Link) count(n uint64) {
 
 // C is the consumer's end of the link.
 func (l *Link) C() <-chan *Batch { return l.ch }
+
+// Batches yields the link's batches until the link is closed and drained,
+// or until ctx is done: a consumer's loop is
+//
+//	for b := range in.Batches(ctx) { ... }
+//
+// and then returns nil. Watching ctx bounds shutdown even when the producer
+// is stuck; what is left in the link is dropped and counted by Abandon.
+func (l *Link) Batches(ctx context.Context) iter.Seq[*Batch] {
+	return func(yield func(*Batch) bool) {
+		done := ctx.Done()
+		for {
+			select {
+			case b, ok := <-l.ch:
+				if !ok || !yield(b) {
+					return
+				}
+			case <-done:
+				return
+			}
+		}
+	}
+}
 
 // Close tells the consumer that no more batches will come. Only the
 // supervisor calls it, after the producer has stopped for good.

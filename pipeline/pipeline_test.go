@@ -25,18 +25,29 @@ func fill(p *Pool, n int) *Batch {
 func TestDropLinkCountsWhenFull(t *testing.T) {
 	pool := NewPool(64)
 	l := NewLink("a->b", 2, Drop, pool)
+	var sent []*Batch
 	for i := 0; i < 5; i++ {
-		l.Send(fill(pool, 3))
+		b := fill(pool, 3)
+		sent = append(sent, b)
+		if !l.Send(b) {
+			t.Errorf("Send %d: the newest batch was dropped", i)
+		}
 	}
 	st := l.Stats()
-	if st.Batches != 2 || st.Packets != 6 {
-		t.Errorf("queued %d batches/%d packets, want 2/6", st.Batches, st.Packets)
+	if st.Batches != 5 || st.Packets != 15 {
+		t.Errorf("queued %d batches/%d packets, want 5/15", st.Batches, st.Packets)
 	}
 	if st.DroppedBatches != 3 || st.DroppedPackets != 9 {
 		t.Errorf("dropped %d batches/%d packets, want 3/9", st.DroppedBatches, st.DroppedPackets)
 	}
 	if st.Len != 2 || st.Cap != 2 || st.Policy != "drop" {
 		t.Errorf("stats %+v", st)
+	}
+	// The oldest were dropped: the two newest wait, in order.
+	for _, want := range sent[3:] {
+		if got := <-l.C(); got != want {
+			t.Error("the link kept an older batch than the two newest")
+		}
 	}
 }
 

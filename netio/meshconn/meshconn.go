@@ -31,16 +31,20 @@ type Conn struct {
 	rc   syscall.RawConn
 	addr netip.AddrPort
 
-	rmm   *mmsg.Batch
-	batch *pipeline.Batch
-	trunc int
-	rerr  error
-	rfn   func(fd uintptr) bool
+	rmm    *mmsg.Batch
+	batch  *pipeline.Batch
+	trunc  int
+	rerr   error
+	waited bool // readFn ran before in this rc.Read: the poller woke us
+	rfn    func(fd uintptr) bool
 
-	wmm  *mmsg.Batch
-	woff int
-	werr error
-	wfn  func(fd uintptr) bool
+	wmm    *mmsg.Batch
+	woff   int
+	werr   error
+	wretry bool // the datagram at woff failed once already
+	wfn    func(fd uintptr) bool
+
+	errq errQueue
 }
 
 // Listen binds a UDP socket to addr (for example 0.0.0.0:7124).
@@ -65,6 +69,10 @@ func Listen(addr netip.AddrPort) (*Conn, error) {
 		}
 		// Broadcast hellos and self mode may send to a broadcast address.
 		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
+		if serr == nil {
+			// Learn which peer answered with an ICMP error (see errqueue.go).
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_RECVERR, 1)
+		}
 	})
 	if serr != nil {
 		uc.Close()
@@ -83,8 +91,18 @@ func (c *Conn) LocalAddr() netip.AddrPort { return c.uc.LocalAddr().(*net.UDPAdd
 func (c *Conn) ReadBatch(b *pipeline.Batch) (tooBig int, err error) {
 	c.batch, c.trunc, c.rerr = b, 0, nil
 	for {
+		c.waited = false
 		if err := c.rc.Read(c.rfn); err != nil {
-			return 0, fmt.Errorf("mesh socket %s: %w", c.addr, err)
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
+				return 0, fmt.Errorf("mesh socket %s: %w", c.addr, err)
+			}
+			// The poller saw an error event alone (EPOLLERR without EPOLLIN
+			// or EPOLLOUT: an ICMP error while the send buffer was more than
+			// half full), and Go's poller fails reads ("not pollable") until
+			// it sees an event of another kind. Read around it meanwhile.
+			if err := c.readStalled(); err != nil {
+				return 0, fmt.Errorf("mesh socket %s: %w", c.addr, err)
+			}
 		}
 		if c.rerr != nil {
 			return 0, fmt.Errorf("mesh socket %s: %w", c.addr, os.NewSyscallError("recvmmsg", c.rerr))
@@ -107,12 +125,22 @@ func (c *Conn) readFn(fd uintptr) bool {
 	n, err := c.rmm.Recv(fd, 0)
 	b.Pkts = b.Pkts[:start]
 	switch {
-	case err == unix.EAGAIN || err == unix.EINTR:
+	case err == unix.EAGAIN:
+		// Woken with nothing to read: the wake-up may have been an EPOLLERR
+		// for a queued error whose pending copy a send consumed first.
+		if c.waited {
+			c.errq.drain(fd)
+		}
+		c.waited = true
 		return false
-	case errors.Is(err, unix.ECONNREFUSED):
-		// An ICMP error for an earlier send surfaced on this socket; the
-		// send side counts those. Keep reading.
-		return false
+	case err == unix.EINTR:
+		return true // nothing read; ReadBatch calls again at once
+	case err != nil && (c.errq.drain(fd) > 0 || icmpErr(err)):
+		// The pending error an ICMP message for an earlier send left (see
+		// errqueue.go), not a fault of this read. Datagrams may be waiting
+		// behind it, and the edge-triggered poller will not say so again:
+		// with the error queue read, ReadBatch reads again at once.
+		return true
 	case err != nil:
 		c.rerr = err
 		return true
@@ -140,7 +168,7 @@ func (c *Conn) readFn(fd uintptr) bool {
 // kernel refuses is skipped; failed reports how many were, and onError (if
 // not nil) is told the index and error of each.
 func (c *Conn) Send(mm *mmsg.Batch, onError func(i int, err error)) (failed int, err error) {
-	c.wmm, c.woff, c.werr = mm, 0, nil
+	c.wmm, c.woff, c.werr, c.wretry = mm, 0, nil, false
 	for c.woff < mm.Len() {
 		if err := c.rc.Write(c.wfn); err != nil {
 			return failed, fmt.Errorf("mesh socket %s: %w", c.addr, err)
@@ -152,7 +180,7 @@ func (c *Conn) Send(mm *mmsg.Batch, onError func(i int, err error)) (failed int,
 			}
 			failed++
 			c.woff++
-			c.werr = nil
+			c.werr, c.wretry = nil, false
 		}
 	}
 	return failed, nil
@@ -166,11 +194,27 @@ func (c *Conn) writeFn(fd uintptr) bool {
 			return false
 		case err == unix.EINTR:
 			continue
+		case err != nil && !c.wretry:
+			// sendmmsg(2) reports a pending ICMP error of an earlier
+			// datagram on the next one, which the kernel then discards
+			// untried (see errqueue.go). Read the error queue, which names
+			// the datagram at fault, and try this one once more: if it
+			// fails again, the error is its own.
+			c.wretry = true
+			c.errq.drain(fd)
+			continue
 		case err != nil:
 			c.werr = err
 			return true
 		}
 		c.woff += n
+		c.wretry = false
+		if c.woff < c.wmm.Len() {
+			// A short count: the next datagram hit a full buffer or an
+			// error, which sendmmsg(2) drops after a partial send; if it
+			// was a pending ICMP error, its queue entry is read now.
+			c.errq.drain(fd)
+		}
 	}
 	return true
 }
@@ -187,9 +231,19 @@ func (c *Conn) CloseOnDone(ctx context.Context) (stop func() bool) {
 // pending read at once.
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.uc.SetReadDeadline(t) }
 
+// SetWriteDeadline sets the deadline for Send and WriteTo; a past time
+// unblocks a send waiting for buffer space at once.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.uc.SetWriteDeadline(t) }
+
 // WriteTo sends one datagram to addr, for the occasional control message.
 func (c *Conn) WriteTo(b []byte, addr netip.AddrPort) error {
-	if _, err := c.uc.WriteToUDPAddrPort(b, addr); err != nil {
+	_, err := c.uc.WriteToUDPAddrPort(b, addr)
+	if errno := syscall.Errno(0); errors.As(err, &errno) && icmpErr(errno) {
+		// Perhaps an earlier datagram's pending ICMP error, as in writeFn.
+		_ = c.rc.Control(func(fd uintptr) { c.errq.drain(fd) })
+		_, err = c.uc.WriteToUDPAddrPort(b, addr)
+	}
+	if err != nil {
 		return fmt.Errorf("mesh socket %s: %w", c.addr, err)
 	}
 	return nil

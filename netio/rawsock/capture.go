@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/mdlayher/socket"
 	"golang.org/x/net/bpf"
@@ -151,6 +152,10 @@ func (c *Capture) KernelDrops() (uint64, error) {
 
 // Close closes the socket, unblocking a pending ReadBatch.
 func (c *Capture) Close() error { return c.conn.Close() }
+
+// SetReadDeadline sets the deadline for ReadBatch, which then fails with an
+// error wrapping os.ErrDeadlineExceeded; the zero time removes it.
+func (c *Capture) SetReadDeadline(t time.Time) error { return c.conn.SetReadDeadline(t) }
 
 // CloseOnDone closes the socket when ctx is done; the returned function
 // stops the watch.

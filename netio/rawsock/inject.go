@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/mdlayher/socket"
 	"golang.org/x/net/bpf"
@@ -27,6 +28,8 @@ type Injector struct {
 	sent int
 	err  error
 	wfn  func(fd uintptr) bool
+
+	retried bool // the frame at off failed once already
 
 	// Dropped counts frames the kernel refused with ENOBUFS.
 	Dropped uint64
@@ -84,7 +87,7 @@ func (in *Injector) WriteBatch(b *pipeline.Batch) (int, error) {
 	for i := range b.Pkts {
 		in.mm.Add(b.Pkts[i].Bytes(), netip.AddrPort{})
 	}
-	in.off, in.sent, in.err = 0, 0, nil
+	in.off, in.sent, in.err, in.retried = 0, 0, nil, false
 	if err := in.rc.Write(in.wfn); err != nil {
 		return in.sent, fmt.Errorf("inject on %s: %w", in.ifi.Name, err)
 	}
@@ -110,15 +113,28 @@ func (in *Injector) writeFn(fd uintptr) bool {
 		if err == unix.EINTR {
 			continue
 		}
+		if err != nil && !in.retried {
+			// The socket's pending error is reported by the next send, which
+			// the kernel then discards untried: after the interface went
+			// down and up again, the first frame would fail with a stale
+			// ENETDOWN. Try once more; a second failure is this frame's own.
+			in.retried = true
+			continue
+		}
 		if err != nil {
 			in.err = err
 			return true
 		}
 		in.off += n
 		in.sent += n
+		in.retried = false
 	}
 	return true
 }
 
 // Close closes the socket.
 func (in *Injector) Close() error { return in.conn.Close() }
+
+// SetWriteDeadline sets the deadline for WriteBatch; a past time unblocks a
+// write waiting for buffer space at once.
+func (in *Injector) SetWriteDeadline(t time.Time) error { return in.conn.SetWriteDeadline(t) }

@@ -8,6 +8,7 @@ package capture
 import (
 	"context"
 	"errors"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -55,7 +56,9 @@ func (s *Stage) KernelDrops() uint64 { return s.kernelDrops.Load() }
 
 // Run captures until ctx is done or the socket fails.
 func (s *Stage) Run(ctx context.Context) error {
-	info, err := iface.Lookup(s.cfg.Interface)
+	info, err := iface.Await(ctx, s.cfg.Interface, func(err error) {
+		s.log.Warn().Err(err).Msg("interface does not exist; waiting for it")
+	}, nil)
 	if err != nil {
 		return err
 	}
@@ -82,13 +85,23 @@ func (s *Stage) Run(ctx context.Context) error {
 			}
 			// Per packet(7) semantics in af_packet.c, a bound socket reports
 			// ENETDOWN once when its interface goes down and is re-hooked
-			// when it comes back up: keep reading, no restart needed.
+			// when it comes back up: keep reading, no restart needed, but
+			// watch for the interface being removed (see watchDown).
 			if errors.Is(err, unix.ENETDOWN) {
 				s.up.Store(false)
 				s.log.Warn().Err(err).Msg("interface down; waiting for it to come back")
-				continue
+				err = sock.SetReadDeadline(time.Now().Add(downCheckEvery))
+			} else if errors.Is(err, os.ErrDeadlineExceeded) {
+				var up bool
+				if up, err = s.watchDown(sock, info); up {
+					s.up.Store(true)
+					s.log.Info().Msg("interface up again")
+				}
 			}
-			return err
+			if err != nil {
+				return err
+			}
+			continue
 		}
 		s.up.Store(true)
 		if tooBig > 0 {

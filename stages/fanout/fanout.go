@@ -7,6 +7,9 @@ package fanout
 
 import (
 	"context"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/snowsignal/snowsignal/netio/mesh"
 	"github.com/snowsignal/snowsignal/netio/meshconn"
@@ -27,6 +30,8 @@ type Stage struct {
 	sealer *mesh.Sealer // nil: the Python-compatible "SS" format
 	c      *pipeline.StageCounters
 	m      *pipeline.Metrics
+	log    zerolog.Logger
+	errLog logLimiter
 
 	mm    *mmsg.Batch
 	to    []*peers.Peer // to[i] is the peer of datagram i in mm
@@ -35,17 +40,23 @@ type Stage struct {
 }
 
 // New returns a fan-out stage reading from in. With a nil sealer it sends the
-// legacy format.
-func New(in *pipeline.Link, pool *pipeline.Pool, conn *meshconn.Conn, t *peers.Table, sealer *mesh.Sealer, c *pipeline.StageCounters, m *pipeline.Metrics) *Stage {
+// legacy format. The stage registers itself with conn for the errors peers
+// report after a send (ICMP), which it counts per peer.
+func New(in *pipeline.Link, pool *pipeline.Pool, conn *meshconn.Conn, t *peers.Table, sealer *mesh.Sealer, c *pipeline.StageCounters, m *pipeline.Metrics, log zerolog.Logger) *Stage {
 	s := &Stage{in: in, pool: pool, conn: conn, peers: t, sealer: sealer, c: c, m: m,
-		mm: mmsg.NewBatch(sendBatch), to: make([]*peers.Peer, sendBatch), size: make([]int, sendBatch)}
+		log: log.With().Str("stage", c.Name()).Logger(),
+		mm:  mmsg.NewBatch(sendBatch), to: make([]*peers.Peer, sendBatch), size: make([]int, sendBatch)}
 	s.onErr = s.sendError
+	conn.OnPeerError(s.peerError)
 	return s
 }
 
 // Run sends until its input link is closed.
 func (s *Stage) Run(ctx context.Context) error {
-	for b := range s.in.C() {
+	// A send waiting for socket buffer space must not hold up shutdown.
+	stop := context.AfterFunc(ctx, func() { s.conn.SetWriteDeadline(time.Now()) })
+	defer stop()
+	for b := range s.in.Batches(ctx) {
 		s.c.In.Add(uint64(len(b.Pkts)))
 		err := s.send(b)
 		s.pool.Put(b)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
@@ -56,7 +57,12 @@ func New(cfg Config, in *pipeline.Link, pool *pipeline.Pool, target *iface.Curre
 
 // Run injects until its input link is closed or the socket fails.
 func (s *Stage) Run(ctx context.Context) error {
-	info, err := iface.Lookup(s.cfg.Interface)
+	info, err := iface.Await(ctx, s.cfg.Interface, func(err error) {
+		s.log.Warn().Err(err).Msg("interface does not exist; dropping frames until it does")
+	}, s.dropWhileMissing)
+	if errors.Is(err, errInputClosed) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -76,7 +82,10 @@ func (s *Stage) Run(ctx context.Context) error {
 	s.log.Info().Int("ifindex", info.Index).Bool("local_delivery", local != nil).Msg("injecting")
 
 	var enobufs uint64
-	for b := range s.in.C() {
+	// A write waiting for socket buffer space must not hold up shutdown.
+	stopWrites := context.AfterFunc(ctx, func() { sock.SetWriteDeadline(time.Now()) })
+	defer stopWrites()
+	for b := range s.in.Batches(ctx) {
 		n := len(b.Pkts)
 		s.c.In.Add(uint64(n))
 		sent, err := sock.WriteBatch(b)

@@ -1,0 +1,133 @@
+//go:build linux
+
+package capture
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/snowsignal/snowsignal/netio/rawsock"
+	"github.com/snowsignal/snowsignal/pipeline"
+	"github.com/snowsignal/snowsignal/test/lab"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// syncBuffer is a log sink safe for the stage's goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestCaptureFollowsItsInterface runs the capture stage in relay-a's
+// namespace while its eth0 goes down and up (the stage keeps its socket and
+// captures again), is removed (Run fails, as it must for the supervisor to
+// restart it), and is made again while a new Run waits for it.
+func TestCaptureFollowsItsInterface(t *testing.T) {
+	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	h := l.Host("relay-a")
+	pool := pipeline.NewPool(2048)
+	m := pipeline.NewMetrics()
+	out := pipeline.NewLink("capture->decode", 64, pipeline.Drop, pool)
+	var logs syncBuffer
+	s := New(Config{Interface: lab.IfName, Filter: rawsock.FilterConfig{Ports: []uint16{5076}}}, pool, out, m.Stage("capture"), m, zerolog.New(&logs))
+	cl, err := l.Host("client").BroadcastUDP("0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(ctx context.Context) <-chan error {
+		done := make(chan error, 1)
+		go func() { done <- h.Do(func() error { return s.Run(ctx) }) }()
+		return done
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for end := time.Now().Add(2 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("%s: not within 2s\n%s", what, logs.String())
+			}
+		}
+	}
+	// captures sends broadcasts until one comes out of the stage.
+	captures := func(what string) {
+		t.Helper()
+		waitFor(what, func() bool {
+			cl.WriteToUDPAddrPort([]byte("search"), netip.MustParseAddrPort("10.77.0.255:5076"))
+			select {
+			case b := <-out.C():
+				pool.Put(b)
+				return true
+			case <-time.After(20 * time.Millisecond):
+				return false
+			}
+		})
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := run(ctx)
+	waitFor("up", s.Up)
+	captures("at start")
+
+	if err := h.SetLink(false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("down", func() bool { return !s.Up() })
+	if err := h.SetLink(true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("up again", s.Up)
+	captures("after link up")
+
+	rl, err := h.RemoveLink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "interface removed") {
+			t.Errorf("Run after eth0 was removed: %v, want an interface removed error", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Run went on with its interface removed")
+	}
+
+	done = run(ctx) // as the supervisor does
+	waitFor("waiting log", func() bool { return strings.Contains(logs.String(), "interface does not exist; waiting for it") })
+	if err := rl.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("up on the new eth0", s.Up)
+	captures("on the new eth0")
+
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Run after cancel: %v", err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}

@@ -1,0 +1,60 @@
+//go:build linux
+
+package inject
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/snowsignal/snowsignal/netio/iface"
+	"github.com/snowsignal/snowsignal/pipeline"
+	"github.com/snowsignal/snowsignal/test/lab"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestInjectDropsWhileItsInterfaceIsMissing: with no interface, the stage
+// drops and counts what comes in (so the stages before it do not stall),
+// and returns as soon as its input is closed.
+func TestInjectDropsWhileItsInterfaceIsMissing(t *testing.T) {
+	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	h := l.Host("relay-b")
+	if _, err := h.RemoveLink(); err != nil {
+		t.Fatal(err)
+	}
+	pool := pipeline.NewPool(2048)
+	m := pipeline.NewMetrics()
+	in := pipeline.NewLink("rewrite->inject", 8, pipeline.Block, pool)
+	s := New(Config{Interface: lab.IfName}, in, pool, &iface.Current{}, m.Stage("inject"), m, zerolog.Nop())
+	done := make(chan error, 1)
+	go func() { done <- h.Do(func() error { return s.Run(context.Background()) }) }()
+
+	for i := 0; i < 20; i++ { // more than the link holds: the stage must drain it
+		b := pool.Get()
+		for j := 0; j < 3; j++ {
+			p := b.Slot()
+			p.Len = copy(p.Buf[p.Off:], "frame")
+		}
+		in.Send(b)
+	}
+	in.Close()
+	start := time.Now()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Run did not return after its input closed")
+	}
+	if d := time.Since(start); d > 3*iface.LookupEvery {
+		t.Errorf("Run took %s to notice its input closed", d)
+	}
+	if got := m.Drops(pipeline.ReasonSendError); got != 60 {
+		t.Errorf("send_error drops %d, want 60", got)
+	}
+}
