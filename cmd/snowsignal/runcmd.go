@@ -14,6 +14,7 @@ import (
 
 	"github.com/snowsignal/snowsignal/netio/iface"
 	"github.com/snowsignal/snowsignal/netio/mesh"
+	"github.com/snowsignal/snowsignal/stages/ratelimit"
 	"github.com/snowsignal/snowsignal/stages/relay"
 	"github.com/snowsignal/snowsignal/stages/rewrite"
 )
@@ -39,7 +40,13 @@ type RunCmd struct {
 	MeshKeyFile            []string      `env:"MESH_KEY_FILE" sep:"," placeholder:"PATH" help:"Shared secret for the authenticated mesh format; give twice during key rotation (send with the first, accept either)."`
 	LocalDelivery          bool          `env:"LOCAL_DELIVERY" default:"true" negatable:"" help:"Also deliver relayed broadcasts to servers on this host (--no-local-delivery to turn off)."`
 	WaitForInterface       bool          `env:"WAIT_FOR_INTERFACE" help:"Wait for the target interface to appear instead of failing at start."`
+	RateLimit              int           `env:"RATE_LIMIT" default:"0" placeholder:"PPS" help:"Packets per second each client (IP source) may have relayed, and each peer relay may have injected here; bursts of max(PPS, 128) pass. 0 disables."`
+	PeerRateLimit          int           `env:"PEER_RATE_LIMIT" default:"0" placeholder:"PPS" help:"Per-peer limit instead of --rate-limit's, for the frames each peer relay may have injected here; a peer forwards all its segment's clients, so set it higher (0: as --rate-limit)."`
 	InjectMark             uint32        `env:"INJECT_MARK" default:"0x534e4f57" hidden:"" help:"SO_MARK of the inject socket, recognised by the capture filter."`
+
+	StatsSocket     string        `env:"STATS_SOCKET" default:"/run/snowsignal/snowsignal.sock" placeholder:"PATH" help:"Unix socket (mode 0660) that 'snowsignal stats' and 'snowsignal health' query; every relay on a host needs its own. Empty disables it."`
+	MetricsAddress  string        `env:"METRICS_ADDRESS" placeholder:"HOST:PORT" help:"Serve Prometheus metrics (/metrics) and a health check (/healthz) over HTTP on this address; off when empty."`
+	SummaryInterval time.Duration `env:"SUMMARY_INTERVAL" default:"60s" help:"How often to log an info line with totals and rates since the last one (0 disables)."`
 }
 
 // config turns the flags into a relay.Config, or an error naming the flag at
@@ -97,11 +104,11 @@ func (c *RunCmd) build(warn *[]string) (relay.Config, error) {
 		}
 	}
 	for _, d := range c.Discover {
-		if d = strings.TrimSpace(d); d != "" {
+		if d = strings.TrimSpace(d); d != "" && !slices.Contains(cfg.Discover, d) {
 			cfg.Discover = append(cfg.Discover, d)
 		}
 	}
-	if s := strings.TrimSpace(c.ServiceName); s != "" {
+	if s := strings.TrimSpace(c.ServiceName); s != "" && !slices.Contains(cfg.Discover, "tasks."+s) {
 		cfg.Discover = append(cfg.Discover, "tasks."+s)
 	}
 	if c.DiscoveryInterval < time.Second {
@@ -132,6 +139,21 @@ func (c *RunCmd) build(warn *[]string) (relay.Config, error) {
 		}
 		cfg.MeshKeys = append(cfg.MeshKeys, key)
 	}
+	if c.RateLimit < 0 || c.RateLimit > ratelimit.MaxRate {
+		return cfg, fmt.Errorf("--rate-limit: %d is out of range (allowed: 0 to disable, or 1-%d packets per second)", c.RateLimit, ratelimit.MaxRate)
+	}
+	if c.PeerRateLimit < 0 || c.PeerRateLimit > ratelimit.MaxRate {
+		return cfg, fmt.Errorf("--peer-rate-limit: %d is out of range (allowed: 0 for --rate-limit's, or 1-%d packets per second)", c.PeerRateLimit, ratelimit.MaxRate)
+	}
+	cfg.RateLimit, cfg.PeerRateLimit = c.RateLimit, c.PeerRateLimit
+	if cfg.PeerRateLimit == 0 {
+		cfg.PeerRateLimit = c.RateLimit
+	}
+	obs, err := c.observability()
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Observability = obs
 	if !c.WaitForInterface {
 		if _, err := iface.Lookup(c.TargetInterface); err != nil {
 			return cfg, fmt.Errorf("--target-interface: %w", err)
@@ -170,5 +192,22 @@ func (c *RunCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	return r.Run(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	// The pipeline drains within its grace period; should a stage ever
+	// hang, a stop request must still end the process promptly.
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(shutdownDeadline):
+		return fmt.Errorf("shutdown: the relay did not stop within %s", shutdownDeadline)
+	}
 }
+
+// shutdownDeadline bounds the wait for the pipeline after SIGINT/SIGTERM.
+const shutdownDeadline = 900 * time.Millisecond

@@ -1,6 +1,9 @@
 package frame
 
-import "hash/maphash"
+import (
+	"hash/crc32"
+	"hash/maphash"
+)
 
 // Key returns a 64-bit hash of what identifies the decoded datagram b end to
 // end, for duplicate suppression: source and destination addresses,
@@ -39,4 +42,33 @@ func (f *Frame) Key(b []byte, seed maphash.Seed) uint64 {
 	}
 	h.Write(p)
 	return h.Sum64()
+}
+
+// castagnoli is the CRC-32C table; crc32 computes it with the CPU's CRC
+// instruction where there is one.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// StableKey is like Key (the same fields, the same invariances) but the same
+// in every process: relays sharing a segment use it to agree on which of
+// them injects a datagram, so it cannot use a per-process seed. It is not a
+// defence against chosen collisions; Key is.
+func (f *Frame) StableKey(b []byte) uint32 {
+	c := crc32.Update(0, castagnoli, b[offSrc:offDst+4]) // source, destination
+	p := f.ipPayload(b)
+	if f.HasUDPHeader() {
+		c = crc32.Update(c, castagnoli, p[:udpOffCsum]) // ports, length
+		p = p[udpOffCsum+2:]                            // skip the checksum
+	}
+	c = crc32.Update(c, castagnoli, p)
+	// Fold in protocol and fragment position (and a fragment's ID, as Key
+	// does) arithmetically: a byte array passed to crc32 would escape.
+	meta := uint64(f.Proto)<<40 | uint64(f.FragOff)<<16
+	if f.MoreFrags {
+		meta |= 1 << 48
+	}
+	if f.IsFragment() {
+		meta |= uint64(f.ID)
+	}
+	x := (uint64(c) ^ meta*0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9
+	return uint32(x>>32) ^ uint32(x)
 }

@@ -114,3 +114,34 @@ func TestKeyFragments(t *testing.T) {
 		}
 	}
 }
+
+func TestStableKey(t *testing.T) {
+	u := frametest.UDP{Src: netip.MustParseAddrPort("10.77.0.11:5000"), Dst: netip.MustParseAddrPort("10.77.0.255:5076"),
+		ID: 1, TTL: 64, Payload: []byte("search")}
+	var f frame.Frame
+	b := u.Frame()
+	if err := f.Decode(b); err != nil {
+		t.Fatal(err)
+	}
+	k := f.StableKey(b)
+	// Golden: the same in every process and on every relay, forever (relays
+	// of different versions on one segment must agree).
+	if k != 0xa8388e17 {
+		t.Errorf("StableKey = %#x, want the golden 0xa8388e17", k)
+	}
+	u.ID, u.TTL, u.SrcMAC = 9, 3, [6]byte{1}
+	b2 := u.Frame()
+	f.Decode(b2)
+	if f.StableKey(b2) != k {
+		t.Error("StableKey changed with TTL/ID/MAC")
+	}
+	u.Payload = []byte("searcH")
+	b3 := u.Frame()
+	f.Decode(b3)
+	if f.StableKey(b3) == k {
+		t.Error("StableKey ignores the payload")
+	}
+	if n := testing.AllocsPerRun(100, func() { f.StableKey(b3) }); n != 0 {
+		t.Errorf("StableKey allocates %v", n)
+	}
+}

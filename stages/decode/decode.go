@@ -22,7 +22,7 @@ func New(in, out *pipeline.Link, c *pipeline.StageCounters, m *pipeline.Metrics)
 
 // Run decodes until its input link is closed.
 func (s *Stage) Run(ctx context.Context) error {
-	for b := range s.in.C() {
+	for b := range s.in.Batches(ctx) {
 		s.c.In.Add(uint64(len(b.Pkts)))
 		b.Keep(s.decode)
 		n := len(b.Pkts)
@@ -35,7 +35,7 @@ func (s *Stage) Run(ctx context.Context) error {
 
 func (s *Stage) decode(p *pipeline.Packet) bool {
 	if err := p.Frame.Decode(p.Bytes()); err != nil {
-		s.m.Drop(pipeline.ReasonMalformedFrame, 1)
+		s.m.Drop(pipeline.FrameReason(err), 1)
 		return false
 	}
 	// Trailing Ethernet padding stays: the mesh carries the frame as captured,

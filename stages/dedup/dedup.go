@@ -15,8 +15,11 @@
 //     duplicate; capturing it on our segment (another relay on our segment
 //     injected it too) is a loop and is not forwarded again.
 //
-// A client that sends the same datagram again within the window is treated
-// as a duplicate; once the window has passed it is relayed again. Memory is
+// A client that sends the same datagram again is forwarded again by the
+// relays on its segment (only injected frames are loops there), but the
+// receiving relays treat a copy within the window as a duplicate: end to
+// end, a repeat within the window is suppressed, and once the window has
+// passed it is relayed again. Memory is
 // bounded: entries expire in insertion order from a ring, and when the ring is
 // full the oldest entry is evicted early.
 package dedup

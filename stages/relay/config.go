@@ -55,4 +55,16 @@ type Config struct {
 	// WaitForInterface keeps retrying when the interface does not exist yet,
 	// instead of failing at start.
 	WaitForInterface bool
+	// Observability configures the stats socket, the metrics endpoint, the
+	// summary log line and the build information (observability.go).
+	Observability Observability
+	// RateLimit is how many packets per second each client (IP source of a
+	// captured broadcast) may have forwarded to the mesh; zero disables the
+	// limit. The burst is max(RateLimit, ratelimit.MinBurst).
+	RateLimit int
+	// PeerRateLimit is how many frames per second each peer (source of mesh
+	// datagrams) may have injected on our segment; zero disables the limit.
+	// A peer forwards the broadcasts of every client on its segment, so this
+	// is usually set higher than RateLimit.
+	PeerRateLimit int
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/snowsignal/snowsignal/stages/inject"
 	"github.com/snowsignal/snowsignal/stages/listener"
 	"github.com/snowsignal/snowsignal/stages/peers"
+	"github.com/snowsignal/snowsignal/stages/ratelimit"
 	"github.com/snowsignal/snowsignal/stages/rewrite"
 	"github.com/snowsignal/snowsignal/stages/segment"
 )
@@ -53,12 +54,16 @@ type Relay struct {
 	Target  *iface.Current
 	Dedup   *dedup.Cache
 	Segment *segment.Table // nil when hellos are off
+	// ClientLimit and PeerLimit are the capture-side (per client) and
+	// mesh-side (per peer) rate limiters; nil when off.
+	ClientLimit, PeerLimit *ratelimit.Limiter
 
 	conn      *meshconn.Conn
 	sup       *pipeline.Supervisor
 	capture   *capture.Stage
 	rewrite   *rewrite.Stage
 	discovery *discovery.Stage
+	obs       observability // stats socket, metrics, summary, EPICS insight (observability.go)
 }
 
 // New checks cfg against the system, opens the mesh socket and builds the
@@ -87,11 +92,16 @@ func New(cfg Config, log zerolog.Logger) (*Relay, error) {
 		log.Warn().Msg("strict reverse-path filtering (rp_filter=1) is on: servers on this host will not receive relayed broadcasts; " +
 			"set net.ipv4.conf.all.rp_filter and net.ipv4.conf.lo.rp_filter to 2 (loose) or 0")
 	}
-	r := &Relay{cfg: cfg, log: log, Metrics: pipeline.NewMetrics(), Peers: peers.NewTable(), Target: &iface.Current{}, conn: conn}
+	r := &Relay{cfg: cfg, log: log, Metrics: pipeline.NewMetrics(), Peers: peers.NewTable(), Target: &iface.Current{}, conn: conn,
+		obs: newObservability()}
 	if info != nil {
 		r.Target.Store(info)
 	}
 	if err := r.build(info); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if err := r.openObservability(); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -116,6 +126,10 @@ func (r *Relay) build(info *iface.Info) error {
 	seed := maphash.MakeSeed()
 	if cfg.DedupWindow > 0 {
 		r.Dedup = dedup.New(cfg.DedupWindow, dedup.DefaultSize)
+	}
+
+	if err := r.buildLimits(); err != nil {
+		return err
 	}
 
 	var sealer *mesh.Sealer
@@ -153,7 +167,7 @@ func (r *Relay) build(info *iface.Info) error {
 	}
 	r.discovery = discovery.New(discovery.Config{
 		Static: cfg.Peers, Discover: cfg.Discover, Interval: cfg.DiscoveryInterval, MeshPort: cfg.MeshPort,
-		Resolver: resolver, LocalAddrs: iface.LocalAddrs,
+		Resolver: resolver, LocalAddrs: iface.LocalAddrs, Counters: st["discovery"],
 		SelfAddr: func() netip.Addr {
 			if i := r.Target.Load(); i != nil {
 				return i.Addr
@@ -163,17 +177,6 @@ func (r *Relay) build(info *iface.Info) error {
 	}, r.Peers, r.log)
 	sup.Add(st["discovery"], r.discovery, nil)
 
-	r.capture = capture.New(capture.Config{
-		Interface: cfg.Interface,
-		Filter:    rawsock.FilterConfig{Ports: cfg.BroadcastPorts, Mark: cfg.Mark, Fragments: fragments},
-	}, pool, capDec, st["capture"], m, r.log)
-	sup.Add(st["capture"], r.capture, nil, capDec)
-	sup.Add(st["decode"], decode.New(capDec, decFil, st["decode"], m), capDec, decFil)
-	sup.Add(st["filter"], filter.New(filter.Config{Ports: cfg.BroadcastPorts, Fragments: fragments},
-		decFil, filFan, st["filter"], m, r.Dedup, seed), decFil, filFan)
-	sup.Add(st["fanout"], fanout.New(filFan, pool, r.conn, r.Peers, sealer, st["fanout"], m), filFan)
-
-	sup.Add(st["listener"], listener.New(r.conn, pool, lisRew, st["listener"], m), nil, lisRew)
 	var hello *segment.HelloSender
 	if cfg.HelloInterval > 0 {
 		var id [4]byte
@@ -184,9 +187,22 @@ func (r *Relay) build(info *iface.Info) error {
 		hello = segment.NewHelloSender(r.Segment, r.conn, sealer, r.Target, cfg.MeshPort, cfg.HelloInterval, r.log)
 		sup.Add(m.Stage("hello"), hello, nil)
 	}
+	r.capture = capture.New(capture.Config{
+		Interface: cfg.Interface,
+		Filter:    rawsock.FilterConfig{Ports: cfg.BroadcastPorts, Mark: cfg.Mark, Fragments: fragments},
+	}, pool, capDec, st["capture"], m, r.log)
+	sup.Add(st["capture"], r.capture, nil, capDec)
+	sup.Add(st["decode"], decode.New(capDec, decFil, st["decode"], m), capDec, decFil)
+	sup.Add(st["filter"], filter.New(filter.Config{Ports: cfg.BroadcastPorts, Fragments: fragments, Limiter: r.ClientLimit,
+		Observer: r.outboundObserver()},
+		decFil, filFan, st["filter"], m, r.Dedup, r.Segment, seed), decFil, filFan)
+	sup.Add(st["fanout"], fanout.New(filFan, pool, r.conn, r.Peers, sealer, st["fanout"], m, r.log), filFan)
+
+	sup.Add(st["listener"], listener.New(r.conn, pool, lisRew, st["listener"], m), nil, lisRew)
 	r.rewrite = rewrite.New(rewrite.Config{
 		Ports: cfg.BroadcastPorts, Dest: cfg.RebroadcastDestination, AcceptAnyPeer: cfg.AcceptAnyPeer,
-		Fragments: fragments, OnUnknownPeer: func(netip.Addr) { r.discovery.Kick() },
+		Fragments: fragments, Limiter: r.PeerLimit, OnUnknownPeer: func(netip.Addr) { r.discovery.Kick() },
+		Observer: r.inboundObserver(),
 		OnNewNeighbour: func() {
 			if hello != nil {
 				hello.Kick()
@@ -203,11 +219,16 @@ func (r *Relay) build(info *iface.Info) error {
 // Run relays until ctx is done, then drains the pipelines and returns.
 func (r *Relay) Run(ctx context.Context) error {
 	defer r.conn.Close()
+	defer r.closeObservability()
 	r.log.Info().Str("iface", r.cfg.Interface).Uints16("broadcast_ports", r.cfg.BroadcastPorts).
 		Uint16("mesh_port", r.cfg.MeshPort).Strs("other_relays", r.cfg.Peers).Strs("discover", r.cfg.Discover).
 		Msg("relay starting")
+	r.discovery.Prime(ctx)
 	err := r.sup.Run(ctx)
-	r.log.Info().Msg("relay stopped")
+	// The final counters, so a relay without a stats endpoint (and the demo
+	// and tests, which read this line) still tells what it did.
+	r.log.Info().Interface("stages", r.Metrics.Stages()).Interface("drops", r.Metrics.DropCounts()).
+		Msg("relay stopped")
 	return err
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/snowsignal/snowsignal/stages/dedup"
 	"github.com/snowsignal/snowsignal/stages/filter"
 	"github.com/snowsignal/snowsignal/stages/peers"
+	"github.com/snowsignal/snowsignal/stages/ratelimit"
 	"github.com/snowsignal/snowsignal/stages/segment"
 )
 
@@ -43,6 +44,11 @@ type Config struct {
 	// OnUnknownPeer, if set, is called (from the stage goroutine; it must not
 	// block) with the source of a datagram from outside the peer set.
 	OnUnknownPeer func(netip.Addr)
+	// Observer, if set, sees every batch's verdicts (see filter.Observer).
+	Observer filter.Observer
+	// Limiter, if set, limits the frames each peer (keyed by the mesh
+	// datagram's source address) gets injected (--rate-limit).
+	Limiter *ratelimit.Limiter
 }
 
 // Stage rewrites mesh datagrams into broadcast frames.
@@ -61,9 +67,11 @@ type Stage struct {
 	frags   *filter.Fragments
 
 	// per batch
-	now  int64
-	set  *peers.Set
-	info *iface.Info
+	now   int64
+	set   *peers.Set
+	info  *iface.Info
+	trace bool  // the observer traces this batch's drops
+	rlNow int64 // the limiter's clock, read once per batch
 
 	unknown unknownSources
 }
@@ -78,12 +86,19 @@ func New(cfg Config, in, out *pipeline.Link, target *iface.Current, t *peers.Tab
 
 // Run rewrites until its input link is closed.
 func (s *Stage) Run(ctx context.Context) error {
-	for b := range s.in.C() {
+	for b := range s.in.Batches(ctx) {
 		s.c.In.Add(uint64(len(b.Pkts)))
 		s.now = time.Now().UnixNano()
 		s.set = s.peers.Load()
 		s.info = s.target.Load()
+		s.trace = s.cfg.Observer != nil && s.cfg.Observer.Tracing()
+		if s.cfg.Limiter != nil {
+			s.rlNow = s.cfg.Limiter.Now()
+		}
 		b.Keep(s.keep)
+		if s.cfg.Observer != nil {
+			s.cfg.Observer.Kept(b)
+		}
 		n := len(b.Pkts)
 		if s.out.Send(b) {
 			s.c.Out.Add(uint64(n))
@@ -99,6 +114,9 @@ func (s *Stage) keep(p *pipeline.Packet) bool {
 	if r, ok := s.process(p); !ok {
 		if r != consumed {
 			s.m.Drop(r, 1)
+			if s.trace {
+				s.cfg.Observer.Dropped(p, r)
+			}
 		}
 		return false
 	}
@@ -107,11 +125,11 @@ func (s *Stage) keep(p *pipeline.Packet) bool {
 
 // hello handles a neighbour's hello body b from src.
 func (s *Stage) hello(src netip.Addr, b []byte) (pipeline.Reason, bool) {
-	id, ok := segment.ParseHello(b)
+	id, mac, ok := segment.ParseHello(b)
 	if !ok || s.segment == nil {
 		return pipeline.ReasonMalformedMesh, false
 	}
-	if s.segment.Heard(s.now, src, id) {
+	if s.segment.Heard(s.now, src, id, mac) {
 		s.log.Info().Str("peer", src.String()).Msg("another relay shares this segment; sharing injections with it")
 		if s.cfg.OnNewNeighbour != nil {
 			s.cfg.OnNewNeighbour()
@@ -122,6 +140,13 @@ func (s *Stage) hello(src netip.Addr, b []byte) (pipeline.Reason, bool) {
 
 func (s *Stage) process(p *pipeline.Packet) (pipeline.Reason, bool) {
 	src := p.Addr.Addr()
+	if s.info != nil && src == s.info.Addr && !s.set.Self {
+		if d := p.Bytes(); segment.IsHello(d) || mesh.Kind(d) == mesh.Auth {
+			// Our own hello (sealed, with a key), looped back by the
+			// kernel like every broadcast.
+			return consumed, false
+		}
+	}
 	peer := s.set.Lookup(src)
 	if peer != nil {
 		peer.Heard(s.now, p.Len)
@@ -141,17 +166,12 @@ func (s *Stage) process(p *pipeline.Packet) (pipeline.Reason, bool) {
 	if s.opener != nil {
 		var err error
 		if fr, _, _, err = s.opener.Open(d); err != nil {
-			if err == mesh.ErrReplay {
-				return pipeline.ReasonReplay, false
-			}
-			// A bad tag, an unknown key, or an unauthenticated datagram on
-			// an authenticated mesh.
-			return pipeline.ReasonBadAuth, false
+			return meshReason(err, d), false
 		}
 	} else {
 		var err error
 		if fr, err = mesh.DecodeLegacy(d); err != nil {
-			return pipeline.ReasonMalformedMesh, false
+			return meshReason(err, d), false
 		}
 	}
 	if s.opener != nil && segment.IsHello(fr) {
@@ -164,34 +184,17 @@ func (s *Stage) process(p *pipeline.Packet) (pipeline.Reason, bool) {
 	p.Len = len(fr)
 
 	f := &p.Frame
-	if f.Decode(fr) != nil {
-		return pipeline.ReasonMalformedFrame, false
-	}
-	if r, ok := filter.CheckSource(f.Src); !ok {
+	if r, ok := s.validate(f, fr); !ok {
 		return r, false
 	}
-	if !isBroadcast(f.Dst, s.info) {
-		return pipeline.ReasonNotBroadcast, false
+	// Only frames that would otherwise be injected spend tokens, so on an
+	// authenticated mesh datagrams forged with a peer's source address
+	// cannot starve the peer.
+	if l := s.cfg.Limiter; l != nil && !l.Allow(s.rlNow, src) {
+		return pipeline.ReasonRateLimited, false
 	}
-	switch {
-	case !f.IsFragment():
-		if !hasPort(s.cfg.Ports, f.DstPort) {
-			return pipeline.ReasonWrongPort, false
-		}
-	case !s.cfg.Fragments:
-		return pipeline.ReasonFragment, false
-	case f.HasUDPHeader():
-		if !hasPort(s.cfg.Ports, f.DstPort) {
-			return pipeline.ReasonWrongPort, false
-		}
+	if f.IsFragment() && f.HasUDPHeader() {
 		s.frags.Add(s.now+int64(2*time.Second), f)
-	default:
-		if !s.frags.Match(s.now, f) {
-			return pipeline.ReasonFragment, false
-		}
-	}
-	if f.Len() > frame.EthLen+s.info.MTU {
-		return pipeline.ReasonTooBig, false
 	}
 
 	p.Len = f.Len() // drop Ethernet padding; the NIC pads again if needed
@@ -213,7 +216,7 @@ func (s *Stage) process(p *pipeline.Packet) (pipeline.Reason, bool) {
 	if s.dedup != nil && !s.dedup.Received(s.now, p.Key) {
 		return pipeline.ReasonDuplicate, false
 	}
-	if s.segment != nil && !s.segment.Owner(p.Key) {
+	if s.segment != nil && !s.segment.Owner(uint64(f.StableKey(b))) {
 		return pipeline.ReasonOtherInjector, false
 	}
 	return 0, true
@@ -233,27 +236,6 @@ func (s *Stage) destination(dst netip.Addr) (netip.Addr, bool) {
 		return ours, ours.IsValid() && dst != limited && dst != ours
 	}
 	return dst, false
-}
-
-// isBroadcast accepts the limited broadcast address, our subnet's broadcast
-// address, and any address that can be the directed broadcast of some
-// subnet from /8 to /30 (its two lowest bits are set), since the origin's
-// subnet is not known here. Multicast and class E (except limited) are not.
-func isBroadcast(a netip.Addr, info *iface.Info) bool {
-	if a == limited || a == info.Broadcast {
-		return true
-	}
-	b := a.As4()
-	return a.Is4() && !a.IsMulticast() && b[0] < 240 && b[0] != 127 && b[0] != 0 && b[3]&3 == 3
-}
-
-func hasPort(ports []uint16, p uint16) bool {
-	for _, q := range ports {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }
 
 // unknownSources counts datagrams from sources outside the peer set and

@@ -71,7 +71,7 @@ func (h *HelloSender) send() {
 		return
 	}
 	h.table.SetSelf(info.Addr)
-	PutHello(h.buf[pipeline.Headroom:], h.table.ID())
+	PutHello(h.buf[pipeline.Headroom:], h.table.ID(), info.MAC)
 	start := pipeline.Headroom
 	if h.sealer != nil {
 		start = h.sealer.Seal(h.buf, pipeline.Headroom, HelloLen)

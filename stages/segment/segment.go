@@ -30,28 +30,33 @@ import (
 // HelloMagic starts a hello body.
 const HelloMagic = "SH"
 
-// HelloLen is the length of a hello body: magic, version, flags, relay id.
-const HelloLen = 8
+// HelloLen is the length of a hello body: magic (2), version (1), flags (1),
+// relay id (4), the MAC address the relay injects with (6), padding (2).
+const HelloLen = 16
 
 // helloVersion is the hello body format version.
 const helloVersion = 1
 
-// PutHello writes a hello body for relay id into b, which must hold HelloLen
-// bytes, and returns the body.
-func PutHello(b []byte, id uint32) []byte {
+// PutHello writes a hello body for relay id, injecting with mac, into b,
+// which must hold HelloLen bytes, and returns the body.
+func PutHello(b []byte, id uint32, mac [6]byte) []byte {
 	b = b[:HelloLen]
+	clear(b)
 	copy(b, HelloMagic)
-	b[2], b[3] = helloVersion, 0
+	b[2] = helloVersion
 	b[4], b[5], b[6], b[7] = byte(id>>24), byte(id>>16), byte(id>>8), byte(id)
+	copy(b[8:14], mac[:])
 	return b
 }
 
-// ParseHello reports whether b is a hello body and which relay sent it.
-func ParseHello(b []byte) (id uint32, ok bool) {
+// ParseHello reports whether b is a hello body, which relay sent it and the
+// MAC address its injected frames carry.
+func ParseHello(b []byte) (id uint32, mac [6]byte, ok bool) {
 	if len(b) < HelloLen || string(b[:2]) != HelloMagic || b[2] != helloVersion {
-		return 0, false
+		return 0, mac, false
 	}
-	return uint32(b[4])<<24 | uint32(b[5])<<16 | uint32(b[6])<<8 | uint32(b[7]), true
+	copy(mac[:], b[8:14])
+	return uint32(b[4])<<24 | uint32(b[5])<<16 | uint32(b[6])<<8 | uint32(b[7]), mac, true
 }
 
 // IsHello reports whether b starts like a hello body. A relayed frame never
@@ -65,7 +70,7 @@ type Table struct {
 
 	mu   sync.Mutex
 	self netip.Addr
-	seen map[netip.Addr]int64 // unix ns of the last hello
+	seen map[netip.Addr]neighbour
 
 	snap atomic.Pointer[snapshot]
 
@@ -73,7 +78,13 @@ type Table struct {
 	Hellos atomic.Uint64
 }
 
+type neighbour struct {
+	last int64 // unix ns of the last hello
+	mac  [6]byte
+}
+
 type snapshot struct {
+	macs    [][6]byte
 	self    netip.Addr
 	members []uint64 // address hashes of self and neighbours
 	selfH   uint64
@@ -83,7 +94,7 @@ type snapshot struct {
 // NewTable returns a table for relay id; neighbours silent for expiry are
 // forgotten.
 func NewTable(id uint32, expiry time.Duration) *Table {
-	t := &Table{id: id, expiry: expiry, seen: map[netip.Addr]int64{}}
+	t := &Table{id: id, expiry: expiry, seen: map[netip.Addr]neighbour{}}
 	t.snap.Store(&snapshot{})
 	return t
 }
@@ -101,18 +112,19 @@ func (t *Table) SetSelf(a netip.Addr) {
 	}
 }
 
-// Heard records a hello from relay id at addr at now (unix ns) and reports
-// whether addr is a new neighbour. Our own hellos are ignored.
-func (t *Table) Heard(now int64, addr netip.Addr, id uint32) bool {
+// Heard records a hello from relay id at addr, injecting with mac, at now
+// (unix ns) and reports whether addr is a new neighbour. Our own hellos are
+// ignored.
+func (t *Table) Heard(now int64, addr netip.Addr, id uint32, mac [6]byte) bool {
 	if id == t.id {
 		return false
 	}
 	t.Hellos.Add(1)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, known := t.seen[addr]
-	t.seen[addr] = now
-	if !known {
+	old, known := t.seen[addr]
+	t.seen[addr] = neighbour{last: now, mac: mac}
+	if !known || old.mac != mac {
 		t.publish()
 	}
 	return !known
@@ -122,8 +134,8 @@ func (t *Table) Heard(now int64, addr netip.Addr, id uint32) bool {
 func (t *Table) Expire(now int64) (gone []netip.Addr) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for a, last := range t.seen {
-		if now-last > int64(t.expiry) {
+	for a, n := range t.seen {
+		if now-n.last > int64(t.expiry) {
 			delete(t.seen, a)
 			gone = append(gone, a)
 		}
@@ -141,6 +153,9 @@ func (t *Table) publish() {
 		s.addrs = append(s.addrs, a)
 	}
 	slices.SortFunc(s.addrs, netip.Addr.Compare)
+	for _, a := range s.addrs {
+		s.macs = append(s.macs, t.seen[a].mac)
+	}
 	s.members = append(s.members, s.selfH)
 	for _, a := range s.addrs {
 		s.members = append(s.members, addrHash(a))
@@ -162,8 +177,22 @@ func (t *Table) IsNeighbour(a netip.Addr) bool {
 	return false
 }
 
+// IsNeighbourMAC reports whether mac is the MAC a neighbour injects with.
+// A captured frame from it is that neighbour's injection (or a client on its
+// host, which the neighbour captures and forwards itself): forwarding it
+// again would send a frame back towards the segment it came from.
+func (t *Table) IsNeighbourMAC(mac [6]byte) bool {
+	for _, m := range t.snap.Load().macs {
+		if m == mac {
+			return true
+		}
+	}
+	return false
+}
+
 // Owner reports whether this relay is the one on its segment that injects
-// the datagram with the given key.
+// the datagram with the given key, which must be the same on every relay
+// (netio/frame.StableKey, not the seeded Key).
 func (t *Table) Owner(key uint64) bool {
 	s := t.snap.Load()
 	if len(s.members) <= 1 {

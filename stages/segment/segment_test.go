@@ -9,16 +9,16 @@ import (
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 func TestHelloRoundTrip(t *testing.T) {
-	b := PutHello(make([]byte, HelloLen), 0xdeadbeef)
+	b := PutHello(make([]byte, HelloLen), 0xdeadbeef, [6]byte{2, 0, 10, 77, 0, 1})
 	if !IsHello(b) {
 		t.Fatal("IsHello false for a hello")
 	}
-	id, ok := ParseHello(b)
-	if !ok || id != 0xdeadbeef {
-		t.Errorf("ParseHello = %#x, %v", id, ok)
+	id, mac, ok := ParseHello(b)
+	if !ok || id != 0xdeadbeef || mac != [6]byte{2, 0, 10, 77, 0, 1} {
+		t.Errorf("ParseHello = %#x, %x, %v", id, mac, ok)
 	}
 	for _, bad := range [][]byte{nil, []byte("SH"), []byte("SS\x01\x00abcd"), {'S', 'H', 9, 0, 1, 2, 3, 4}} {
-		if _, ok := ParseHello(bad); ok {
+		if _, _, ok := ParseHello(bad); ok {
 			t.Errorf("ParseHello accepted %q", bad)
 		}
 	}
@@ -37,7 +37,7 @@ func TestExactlyOneOwnerPerKey(t *testing.T) {
 		tables[i].SetSelf(a)
 		for j, b := range addrs {
 			if i != j {
-				tables[i].Heard(0, b, uint32(j+1))
+				tables[i].Heard(0, b, uint32(j+1), [6]byte{byte(j)})
 			}
 		}
 	}
@@ -74,17 +74,20 @@ func TestAloneOwnsEverything(t *testing.T) {
 func TestOwnHelloIgnoredAndSilentNeighbourExpires(t *testing.T) {
 	tb := NewTable(7, time.Second)
 	tb.SetSelf(addr("10.0.0.1"))
-	if tb.Heard(0, addr("10.0.0.1"), 7) {
+	if tb.Heard(0, addr("10.0.0.1"), 7, [6]byte{1}) {
 		t.Error("own hello counted as a neighbour")
 	}
-	if !tb.Heard(0, addr("10.0.0.2"), 8) {
+	if !tb.Heard(0, addr("10.0.0.2"), 8, [6]byte{2}) {
 		t.Error("new neighbour not reported as new")
 	}
-	if tb.Heard(int64(500*time.Millisecond), addr("10.0.0.2"), 8) {
+	if tb.Heard(int64(500*time.Millisecond), addr("10.0.0.2"), 8, [6]byte{2}) {
 		t.Error("known neighbour reported as new")
 	}
 	if !tb.IsNeighbour(addr("10.0.0.2")) || tb.IsNeighbour(addr("10.0.0.3")) {
 		t.Error("IsNeighbour wrong")
+	}
+	if !tb.IsNeighbourMAC([6]byte{2}) || tb.IsNeighbourMAC([6]byte{1}) {
+		t.Error("IsNeighbourMAC wrong")
 	}
 	if gone := tb.Expire(int64(1400 * time.Millisecond)); len(gone) != 0 {
 		t.Errorf("expired %v too early", gone)
@@ -93,7 +96,7 @@ func TestOwnHelloIgnoredAndSilentNeighbourExpires(t *testing.T) {
 	if len(gone) != 1 || gone[0] != addr("10.0.0.2") {
 		t.Errorf("expired %v, want [10.0.0.2]", gone)
 	}
-	if tb.IsNeighbour(addr("10.0.0.2")) {
+	if tb.IsNeighbour(addr("10.0.0.2")) || tb.IsNeighbourMAC([6]byte{2}) {
 		t.Error("expired neighbour still listed")
 	}
 	for k := uint64(0); k < 100; k++ {
@@ -106,9 +109,14 @@ func TestOwnHelloIgnoredAndSilentNeighbourExpires(t *testing.T) {
 func TestOwnerAllocatesNothing(t *testing.T) {
 	tb := NewTable(1, time.Second)
 	tb.SetSelf(addr("10.0.0.1"))
-	tb.Heard(0, addr("10.0.0.2"), 2)
+	tb.Heard(0, addr("10.0.0.2"), 2, [6]byte{2})
 	k := uint64(0)
-	if n := testing.AllocsPerRun(1000, func() { k++; tb.Owner(k); tb.IsNeighbour(addr("10.0.0.2")) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() {
+		k++
+		tb.Owner(k)
+		tb.IsNeighbour(addr("10.0.0.2"))
+		tb.IsNeighbourMAC([6]byte{3})
+	}); n != 0 {
 		t.Errorf("%v allocations per packet", n)
 	}
 }
