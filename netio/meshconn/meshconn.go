@@ -145,21 +145,7 @@ func (c *Conn) readFn(fd uintptr) bool {
 		c.rerr = err
 		return true
 	}
-	all := b.Pkts[:cap(b.Pkts)]
-	w := 0
-	for i := 0; i < n; i++ {
-		if c.rmm.Truncated(i) {
-			c.trunc++
-			continue
-		}
-		if w != i {
-			all[start+w].Buf, all[start+i].Buf = all[start+i].Buf, all[start+w].Buf
-		}
-		p := b.Slot()
-		p.Len = c.rmm.N(i)
-		p.Addr = c.rmm.From(i)
-		w++
-	}
+	c.trunc += c.rmm.Collect(b, start, n, true)
 	return true
 }
 

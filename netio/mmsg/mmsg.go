@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/snowsignal/snowsignal/pipeline"
 )
 
 // mmsghdr is struct mmsghdr from <sys/socket.h>.
@@ -136,4 +138,31 @@ func (b *Batch) Send(fd uintptr, off int) (int, error) {
 		return 0, e
 	}
 	return int(r), nil
+}
+
+// Collect appends to b the n datagrams a Recv just read into the buffers of
+// b's slots from index start on (the slots Add or AddRecv was given, in the
+// same order, with b trimmed back to start after the call). Datagrams that
+// did not fit their buffer are skipped and counted in truncated; the buffer
+// of a skipped slot moves to the end rather than leaving a gap, so no bytes
+// are copied. With from set, each packet's Addr is its sender.
+func (m *Batch) Collect(b *pipeline.Batch, start, n int, from bool) (truncated int) {
+	all := b.Pkts[:cap(b.Pkts)]
+	w := 0
+	for i := 0; i < n; i++ {
+		if m.Truncated(i) {
+			truncated++
+			continue
+		}
+		if w != i {
+			all[start+w].Buf, all[start+i].Buf = all[start+i].Buf, all[start+w].Buf
+		}
+		p := b.Slot()
+		p.Len = m.N(i)
+		if from {
+			p.Addr = m.From(i)
+		}
+		w++
+	}
+	return truncated
 }

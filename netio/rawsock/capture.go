@@ -119,21 +119,7 @@ func (c *Capture) readFn(fd uintptr) bool {
 		c.err = err
 		return true
 	}
-	all := b.Pkts[:cap(b.Pkts)]
-	w := 0
-	for i := 0; i < n; i++ {
-		if c.mm.Truncated(i) {
-			c.got++ // counted as too big by the caller
-			continue
-		}
-		if w != i {
-			// A truncated frame left a gap: move buffers, not bytes.
-			all[start+w].Buf, all[start+i].Buf = all[start+i].Buf, all[start+w].Buf
-		}
-		p := b.Slot()
-		p.Len = c.mm.N(i)
-		w++
-	}
+	c.got += c.mm.Collect(b, start, n, false) // counted as too big by the caller
 	return true
 }
 
