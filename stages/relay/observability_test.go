@@ -100,6 +100,7 @@ func TestSnapshotFields(t *testing.T) {
 		config.discover config.discovery_interval_seconds config.rebroadcast_destination config.dedup_window_seconds
 		config.hello_interval_seconds config.accept_any_peer config.authenticated config.local_delivery
 		config.stats_socket config.metrics_address config.summary_interval_seconds
+		config.rate_limit config.peer_rate_limit
 		capture_up
 		stages stages[].name stages[].state stages[].in stages[].out stages[].errors stages[].restarts
 		links links[].name links[].policy links[].len links[].cap links[].batches links[].packets
@@ -109,6 +110,7 @@ func TestSnapshotFields(t *testing.T) {
 		peers[].rx_packets peers[].rx_bytes peers[].first_seen peers[].last_heard
 		neighbours dedup dedup.enabled dedup.window_seconds dedup.entries dedup.evicted
 		unknown_sources discovery discovery.resolutions discovery.failures
+		rate_limited rate_limited.clients rate_limited.peers
 		epics epics.window_seconds
 		epics.outbound epics.outbound.pva_searches epics.outbound.pva_beacons epics.outbound.ca_searches
 		epics.outbound.ca_beacons epics.outbound.names epics.outbound.replies epics.outbound.malformed epics.outbound.other

@@ -10,6 +10,7 @@ import (
 
 	"github.com/snowsignal/snowsignal/pipeline"
 	"github.com/snowsignal/snowsignal/stages/insight"
+	"github.com/snowsignal/snowsignal/stages/ratelimit"
 )
 
 // SnapshotFormat is the version of the Snapshot JSON layout. It changes when
@@ -60,6 +61,9 @@ type Snapshot struct {
 	UnknownSources []SourceCount `json:"unknown_sources"`
 	// Discovery counts peer name resolutions.
 	Discovery DiscoveryStats `json:"discovery"`
+	// RateLimited lists, per side, the sources whose packets a token bucket
+	// dropped, most drops first (empty when the limits are off).
+	RateLimited RateLimitedStats `json:"rate_limited"`
 	// EPICS is what the relay saw of the EPICS searches and beacons it
 	// carried.
 	EPICS insight.Stats `json:"epics"`
@@ -84,6 +88,18 @@ type ConfigSummary struct {
 	StatsSocket            string  `json:"stats_socket"`
 	MetricsAddress         string  `json:"metrics_address"`
 	SummaryIntervalSeconds float64 `json:"summary_interval_seconds"`
+	// RateLimit and PeerRateLimit are the token bucket rates in packets
+	// per second per client and per peer; zero is off.
+	RateLimit     int `json:"rate_limit"`
+	PeerRateLimit int `json:"peer_rate_limit"`
+}
+
+// RateLimitedStats are the sources a token bucket dropped packets from.
+type RateLimitedStats struct {
+	// Clients are IP sources of captured broadcasts.
+	Clients []SourceCount `json:"clients"`
+	// Peers are mesh sources.
+	Peers []SourceCount `json:"peers"`
 }
 
 // PeerStats are one peer's counters.
@@ -163,6 +179,8 @@ func (r *Relay) Snapshot() Snapshot {
 			StatsSocket:              o.StatsSocket,
 			MetricsAddress:           o.MetricsAddress,
 			SummaryIntervalSeconds:   o.SummaryInterval.Seconds(),
+			RateLimit:                cfg.RateLimit,
+			PeerRateLimit:            cfg.PeerRateLimit,
 		},
 		CaptureUp:      r.CaptureUp(),
 		Stages:         r.Metrics.Stages(),
@@ -210,7 +228,17 @@ func (r *Relay) Snapshot() Snapshot {
 	for _, a := range addrs {
 		s.UnknownSources = append(s.UnknownSources, SourceCount{Addr: a.String(), Datagrams: unknown[a]})
 	}
+	clients, peerSources := r.RateLimited()
+	s.RateLimited = RateLimitedStats{Clients: sourceCounts(clients), Peers: sourceCounts(peerSources)}
 	return s
+}
+
+func sourceCounts(src []ratelimit.Source) []SourceCount {
+	out := make([]SourceCount, 0, len(src))
+	for _, x := range src {
+		out = append(out, SourceCount{Addr: x.Addr.String(), Datagrams: x.Dropped})
+	}
+	return out
 }
 
 // Stage returns the named stage's counters, and whether there is one.
