@@ -1,0 +1,44 @@
+package iface_test
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/snowsignal/snowsignal/netio/iface"
+	"github.com/snowsignal/snowsignal/test/lab"
+)
+
+// The broadcast address is the one configured on the interface, and the
+// prefix's last address when none is configured.
+func TestLookupBroadcastConfiguredOrComputed(t *testing.T) {
+	l := lab.NewSwarmT(t, lab.Spec{Subnet: netip.MustParsePrefix("10.79.0.0/24"),
+		Segments: []lab.SegmentSpec{{Name: "a", Hosts: lab.HostNames("h")}}})
+	h := l.Host("h")
+	addr := h.IP.String() + "/24"
+	for _, tc := range []struct {
+		name string
+		add  string // ip addr add arguments
+		want string
+	}{
+		{"configured", addr + " brd 10.79.0.127", "10.79.0.127"},
+		{"none configured", addr, "10.79.0.255"},
+	} {
+		for _, cmd := range []string{"addr flush dev eth0", "addr add " + tc.add + " dev eth0"} {
+			if out, err := h.Command(t.Context(), "ip", strings.Fields(cmd)...).CombinedOutput(); err != nil {
+				t.Fatalf("ip %s: %v\n%s", cmd, err, out)
+			}
+		}
+		var info *iface.Info
+		err := h.Do(func() (err error) {
+			info, err = iface.Lookup("eth0")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Broadcast.String() != tc.want || info.Addr != h.IP || info.Prefix.String() != "10.79.0.0/24" {
+			t.Errorf("%s: %+v, want broadcast %s", tc.name, info, tc.want)
+		}
+	}
+}
