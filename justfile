@@ -31,3 +31,8 @@ run *ARGS:
 # Fuzz one target for a while: just fuzz FuzzDecode ./netio/frame 60s
 fuzz TARGET PKG TIME="60s":
     go test -run '^$' -fuzz '^{{TARGET}}$' -fuzztime {{TIME}} {{PKG}}
+
+# Benchmark two relays against the direct path in namespaces and record the
+# results in docs/BENCHMARKS.md (root): just bench, or just bench -quick
+bench *ARGS:
+    go run ./test/bench {{ARGS}}

@@ -23,12 +23,19 @@ func New(in, out *pipeline.Link, c *pipeline.StageCounters, m *pipeline.Metrics)
 // Run decodes until its input link is closed.
 func (s *Stage) Run(ctx context.Context) error {
 	for b := range s.in.Batches(ctx) {
-		s.c.In.Add(uint64(len(b.Pkts)))
-		b.Keep(s.decode)
-		n := len(b.Pkts)
-		if s.out.Send(b) {
-			s.c.Out.Add(uint64(n))
-		}
+		s.Handle(b)
+	}
+	return nil
+}
+
+// Handle decodes one batch and passes it on. Run calls it for each batch;
+// benchmarks call it directly.
+func (s *Stage) Handle(b *pipeline.Batch) error {
+	s.c.In.Add(uint64(len(b.Pkts)))
+	b.Keep(s.decode)
+	n := len(b.Pkts)
+	if s.out.Send(b) {
+		s.c.Out.Add(uint64(n))
 	}
 	return nil
 }

@@ -57,14 +57,20 @@ func (s *Stage) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { s.conn.SetWriteDeadline(time.Now()) })
 	defer stop()
 	for b := range s.in.Batches(ctx) {
-		s.c.In.Add(uint64(len(b.Pkts)))
-		err := s.send(b)
-		s.pool.Put(b)
-		if err != nil {
+		if err := s.Handle(b); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Handle sends one batch to every peer and returns it to the pool. Run
+// calls it for each batch; benchmarks call it directly.
+func (s *Stage) Handle(b *pipeline.Batch) error {
+	s.c.In.Add(uint64(len(b.Pkts)))
+	err := s.send(b)
+	s.pool.Put(b)
+	return err
 }
 
 func (s *Stage) send(b *pipeline.Batch) error {

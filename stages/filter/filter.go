@@ -59,20 +59,27 @@ const fragmentLifetime = int64(2 * time.Second)
 // Run filters until its input link is closed.
 func (s *Stage) Run(ctx context.Context) error {
 	for b := range s.in.Batches(ctx) {
-		s.c.In.Add(uint64(len(b.Pkts)))
-		s.now = time.Now().UnixNano()
-		s.trace = s.cfg.Observer != nil && s.cfg.Observer.Tracing()
-		if s.cfg.Limiter != nil {
-			s.rlNow = s.cfg.Limiter.Now()
-		}
-		b.Keep(s.keep)
-		if s.cfg.Observer != nil {
-			s.cfg.Observer.Kept(b)
-		}
-		n := len(b.Pkts)
-		if s.out.Send(b) {
-			s.c.Out.Add(uint64(n))
-		}
+		s.Handle(b)
+	}
+	return nil
+}
+
+// Handle filters one batch and passes it on. Run calls it for each batch;
+// benchmarks call it directly.
+func (s *Stage) Handle(b *pipeline.Batch) error {
+	s.c.In.Add(uint64(len(b.Pkts)))
+	s.now = time.Now().UnixNano()
+	s.trace = s.cfg.Observer != nil && s.cfg.Observer.Tracing()
+	if s.cfg.Limiter != nil {
+		s.rlNow = s.cfg.Limiter.Now()
+	}
+	b.Keep(s.keep)
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Kept(b)
+	}
+	n := len(b.Pkts)
+	if s.out.Send(b) {
+		s.c.Out.Add(uint64(n))
 	}
 	return nil
 }

@@ -87,22 +87,29 @@ func New(cfg Config, in, out *pipeline.Link, target *iface.Current, t *peers.Tab
 // Run rewrites until its input link is closed.
 func (s *Stage) Run(ctx context.Context) error {
 	for b := range s.in.Batches(ctx) {
-		s.c.In.Add(uint64(len(b.Pkts)))
-		s.now = time.Now().UnixNano()
-		s.set = s.peers.Load()
-		s.info = s.target.Load()
-		s.trace = s.cfg.Observer != nil && s.cfg.Observer.Tracing()
-		if s.cfg.Limiter != nil {
-			s.rlNow = s.cfg.Limiter.Now()
-		}
-		b.Keep(s.keep)
-		if s.cfg.Observer != nil {
-			s.cfg.Observer.Kept(b)
-		}
-		n := len(b.Pkts)
-		if s.out.Send(b) {
-			s.c.Out.Add(uint64(n))
-		}
+		s.Handle(b)
+	}
+	return nil
+}
+
+// Handle rewrites one batch and passes it on. Run calls it for each batch;
+// benchmarks call it directly.
+func (s *Stage) Handle(b *pipeline.Batch) error {
+	s.c.In.Add(uint64(len(b.Pkts)))
+	s.now = time.Now().UnixNano()
+	s.set = s.peers.Load()
+	s.info = s.target.Load()
+	s.trace = s.cfg.Observer != nil && s.cfg.Observer.Tracing()
+	if s.cfg.Limiter != nil {
+		s.rlNow = s.cfg.Limiter.Now()
+	}
+	b.Keep(s.keep)
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Kept(b)
+	}
+	n := len(b.Pkts)
+	if s.out.Send(b) {
+		s.c.Out.Add(uint64(n))
 	}
 	return nil
 }

@@ -1,0 +1,48 @@
+package pipeline
+
+import (
+	"context"
+	"sync"
+	"testing"
+)
+
+// BenchmarkLinkSend measures handing a batch of one packet to the next stage
+// over a Block link and waiting until that stage has handled it, as a relay
+// at a low rate does for every datagram. Run it with -cpu 1,2: on one P the
+// handoff is a goroutine switch on the same thread; on two it usually wakes
+// another thread, which is why the relay runs on one P by default
+// (cmd/snowsignal, docs/BENCHMARKS.md).
+func BenchmarkLinkSend(b *testing.B) {
+	pool := NewPool(64)
+	l := NewLink("src->sink", 1, Block, pool)
+	handled := make(chan struct{}, 1)
+	sink := &notifying{in: l, pool: pool, handled: handled}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { sink.Run(ctx) })
+	b.ReportAllocs()
+	for b.Loop() {
+		bt := pool.Get()
+		bt.Slot().Len = 1
+		l.Send(bt)
+		<-handled
+	}
+	cancel()
+	l.Close()
+	wg.Wait()
+}
+
+// notifying is a consumer stage that signals every batch it has handled.
+type notifying struct {
+	in      *Link
+	pool    *Pool
+	handled chan struct{}
+}
+
+func (s *notifying) Run(ctx context.Context) error {
+	for b := range s.in.Batches(ctx) {
+		s.pool.Put(b)
+		s.handled <- struct{}{}
+	}
+	return nil
+}

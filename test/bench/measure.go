@@ -1,0 +1,290 @@
+//go:build linux
+
+package main
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// A path is one way from a sender to a receiver: direct (one segment, no
+// relay: the ceiling) or relayed (client, relay-a, relay-b, server).
+type path struct {
+	name   string
+	snd    *sender
+	rcv    *receiver
+	relays []*relayProc // whose CPU the path costs; none for direct
+}
+
+// stepResult is one bounded run of one path at one offered rate.
+type stepResult struct {
+	Offered float64 // datagrams/s asked for
+	Send    sendResult
+	Recv    recvResult
+	CPU     []cpuDelta // per relay of the path
+	Wall    time.Duration
+	// Foreign is the share of the host's CPU time that neither this
+	// program nor the relays used during the step: other programs
+	// competing for the CPUs make the step's numbers worse than the
+	// relay's own.
+	Foreign float64
+	// Own is the CPU time of this program (sender and receivers) during
+	// the step: on the direct path, per datagram, a floor for what one
+	// relay hop (a wake-up, a receive and a send) can cost on this host.
+	Own time.Duration
+}
+
+// Delivered is the fraction of the datagrams sent that arrived.
+func (s stepResult) Delivered() float64 {
+	n := s.Send.Sent + s.Send.Errors
+	if n == 0 {
+		return 0
+	}
+	return float64(s.Recv.Got) / float64(n)
+}
+
+// Achieved is the rate the sender managed.
+func (s stepResult) Achieved() float64 { return s.Send.Rate() }
+
+// senderLimited reports whether the sender fell short of the offered rate:
+// then the step measured the sender, not the path.
+func (s stepResult) senderLimited() bool { return s.Achieved() < 0.95*s.Offered }
+
+// CPUPerDatagram is the CPU time all relays of the path spent per datagram
+// sent, in seconds, from schedstat; ok is false for a path without relays.
+func (s stepResult) CPUPerDatagram() (sec float64, ok bool) {
+	if len(s.CPU) == 0 || s.Send.Sent == 0 {
+		return 0, false
+	}
+	var t cpuDelta
+	for _, c := range s.CPU {
+		t = t.add(c)
+	}
+	return float64(t.RunNS) / 1e9 / float64(s.Send.Sent), true
+}
+
+// runner runs steps, numbering them so that late datagrams of one step are
+// not counted in the next.
+type runner struct {
+	step  uint32
+	quiet time.Duration // how long the receiver may stay silent before a step ends
+	idle  []*relayProc  // every relay of the lab, to tell CPU time used by the benchmark from the rest
+	// waitBudget is how long, over the whole run, steps may wait for other
+	// programs to leave the CPUs alone (see waitQuiet).
+	waitBudget time.Duration
+	trace      func(format string, args ...any)
+}
+
+// run offers rate datagrams/s on p for d and waits for the tail to arrive.
+func (rn *runner) run(p *path, rate float64, d time.Duration, latency bool) (stepResult, error) {
+	rn.waitQuiet()
+	rn.step++
+	n := max(1, int(rate*d.Seconds()))
+	res := stepResult{Offered: rate}
+	before := make([]procSample, len(p.relays))
+	for i, r := range p.relays {
+		s, err := r.sample()
+		if err != nil {
+			return res, err
+		}
+		before[i] = s
+	}
+	h0, err := readHostCPU()
+	if err != nil {
+		return res, err
+	}
+	own0 := ownTicks()
+	self0 := selfCPU()
+	idle0 := make([]uint64, len(rn.idle))
+	for i, r := range rn.idle {
+		if s, err := r.sample(); err == nil {
+			idle0[i] = s.Ticks
+		}
+	}
+	t0 := time.Now()
+	p.rcv.begin(rn.step, n, latency)
+	res.Send = p.snd.run(rn.step, rate, n, 2*d+time.Second)
+	p.rcv.settle(res.Send.Sent, rn.quiet, 2*time.Second)
+	res.Recv = p.rcv.end()
+	res.Wall = time.Since(t0)
+	ours := ownTicks() - own0
+	res.Own = selfCPU() - self0
+	for i, r := range p.relays {
+		s, err := r.sample()
+		if err != nil {
+			return res, err
+		}
+		res.CPU = append(res.CPU, s.sub(before[i]))
+		ours += res.CPU[i].Ticks
+		if !r.alive() {
+			return res, fmt.Errorf("%s exited during the run (%v):\n%s", r.name, r.r.ExitErr(), tail(r.output(), 4096))
+		}
+	}
+	for i, r := range rn.idle {
+		// Relays that are not on this path idle along: theirs is ours too.
+		if s, err := r.sample(); err == nil && !slices.Contains(p.relays, r) {
+			ours += s.Ticks - idle0[i]
+		}
+	}
+	if h1, err := readHostCPU(); err == nil && h1.Total > h0.Total {
+		busy := h1.Busy - h0.Busy
+		res.Foreign = max(0, float64(busy)-float64(ours)) / float64(h1.Total-h0.Total)
+	}
+	if rn.trace != nil {
+		cpu := "-"
+		if c, ok := res.CPUPerDatagram(); ok {
+			per := float64(max(1, res.Send.Sent))
+			cpu = fmt.Sprintf("%.1f µs/dgram (", c*1e6)
+			for i, d := range res.CPU {
+				if i > 0 {
+					cpu += " + "
+				}
+				cpu += fmt.Sprintf("%.1f µs %.1f sw", float64(d.RunNS)/1e3/per, float64(d.Switches)/per)
+			}
+			cpu += ")"
+		}
+		rn.trace("  %-8s offered %7.0f/s sent %7.0f/s delivered %7.3f %%  dup %d stale %d  relay CPU %s  bench CPU %.1f µs/dgram  other load %.0f %%",
+			p.name, rate, res.Achieved(), 100*res.Delivered(), res.Recv.Dup, res.Recv.Stale, cpu,
+			float64(res.Own.Nanoseconds())/1e3/float64(max(1, res.Send.Sent)), 100*res.Foreign)
+	}
+	return res, nil
+}
+
+// Waiting for a quiet host: before a step, other programs may use at most
+// quietShare of the CPUs over quietProbe; a step waits at most quietMax.
+const (
+	quietShare = 0.15
+	quietProbe = 200 * time.Millisecond
+	quietMax   = 5 * time.Second
+)
+
+// waitQuiet delays the next step while other programs (a compiler, another
+// test run) keep the CPUs busy, within the runner's wait budget, so that the
+// step measures the relay and not the neighbours. Steps still record the
+// other load they met (stepResult.Foreign).
+func (rn *runner) waitQuiet() {
+	start := time.Now()
+	for rn.waitBudget > 0 && time.Since(start) < quietMax {
+		h0, err := readHostCPU()
+		if err != nil {
+			return
+		}
+		ours := ownTicks()
+		for _, r := range rn.idle {
+			if s, err := r.sample(); err == nil {
+				ours += s.Ticks
+			}
+		}
+		time.Sleep(quietProbe)
+		h1, err := readHostCPU()
+		if err != nil || h1.Total <= h0.Total {
+			return
+		}
+		ours = ownTicks() - ours
+		for _, r := range rn.idle {
+			if s, err := r.sample(); err == nil {
+				ours += s.Ticks
+			}
+		}
+		foreign := (float64(h1.Busy-h0.Busy) - float64(ours)) / float64(h1.Total-h0.Total)
+		if foreign < quietShare {
+			break
+		}
+		if rn.trace != nil && time.Since(start) < quietProbe*2 {
+			rn.trace("  waiting for other programs to leave the CPUs (%.0f %% busy)", 100*foreign)
+		}
+	}
+	if waited := time.Since(start); rn.waitBudget > 0 {
+		rn.waitBudget -= waited
+	}
+}
+
+// sweepResult is the highest rate a path delivers at least minDelivered of.
+type sweepResult struct {
+	Best          stepResult // the highest passing step (zero if none passed)
+	Passed        bool
+	SenderLimited bool // the sender could not go faster before the path failed
+	Steps         []stepResult
+}
+
+// minDelivered is the pass mark of a step.
+const minDelivered = 0.99
+
+// sweep raises the offered rate through rates until a step delivers less
+// than minDelivered (or the sender cannot keep up), then bisects between the
+// last passing and the first failing rate bisect times.
+func (rn *runner) sweep(p *path, rates []float64, d time.Duration, bisect int, pause time.Duration) (sweepResult, error) {
+	var out sweepResult
+	record := func(s stepResult) bool {
+		out.Steps = append(out.Steps, s)
+		ok := s.Delivered() >= minDelivered
+		if ok && (!out.Passed || s.Achieved() > out.Best.Achieved()) {
+			out.Best, out.Passed = s, true
+		}
+		return ok
+	}
+	lo, hi := 0.0, 0.0
+	for _, rate := range rates {
+		s, err := rn.run(p, rate, d, false)
+		if err != nil {
+			return out, err
+		}
+		time.Sleep(pause)
+		if !record(s) {
+			hi = rate
+			break
+		}
+		lo = rate
+		if s.senderLimited() {
+			out.SenderLimited = true
+			return out, nil
+		}
+	}
+	if hi == 0 {
+		return out, nil // every rate passed
+	}
+	for range bisect {
+		mid := (lo + hi) / 2
+		s, err := rn.run(p, mid, d, false)
+		if err != nil {
+			return out, err
+		}
+		time.Sleep(pause)
+		if record(s) {
+			lo = mid
+			if s.senderLimited() {
+				out.SenderLimited = true
+				break
+			}
+		} else {
+			hi = mid
+		}
+	}
+	return out, nil
+}
+
+// latencyStats are percentiles of one-way latencies.
+type latencyStats struct {
+	N                  int
+	P50, P90, P99, Max time.Duration
+	Mean               time.Duration
+	ok                 bool
+}
+
+func latencies(ns []int64) latencyStats {
+	if len(ns) == 0 {
+		return latencyStats{}
+	}
+	s := slices.Clone(ns)
+	slices.Sort(s)
+	q := func(p float64) time.Duration { return time.Duration(s[min(len(s)-1, int(p*float64(len(s))))]) }
+	var sum int64
+	for _, v := range s {
+		sum += v
+	}
+	return latencyStats{
+		N: len(s), P50: q(0.50), P90: q(0.90), P99: q(0.99), Max: time.Duration(s[len(s)-1]),
+		Mean: time.Duration(sum / int64(len(s))), ok: true,
+	}
+}
