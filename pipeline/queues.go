@@ -6,9 +6,12 @@ package pipeline
 // about 100 KiB, so these bound the relay's packet memory to a few MiB.
 const (
 	// QueueReaderSize is the capacity of links leaving a socket reader
-	// (capture→decode, listener→rewrite). Those links drop when full so the
-	// reader keeps draining the kernel queue and latency stays bounded.
-	QueueReaderSize = 16
+	// (capture→decode, listener→rewrite). Those links drop the oldest batch
+	// when full so the reader keeps draining the kernel queue and latency
+	// stays bounded. Bursts wait in the socket's buffer, which holds
+	// thousands of frames; in a storm the queue only has to hold the
+	// freshest frames worth relaying.
+	QueueReaderSize = 8
 	// QueueStageSize is the capacity of links between processing stages;
 	// those links block (backpressure towards the reader).
 	QueueStageSize = 8

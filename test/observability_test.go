@@ -286,7 +286,7 @@ func TestObservability(t *testing.T) {
 		"snowsignal_epics_searches_total{direction=outbound,protocol=pva}":                                          2,
 		"snowsignal_epics_searches_total{direction=outbound,protocol=ca}":                                           1,
 		"snowsignal_epics_searched_names_total{direction=outbound}":                                                 4,
-		"snowsignal_link_queue_capacity{link=capture->decode}":                                                      16,
+		"snowsignal_link_queue_capacity{link=capture->decode}":                                                      pipeline.QueueReaderSize,
 		"snowsignal_build_info{commit=" + sa.Commit + ",goversion=" + sa.GoVersion + ",version=" + sa.Version + "}": 1,
 	} {
 		if got, ok := m[key]; !ok || got != want {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -47,6 +48,7 @@ type RunCmd struct {
 	StatsSocket     string        `env:"STATS_SOCKET" default:"/run/snowsignal/snowsignal.sock" placeholder:"PATH" help:"Unix socket (mode 0660) that 'snowsignal stats' and 'snowsignal health' query; every relay on a host needs its own. Empty disables it."`
 	MetricsAddress  string        `env:"METRICS_ADDRESS" placeholder:"HOST:PORT" help:"Serve Prometheus metrics (/metrics) and a health check (/healthz) over HTTP on this address; off when empty."`
 	SummaryInterval time.Duration `env:"SUMMARY_INTERVAL" default:"60s" help:"How often to log an info line with totals and rates since the last one (0 disables)."`
+	DebugAddress    string        `env:"DEBUG_ADDRESS" hidden:"" placeholder:"HOST:PORT" help:"Serve Go's profiling endpoints (net/http/pprof) on this address; off when empty."`
 }
 
 // config turns the flags into a relay.Config, or an error naming the flag at
@@ -186,8 +188,20 @@ func (c *RunCmd) Run() error {
 	if cfg.DedupWindow > 0 && cfg.DedupWindow < 10*time.Millisecond {
 		log.Warn().Dur("dedup_window", cfg.DedupWindow).Msg("a dedup window under 10ms may let loops through")
 	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		// One P: a batch handed from stage to stage is then a goroutine
+		// switch on one thread instead of a wake-up of another, which
+		// measured as most of the relay's CPU at low rates; one core is
+		// several times what 50k datagrams/s need (docs/BENCHMARKS.md).
+		runtime.GOMAXPROCS(defaultProcs)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if c.DebugAddress != "" {
+		if err := serveDebug(ctx, c.DebugAddress, log); err != nil {
+			return err
+		}
+	}
 	r, err := relay.New(cfg, log)
 	if err != nil {
 		return err
@@ -208,6 +222,9 @@ func (c *RunCmd) Run() error {
 		return fmt.Errorf("shutdown: the relay did not stop within %s", shutdownDeadline)
 	}
 }
+
+// defaultProcs is the relay's GOMAXPROCS unless the environment sets one.
+const defaultProcs = 1
 
 // shutdownDeadline bounds the wait for the pipeline after SIGINT/SIGTERM.
 const shutdownDeadline = 900 * time.Millisecond

@@ -109,6 +109,15 @@ func (b *Batch) From(i int) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4(n.Addr), uint16(p[0])<<8|uint16(p[1]))
 }
 
+// Both calls below are raw system calls: they never block (MSG_DONTWAIT), so
+// they need none of what unix.Syscall6 does around a call that may block.
+// That bookkeeping is not free for a relay that sleeps between datagrams:
+// entering a syscall while every P is idle wakes the runtime's sysmon
+// thread, which then polls every 20 µs for a while. The benchmark
+// (test/bench, docs/BENCHMARKS.md) measured two to three extra context
+// switches per relayed datagram at 1k/s from it, about a third of the
+// relays' CPU time.
+
 // Recv performs one non-blocking recvmmsg(2) into the datagrams set with
 // AddRecv or Add and returns how many arrived. It returns unix.EAGAIN when
 // none were waiting.
@@ -116,7 +125,7 @@ func (b *Batch) Recv(fd uintptr, flags int) (int, error) {
 	if b.n == 0 {
 		return 0, nil
 	}
-	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])),
+	r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])),
 		uintptr(b.n), uintptr(flags|unix.MSG_DONTWAIT), 0, 0)
 	if e != 0 {
 		return 0, e
@@ -132,7 +141,7 @@ func (b *Batch) Send(fd uintptr, off int) (int, error) {
 	if off >= b.n {
 		return 0, nil
 	}
-	r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[off])),
+	r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[off])),
 		uintptr(b.n-off), unix.MSG_DONTWAIT, 0, 0)
 	if e != 0 {
 		return 0, e

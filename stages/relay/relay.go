@@ -152,6 +152,8 @@ func (r *Relay) build(info *iface.Info) error {
 		m.AddLink(l)
 		return l
 	}
+	// Readers' links drop the oldest batch when full, so a storm never
+	// stalls the socket readers; links between stages block (backpressure).
 	capDec := link("capture->decode", pipeline.QueueReaderSize, pipeline.Drop)
 	decFil := link("decode->filter", pipeline.QueueStageSize, pipeline.Block)
 	filFan := link("filter->fanout", pipeline.QueueStageSize, pipeline.Block)
