@@ -45,6 +45,16 @@ func (s StageState) String() string {
 // Name is the stage's name.
 func (c *StageCounters) Name() string { return c.name }
 
+// Pass hands b to out, the stage's output link, and counts its packets as
+// the stage's output if out queued them (a dropped batch is counted by the
+// link). The caller no longer owns b.
+func (c *StageCounters) Pass(out *Link, b *Batch) {
+	n := uint64(len(b.Pkts))
+	if out.Send(b) {
+		c.Out.Add(n)
+	}
+}
+
 // StageStats is a snapshot of a stage's counters.
 type StageStats struct {
 	Name      string `json:"name"`

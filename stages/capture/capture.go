@@ -107,11 +107,8 @@ func (s *Stage) Run(ctx context.Context) error {
 		if tooBig > 0 {
 			s.m.Drop(pipeline.ReasonTooBig, tooBig)
 		}
-		n := len(b.Pkts)
-		s.c.In.Add(uint64(n))
-		if s.out.Send(b) {
-			s.c.Out.Add(uint64(n))
-		}
+		s.c.In.Add(uint64(len(b.Pkts)))
+		s.c.Pass(s.out, b)
 		if now := time.Now(); now.Sub(lastStats) > time.Second {
 			lastStats = now
 			if d, err := sock.KernelDrops(); err == nil {

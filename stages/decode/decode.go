@@ -33,10 +33,7 @@ func (s *Stage) Run(ctx context.Context) error {
 func (s *Stage) Handle(b *pipeline.Batch) error {
 	s.c.In.Add(uint64(len(b.Pkts)))
 	b.Keep(s.decode)
-	n := len(b.Pkts)
-	if s.out.Send(b) {
-		s.c.Out.Add(uint64(n))
-	}
+	s.c.Pass(s.out, b)
 	return nil
 }
 

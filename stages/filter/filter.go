@@ -77,17 +77,14 @@ func (s *Stage) Handle(b *pipeline.Batch) error {
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.Kept(b)
 	}
-	n := len(b.Pkts)
-	if s.out.Send(b) {
-		s.c.Out.Add(uint64(n))
-	}
+	s.c.Pass(s.out, b)
 	return nil
 }
 
 func (s *Stage) keep(p *pipeline.Packet) bool {
 	f := &p.Frame
 	if s.segment != nil && s.segment.IsNeighbourMAC([6]byte(p.Bytes()[6:12])) {
-		s.m.Drop(pipeline.ReasonNeighbourInjection, 1)
+		s.drop(p, pipeline.ReasonNeighbourInjection)
 		return false
 	}
 	if r, ok := CheckSource(f.Src); !ok {

@@ -107,10 +107,7 @@ func (s *Stage) Handle(b *pipeline.Batch) error {
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.Kept(b)
 	}
-	n := len(b.Pkts)
-	if s.out.Send(b) {
-		s.c.Out.Add(uint64(n))
-	}
+	s.c.Pass(s.out, b)
 	return nil
 }
 
