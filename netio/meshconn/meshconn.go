@@ -116,14 +116,8 @@ func (c *Conn) ReadBatch(b *pipeline.Batch) (tooBig int, err error) {
 
 func (c *Conn) readFn(fd uintptr) bool {
 	b := c.batch
-	c.rmm.Reset()
-	start := len(b.Pkts)
-	for !b.Full() {
-		p := b.Slot()
-		c.rmm.AddRecv(p.Buf[p.Off:])
-	}
+	start := c.rmm.Prepare(b, true)
 	n, err := c.rmm.Recv(fd, 0)
-	b.Pkts = b.Pkts[:start]
 	switch {
 	case err == unix.EAGAIN:
 		// Woken with nothing to read: the wake-up may have been an EPOLLERR

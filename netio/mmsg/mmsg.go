@@ -149,9 +149,28 @@ func (b *Batch) Send(fd uintptr, off int) (int, error) {
 	return int(r), nil
 }
 
+// Prepare describes every free slot of b, from index start on, as a buffer
+// to receive into (with from set, asking for each sender's address), for a
+// Recv followed by Collect. b keeps its length: Collect adds the packets
+// that arrive.
+func (m *Batch) Prepare(b *pipeline.Batch, from bool) (start int) {
+	m.Reset()
+	start = len(b.Pkts)
+	for !b.Full() {
+		p := b.Slot()
+		if from {
+			m.AddRecv(p.Buf[p.Off:])
+		} else {
+			m.Add(p.Buf[p.Off:], netip.AddrPort{})
+		}
+	}
+	b.Pkts = b.Pkts[:start]
+	return start
+}
+
 // Collect appends to b the n datagrams a Recv just read into the buffers of
 // b's slots from index start on (the slots Add or AddRecv was given, in the
-// same order, with b trimmed back to start after the call). Datagrams that
+// same order: see Prepare). Datagrams that
 // did not fit their buffer are skipped and counted in truncated; the buffer
 // of a skipped slot moves to the end rather than leaving a gap, so no bytes
 // are copied. With from set, each packet's Addr is its sender.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"syscall"
 	"time"
@@ -104,14 +103,8 @@ func (c *Capture) ReadBatch(b *pipeline.Batch) (tooBig int, err error) {
 // the batch has room for. Returning false asks the poller to wait.
 func (c *Capture) readFn(fd uintptr) bool {
 	b := c.batch
-	c.mm.Reset()
-	start := len(b.Pkts)
-	for !b.Full() {
-		p := b.Slot()
-		c.mm.Add(p.Buf[p.Off:], netip.AddrPort{})
-	}
+	start := c.mm.Prepare(b, false)
 	n, err := c.mm.Recv(fd, unix.MSG_TRUNC)
-	b.Pkts = b.Pkts[:start]
 	if err == unix.EAGAIN || err == unix.EINTR {
 		return false
 	}
