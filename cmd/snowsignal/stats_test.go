@@ -51,7 +51,7 @@ func snapshot(at time.Time) relay.Snapshot {
 		Stages: []pipeline.StageStats{{Name: "capture", State: "running", In: 10, Out: 10},
 			{Name: "fanout", State: "running", In: 10, Out: 10}},
 		Links: []pipeline.LinkStats{{Name: "capture->decode", Len: 1, Cap: 16, Packets: 10}},
-		Drops: map[string]uint64{"wrong_port": 4, "duplicate": 0},
+		Drops: map[string]uint64{"wrong_port": 4, "duplicate": 0}, MeshKernelDrops: 6,
 		Peers: []relay.PeerStats{{Addr: "10.77.0.2:7124", Sources: "static", TxPackets: 10, TxBytes: 900, LastHeard: &heard}},
 		EPICS: insight.Stats{WindowSeconds: 60, Outbound: insight.Counters{PVASearches: 2, CASearches: 1, Names: 4},
 			TopNames:   []insight.Top{{Name: "EP:TEMP", Count: 3}, {Name: "EP:COUNT", Count: 1}},
@@ -77,6 +77,7 @@ func TestStatsTable(t *testing.T) {
 		"capture running 10 10 0 0",
 		"capture->decode 1/16 10 0",
 		"wrong_port 4",
+		"kernel (mesh socket buffer full) 6",
 		"10.77.0.2:7124 static 10 900 0 0 0 3s ago",
 		"NEIGHBOURS none",
 		"outbound 2 1 4 0 0",
@@ -89,7 +90,7 @@ func TestStatsTable(t *testing.T) {
 			t.Errorf("missing line %q in:\n%s", want, out)
 		}
 	}
-	if strings.Contains(out, "duplicate") {
+	if strings.Contains(out, "duplicate") || strings.Contains(out, "capture queue full") {
 		t.Errorf("zero drop reason listed:\n%s", out)
 	}
 }
@@ -148,9 +149,11 @@ func TestStatsWatch(t *testing.T) {
 	start := time.Now()
 	n := 0
 	path := fakeRelay(t, func() relay.Snapshot {
-		// Every query one second later, with 5 more packets captured.
+		// Every query one second later, with 5 more packets captured and
+		// 3 more dropped by the kernel on the mesh socket.
 		s := snapshot(start.Add(time.Duration(n) * time.Second))
 		s.Stages[0].In += uint64(5 * n)
+		s.MeshKernelDrops += uint64(3 * n)
 		n++
 		return s
 	})
@@ -173,5 +176,8 @@ func TestStatsWatch(t *testing.T) {
 	}
 	if !strings.Contains(frames[1], "IN/s") || !strings.Contains(frames[1], "5.0") {
 		t.Errorf("second frame lacks the 5.0/s capture rate:\n%s", frames[1])
+	}
+	if !strings.Contains(strings.Join(strings.Fields(frames[1]), " "), "kernel (mesh socket buffer full) 9 3.0") {
+		t.Errorf("second frame lacks the 3.0/s mesh kernel drop rate:\n%s", frames[1])
 	}
 }

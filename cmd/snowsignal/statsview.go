@@ -75,8 +75,21 @@ func renderStats(w io.Writer, s, prev *relay.Snapshot) error {
 		}
 	}
 	slices.Sort(reasons)
-	if s.KernelDrops > 0 {
-		reasons = append(reasons, "kernel (capture queue full)")
+	// The kernel's drops, after the relay's own reasons.
+	const kernelCapture, kernelMesh = "kernel (capture queue full)", "kernel (mesh socket buffer full)"
+	kernel := func(snap *relay.Snapshot, r string) (uint64, bool) {
+		switch r {
+		case kernelCapture:
+			return snap.KernelDrops, true
+		case kernelMesh:
+			return snap.MeshKernelDrops, true
+		}
+		return 0, false
+	}
+	for _, r := range []string{kernelCapture, kernelMesh} {
+		if n, _ := kernel(s, r); n > 0 {
+			reasons = append(reasons, r)
+		}
 	}
 	if len(reasons) == 0 {
 		p("\nDROPS\tnone\n")
@@ -91,10 +104,10 @@ func renderStats(w io.Writer, s, prev *relay.Snapshot) error {
 			if prev != nil {
 				b = prev.Drops[r]
 			}
-			if strings.HasPrefix(r, "kernel") {
-				n = s.KernelDrops
+			if k, ok := kernel(s, r); ok {
+				n = k
 				if prev != nil {
-					b = prev.KernelDrops
+					b, _ = kernel(prev, r)
 				}
 			}
 			p("%s\t%d", r, n)

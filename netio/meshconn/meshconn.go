@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snowsignal/snowsignal/netio/mmsg"
+	"github.com/snowsignal/snowsignal/netio/sockmem"
 	"github.com/snowsignal/snowsignal/pipeline"
 )
 
@@ -45,6 +46,7 @@ type Conn struct {
 	wfn    func(fd uintptr) bool
 
 	errq errQueue
+	mem  sockmem.Reader
 }
 
 // Listen binds a UDP socket to addr (for example 0.0.0.0:7124).
@@ -197,6 +199,28 @@ func (c *Conn) writeFn(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// KernelDrops returns how many datagrams addressed to this socket the kernel
+// dropped since it was opened: because its receive buffer was full (the
+// reader fell behind), or, rarely, on delivery. It is the socket's sk_drops,
+// the same number as the "drops" column of /proc/net/udp. Unlike
+// PACKET_STATISTICS, reading it does not reset it. Any goroutine may call
+// it, at any time; with an error (the socket is closed), it returns the
+// count last read.
+func (c *Conn) KernelDrops() (uint64, error) {
+	info, err := c.mem.Read(c.rc)
+	if err != nil {
+		return info.Drops, fmt.Errorf("mesh socket %s: %w", c.addr, err)
+	}
+	return info.Drops, nil
+}
+
+// Backlogged reports whether the socket's receive queue holds more than a
+// quarter of its buffer (see sockmem.Info.Backlogged); false if that cannot be read.
+func (c *Conn) Backlogged() bool {
+	info, err := c.mem.Read(c.rc)
+	return err == nil && info.Backlogged()
 }
 
 // Close closes the socket, unblocking a pending ReadBatch.

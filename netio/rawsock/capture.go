@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snowsignal/snowsignal/netio/mmsg"
+	"github.com/snowsignal/snowsignal/netio/sockmem"
 	"github.com/snowsignal/snowsignal/pipeline"
 )
 
@@ -36,6 +37,7 @@ type Capture struct {
 	read  func(fd uintptr) bool
 
 	drops uint64 // kernel drops accumulated from PACKET_STATISTICS
+	mem   sockmem.Reader
 }
 
 // ListenCapture opens a capture socket on ifi with the filter from cfg.
@@ -127,6 +129,13 @@ func (c *Capture) KernelDrops() (uint64, error) {
 	}
 	c.drops += uint64(st.Drops)
 	return c.drops, nil
+}
+
+// Backlogged reports whether the socket's receive queue holds more than a
+// quarter of its buffer (see sockmem.Info.Backlogged); false if that cannot be read.
+func (c *Capture) Backlogged() bool {
+	info, err := c.mem.Read(c.rc)
+	return err == nil && info.Backlogged()
 }
 
 // Close closes the socket, unblocking a pending ReadBatch.

@@ -105,7 +105,7 @@ func TestSnapshotFields(t *testing.T) {
 		stages stages[].name stages[].state stages[].in stages[].out stages[].errors stages[].restarts
 		links links[].name links[].policy links[].len links[].cap links[].batches links[].packets
 		links[].dropped_batches links[].dropped_packets
-		drops kernel_drops self_mode
+		drops kernel_drops mesh_kernel_drops self_mode
 		peers peers[].addr peers[].sources peers[].tx_packets peers[].tx_bytes peers[].tx_errors
 		peers[].rx_packets peers[].rx_bytes peers[].first_seen peers[].last_heard
 		neighbours dedup dedup.enabled dedup.window_seconds dedup.entries dedup.evicted
@@ -185,6 +185,41 @@ func TestSnapshotValues(t *testing.T) {
 	}
 }
 
+// TestSnapshotMeshKernelDrops overflows the mesh socket of a relay that
+// never reads it: the snapshot counts the kernel's drops, and keeps the last
+// count once the socket is closed.
+func TestSnapshotMeshKernelDrops(t *testing.T) {
+	r := newTestRelay(t, Observability{})
+	if s := r.Snapshot(); s.MeshKernelDrops != 0 {
+		t.Fatalf("mesh kernel drops %d before any traffic", s.MeshKernelDrops)
+	}
+	tx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	// More than the receive buffer holds (meshconn.BufferSize, doubled by
+	// the kernel): a datagram of this size costs it about 2.3 KiB.
+	const sent, size = 8000, 1400
+	buf := make([]byte, size)
+	for i := 0; i < sent; i++ {
+		if _, err := tx.WriteToUDPAddrPort(buf, r.conn.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		if i%500 == 499 {
+			time.Sleep(time.Millisecond) // let the loopback backlog drain: drops belong to the socket
+		}
+	}
+	s := r.Snapshot()
+	if s.MeshKernelDrops == 0 || s.MeshKernelDrops >= sent {
+		t.Fatalf("mesh kernel drops %d of %d sent; want some, not all", s.MeshKernelDrops, sent)
+	}
+	r.conn.Close()
+	if after := r.Snapshot(); after.MeshKernelDrops != s.MeshKernelDrops {
+		t.Errorf("mesh kernel drops %d once the socket is closed; want the last count, %d", after.MeshKernelDrops, s.MeshKernelDrops)
+	}
+}
+
 func TestHealth(t *testing.T) {
 	ok := Snapshot{CaptureUp: true, Config: ConfigSummary{Interface: "eth0"},
 		Stages: []pipeline.StageStats{{Name: "capture", State: "running"}, {Name: "inject", State: "running"}}}
@@ -215,7 +250,7 @@ func sample() Snapshot {
 		Stages: []pipeline.StageStats{{Name: "capture", State: "running", In: 10, Out: 9, Errors: 1, Restarts: 2},
 			{Name: "inject", State: "backoff"}},
 		Links: []pipeline.LinkStats{{Name: "capture->decode", Policy: "drop", Len: 3, Cap: 16, Batches: 4, Packets: 9, DroppedBatches: 1, DroppedPackets: 5}},
-		Drops: map[string]uint64{"wrong_port": 7, "duplicate": 0}, KernelDrops: 11,
+		Drops: map[string]uint64{"wrong_port": 7, "duplicate": 0}, KernelDrops: 11, MeshKernelDrops: 25,
 		Peers: []PeerStats{{Addr: "10.0.0.2:7124", TxPackets: 20, TxBytes: 2000, TxErrors: 1, RxPackets: 30, RxBytes: 3000, LastHeard: &heard},
 			{Addr: "10.0.0.3:7124"}},
 		Neighbours: []string{"10.0.0.9"}, Dedup: DedupStats{Entries: 12, Evicted: 13},
@@ -304,6 +339,7 @@ func TestCollector(t *testing.T) {
 		{"snowsignal_dropped_packets_total", []string{"reason=wrong_port"}, 7},
 		{"snowsignal_dropped_packets_total", []string{"reason=duplicate"}, 0},
 		{"snowsignal_kernel_dropped_packets_total", nil, 11},
+		{"snowsignal_mesh_kernel_dropped_packets_total", nil, 25},
 		{"snowsignal_peers", nil, 2},
 		{"snowsignal_peer_sent_datagrams_total", []string{"peer=10.0.0.2:7124"}, 20},
 		{"snowsignal_peer_sent_bytes_total", []string{"peer=10.0.0.2:7124"}, 2000},
@@ -419,10 +455,10 @@ func TestSummaryLine(t *testing.T) {
 	var buf bytes.Buffer
 	s := Snapshot{CaptureUp: true, Peers: []PeerStats{{TxPackets: 30}}, Neighbours: []string{},
 		Stages: []pipeline.StageStats{{Name: "capture", In: 110}, {Name: "fanout", Out: 100}, {Name: "listener", In: 50}, {Name: "inject", Out: 40}},
-		Drops:  map[string]uint64{"wrong_port": 10, "duplicate": 2}, KernelDrops: 1,
+		Drops:  map[string]uint64{"wrong_port": 10, "duplicate": 2}, KernelDrops: 1, MeshKernelDrops: 9,
 		EPICS: insight.Stats{Outbound: insight.Counters{Names: 5}, Inbound: insight.Counters{Names: 7}}}
 	cur := totalsOf(&s)
-	last := totals{captured: 10, forwarded: 0, sent: 10, received: 50, injected: 40, dropped: 2}
+	last := totals{captured: 10, forwarded: 0, sent: 10, received: 50, injected: 40, dropped: 2, meshKernelDrops: 1}
 	logSummary(zerolog.New(&buf), &s, cur, last, 4*time.Second)
 	var got map[string]any
 	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
@@ -432,7 +468,8 @@ func TestSummaryLine(t *testing.T) {
 		"captured": 110.0, "captured_per_second": 25.0, "forwarded": 100.0, "forwarded_per_second": 25.0,
 		"mesh_sent": 30.0, "mesh_sent_per_second": 5.0, "mesh_received": 50.0, "mesh_received_per_second": 0.0,
 		"injected": 40.0, "injected_per_second": 0.0, "dropped": 12.0, "dropped_per_second": 2.5,
-		"kernel_drops": 1.0, "kernel_drops_per_second": 0.25, "pv_names": 12.0, "pv_names_per_second": 3.0,
+		"kernel_drops": 1.0, "kernel_drops_per_second": 0.25, "mesh_kernel_drops": 9.0, "mesh_kernel_drops_per_second": 2.0,
+		"pv_names": 12.0, "pv_names_per_second": 3.0,
 		"peers": 1.0, "neighbours": 0.0, "capture_up": true, "interval_seconds": 4.0}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got  %v\nwant %v", got, want)

@@ -44,6 +44,7 @@ var (
 
 	descDrops       = metricDesc("dropped_packets_total", "Packets dropped, by reason.", "reason")
 	descKernelDrops = metricDesc("kernel_dropped_packets_total", "Frames the kernel dropped because the capture socket's queue was full.")
+	descMeshDrops   = metricDesc("mesh_kernel_dropped_packets_total", "Datagrams from peers the kernel dropped because the mesh socket's receive buffer was full.")
 
 	descPeers        = metricDesc("peers", "Relays in the current peer set.")
 	descPeerTx       = metricDesc("peer_sent_datagrams_total", "Mesh datagrams sent to a peer.", "peer")
@@ -78,7 +79,7 @@ func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descStart, descCaptureUp,
 		descStageIn, descStageOut, descStageErrors, descStageRestarts, descStageRunning,
 		descLinkBatches, descLinkPackets, descLinkDroppedBatches, descLinkDroppedPackets, descLinkLength, descLinkCapacity,
-		descDrops, descKernelDrops, descPeers, descPeerTx, descPeerTxBytes, descPeerTxErrors, descPeerRx, descPeerRxBytes, descPeerHeard,
+		descDrops, descKernelDrops, descMeshDrops, descPeers, descPeerTx, descPeerTxBytes, descPeerTxErrors, descPeerRx, descPeerRxBytes, descPeerHeard,
 		descNeighbours, descDedupEntries, descDedupEvicted, descUnknown, descResolutions, descResFailures,
 		descEPICSSearches, descEPICSBeacons, descEPICSNames, descEPICSReplies, descEPICSUndecoded} {
 		ch <- d
@@ -123,6 +124,7 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDrops, n, reason)
 	}
 	counter(descKernelDrops, s.KernelDrops)
+	counter(descMeshDrops, s.MeshKernelDrops)
 	gauge(descPeers, float64(len(s.Peers)))
 	for _, p := range s.Peers {
 		counter(descPeerTx, p.TxPackets, p.Addr)

@@ -14,6 +14,7 @@ import (
 	"hash/maphash"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -59,6 +60,7 @@ type Relay struct {
 	ClientLimit, PeerLimit *ratelimit.Limiter
 
 	conn      *meshconn.Conn
+	meshDrops atomic.Uint64 // the mesh socket's kernel drops, as last read
 	sup       *pipeline.Supervisor
 	capture   *capture.Stage
 	rewrite   *rewrite.Stage
@@ -239,6 +241,22 @@ func (r *Relay) CaptureUp() bool { return r.capture.Up() }
 
 // KernelDrops is the number of frames the kernel dropped on the capture socket.
 func (r *Relay) KernelDrops() uint64 { return r.capture.KernelDrops() }
+
+// MeshKernelDrops is the number of datagrams the kernel dropped because the
+// mesh socket's receive buffer was full. It reads the socket; once the socket
+// is closed, or if reading fails, it reports the last count read.
+func (r *Relay) MeshKernelDrops() uint64 {
+	d, err := r.conn.KernelDrops()
+	for err == nil {
+		// Concurrent snapshots may read in one order and store in
+		// another: keep the largest, the counter only grows.
+		last := r.meshDrops.Load()
+		if d <= last || r.meshDrops.CompareAndSwap(last, d) {
+			break
+		}
+	}
+	return r.meshDrops.Load()
+}
 
 // UnknownSources counts datagrams from sources outside the peer set.
 func (r *Relay) UnknownSources() map[netip.Addr]uint64 { return r.rewrite.UnknownSources() }

@@ -47,6 +47,10 @@ type Snapshot struct {
 	// KernelDrops counts frames the kernel dropped because the capture
 	// socket's queue was full (PACKET_STATISTICS).
 	KernelDrops uint64 `json:"kernel_drops"`
+	// MeshKernelDrops counts datagrams the kernel dropped because the mesh
+	// socket's receive buffer was full (the socket's sk_drops, as in the
+	// drops column of /proc/net/udp).
+	MeshKernelDrops uint64 `json:"mesh_kernel_drops"`
 	// SelfMode reports that no peer is configured and the relay sends to
 	// its own address, for testing.
 	SelfMode bool `json:"self_mode"`
@@ -182,14 +186,15 @@ func (r *Relay) Snapshot() Snapshot {
 			RateLimit:                cfg.RateLimit,
 			PeerRateLimit:            cfg.PeerRateLimit,
 		},
-		CaptureUp:      r.CaptureUp(),
-		Stages:         r.Metrics.Stages(),
-		Links:          r.Metrics.Links(),
-		Drops:          r.Metrics.DropCounts(),
-		KernelDrops:    r.KernelDrops(),
-		Peers:          []PeerStats{},
-		Neighbours:     []string{},
-		UnknownSources: []SourceCount{},
+		CaptureUp:       r.CaptureUp(),
+		Stages:          r.Metrics.Stages(),
+		Links:           r.Metrics.Links(),
+		Drops:           r.Metrics.DropCounts(),
+		KernelDrops:     r.KernelDrops(),
+		MeshKernelDrops: r.MeshKernelDrops(),
+		Peers:           []PeerStats{},
+		Neighbours:      []string{},
+		UnknownSources:  []SourceCount{},
 		Discovery: DiscoveryStats{
 			Resolutions: r.discovery.Resolutions.Load(),
 			Failures:    r.discovery.Failures.Load(),

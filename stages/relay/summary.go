@@ -25,7 +25,7 @@ func newSummary(r *Relay, interval time.Duration) *summary {
 
 // totals are the counters a summary line reports.
 type totals struct {
-	captured, forwarded, sent, received, injected, dropped, kernelDrops, pvNames uint64
+	captured, forwarded, sent, received, injected, dropped, kernelDrops, meshKernelDrops, pvNames uint64
 }
 
 func totalsOf(s *Snapshot) totals {
@@ -45,6 +45,7 @@ func totalsOf(s *Snapshot) totals {
 		t.dropped += n
 	}
 	t.kernelDrops = s.KernelDrops
+	t.meshKernelDrops = s.MeshKernelDrops
 	t.pvNames = s.EPICS.Outbound.Names + s.EPICS.Inbound.Names
 	return t
 }
@@ -87,6 +88,7 @@ func logSummary(log zerolog.Logger, snap *Snapshot, cur, last totals, elapsed ti
 	field("injected", cur.injected, last.injected)
 	field("dropped", cur.dropped, last.dropped)
 	field("kernel_drops", cur.kernelDrops, last.kernelDrops)
+	field("mesh_kernel_drops", cur.meshKernelDrops, last.meshKernelDrops)
 	field("pv_names", cur.pvNames, last.pvNames)
 	ev.Int("peers", len(snap.Peers)).Int("neighbours", len(snap.Neighbours)).Bool("capture_up", snap.CaptureUp).
 		Float64("interval_seconds", math.Round(secs*1000)/1000).Msg("summary")
