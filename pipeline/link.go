@@ -14,7 +14,8 @@ const (
 	// Block makes the producer wait for room: backpressure.
 	Block Policy = iota
 	// Drop makes room by discarding the oldest batch queued, counts it and
-	// returns at once.
+	// returns at once. (A socket reader sends with StageCounters.PassFrom,
+	// which first lets a consumer that is ready to run take what is queued.)
 	Drop
 )
 
@@ -108,6 +109,9 @@ func (l *Link) Send(b *Batch) bool {
 	l.pool.Put(b)
 	return false
 }
+
+// Full reports whether the link holds as many batches as it can.
+func (l *Link) Full() bool { return len(l.ch) == cap(l.ch) }
 
 func (l *Link) count(n uint64) {
 	l.sent.Add(1)

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,32 @@ func (c *StageCounters) Pass(out *Link, b *Batch) {
 	if out.Send(b) {
 		c.Out.Add(n)
 	}
+}
+
+// A Backlog is a socket reader's source: it reports whether the socket's
+// receive queue holds enough that the reader must keep draining it.
+type Backlog interface{ Backlogged() bool }
+
+// yieldsBeforeDrop bounds how often PassFrom yields on a full link before it
+// evicts. The scheduler now and then picks the yielder again, so one is not
+// always enough; each yield may last a consumer's whole time slice, so a few
+// is the most the socket's buffer should have to absorb.
+const yieldsBeforeDrop = 4
+
+// PassFrom is Pass for a socket reader on a Drop link. A full link may be
+// full only because its consumer has not run yet: a reader draining a
+// socket's backlog keeps its P until the socket is empty, and with one P
+// (the relay's default) it would evict batches its consumer never had a
+// chance to take. So while the socket is not backlogged PassFrom yields,
+// and a passing stall waits in the socket's buffer, losing nothing. Once it
+// is (a lasting overload), PassFrom evicts the oldest batch at once, so the
+// reader keeps the socket drained and relays the freshest frames, and the
+// kernel does not drop what arrives next behind a backlog of older ones.
+func (c *StageCounters) PassFrom(out *Link, b *Batch, src Backlog) {
+	for i := 0; i < yieldsBeforeDrop && out.Full() && !src.Backlogged(); i++ {
+		runtime.Gosched()
+	}
+	c.Pass(out, b)
 }
 
 // StageStats is a snapshot of a stage's counters.

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,6 +48,46 @@ func TestDropLinkCountsWhenFull(t *testing.T) {
 	for _, want := range sent[3:] {
 		if got := <-l.C(); got != want {
 			t.Error("the link kept an older batch than the two newest")
+		}
+	}
+}
+
+type backlog bool
+
+func (b backlog) Backlogged() bool { return bool(b) }
+
+// TestPassFromEvictsOnlyWhenTheSourceIsBacklogged: on one P, a reader whose
+// socket is not backlogged lets a ready consumer take every batch; one whose
+// socket is about to overflow evicts the oldest batches at once, counted.
+func TestPassFromEvictsOnlyWhenTheSourceIsBacklogged(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for _, src := range []backlog{false, true} {
+		const cap, sends = 2, 100
+		pool := NewPool(64)
+		l := NewLink("a->b", cap, Drop, pool)
+		c := NewMetrics().Stage("reader")
+		got := make(chan int)
+		go func() {
+			n := 0
+			for b := range l.C() {
+				n += len(b.Pkts)
+				pool.Put(b)
+			}
+			got <- n
+		}()
+		for range sends {
+			c.PassFrom(l, fill(pool, 1), src)
+		}
+		l.Close()
+		n, st := <-got, l.Stats()
+		if n+int(st.DroppedPackets) != sends || c.Out.Load() != sends {
+			t.Errorf("backlogged %v: consumed %d + dropped %d (out %d), want %d in all", src, n, st.DroppedPackets, c.Out.Load(), sends)
+		}
+		if !src && st.DroppedPackets != 0 {
+			t.Errorf("not backlogged: dropped %d packets", st.DroppedPackets)
+		}
+		if src && st.DroppedPackets == 0 {
+			t.Error("backlogged: evicted nothing")
 		}
 	}
 }

@@ -155,7 +155,7 @@ func logSnapshot(t *testing.T, r *harness.Relay) {
 			fmt.Fprintf(&b, "\n  drop %s %d", k, v)
 		}
 	}
-	t.Logf("%s: kernel drops %d, capture up %v%s", r.Host.Name, s.KernelDrops, s.CaptureUp, b.String())
+	t.Logf("%s: kernel drops %d (capture) %d (mesh), capture up %v%s", r.Host.Name, s.KernelDrops, s.MeshKernelDrops, s.CaptureUp, b.String())
 }
 
 // stageOf returns a stage's counters from a snapshot.
@@ -463,8 +463,8 @@ func blast(c *net.UDPConn, dst netip.AddrPort, size int, max uint64, stop <-chan
 
 // TestFaultOverload: the client broadcasts as fast as sendmmsg(2) goes for
 // 10 s, far more than the relays forward. They stay up, their memory stays
-// bounded and stops growing, relay-a counts drops at its capture link and
-// in the kernel, and a broadcast sent right after the storm crosses within
+// bounded and stops growing, relay-a counts the drops (in the kernel or at
+// its capture link), and a broadcast sent right after the storm crosses within
 // a second. The storm goes to port 5064 and the probes to 5076 (both
 // relayed), so the server's socket does not drown the probe.
 func TestFaultOverload(t *testing.T) {
@@ -572,13 +572,13 @@ func TestFaultOverload(t *testing.T) {
 	if fwd*3 > sent { // about 8x on a two-core machine; machines differ
 		t.Errorf("relay-a forwarded %d of %d: the storm did not overload it; the test proves nothing", fwd, sent)
 	}
-	if linkDrops == 0 {
-		t.Error("relay-a counted no drops at capture->decode")
+	// The capture link yields to its consumers before it drops, so with
+	// one P the backlog waits in the capture socket and the kernel drops
+	// the excess; with more Ps the link may drop too. Either way the drops
+	// are counted, and what was counted must add up.
+	if linkDrops+snap.KernelDrops == 0 {
+		t.Error("relay-a counted no drops at capture->decode or in the kernel")
 	}
-	// The capture reader drains the kernel queue faster than one sender
-	// fills it (the Drop link is there for that), so with the default
-	// buffer the kernel seldom drops here; netio/rawsock's tests make it
-	// drop. What it counted must add up.
 	if in := stageOf(t, snap, "capture").In; in+snap.KernelDrops > sent+100 {
 		t.Errorf("relay-a captured %d and the kernel dropped %d of %d sent", in, snap.KernelDrops, sent)
 	}

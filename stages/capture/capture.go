@@ -108,7 +108,7 @@ func (s *Stage) Run(ctx context.Context) error {
 			s.m.Drop(pipeline.ReasonTooBig, tooBig)
 		}
 		s.c.In.Add(uint64(len(b.Pkts)))
-		s.c.Pass(s.out, b)
+		s.c.PassFrom(s.out, b, sock)
 		if now := time.Now(); now.Sub(lastStats) > time.Second {
 			lastStats = now
 			if d, err := sock.KernelDrops(); err == nil {

@@ -48,6 +48,6 @@ func (s *Stage) Run(ctx context.Context) error {
 			s.m.Drop(pipeline.ReasonTooBig, tooBig)
 		}
 		s.c.In.Add(uint64(len(b.Pkts)))
-		s.c.Pass(s.out, b)
+		s.c.PassFrom(s.out, b, s.conn)
 	}
 }
