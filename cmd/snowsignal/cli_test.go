@@ -15,6 +15,7 @@ var runEnv = []string{
 	"TARGET_INTERFACE", "BDCAST_PORT", "MESH_PORT", "OTHER_RELAYS", "LOGLEVEL", "LOG_FORMAT",
 	"DISCOVER", "SERVICENAME", "DISCOVERY_INTERVAL", "REBROADCAST_DESTINATION", "DEDUP_WINDOW",
 	"HELLO_INTERVAL", "ACCEPT_ANY_PEER", "MESH_KEY_FILE", "LOCAL_DELIVERY", "WAIT_FOR_INTERFACE", "INJECT_MARK",
+	"COALESCE",
 }
 
 // cleanEnv unsets every variable of runEnv for the test, then sets kv
@@ -181,6 +182,12 @@ func TestRunErrors(t *testing.T) {
 		{"unknown log level from env", nil, []string{"LOGLEVEL", "WARN"}, []string{"--log-level", "warning"}},
 		{"IPv6 peer", []string{"--other-relays", "fd00::1"}, nil, []string{"--other-relays", "IPv4"}},
 		{"other-relays without a value", []string{"--other-relays"}, nil, []string{"--other-relays"}},
+		{"coalesce 20ms", []string{"--coalesce", "20ms"}, nil, []string{"--coalesce", "20ms", "out of range", "0 to disable", "10ms"}},
+		{"coalesce=-1ms", []string{"--coalesce=-1ms"}, nil, []string{"--coalesce", "-1ms", "out of range", "0 to disable", "10ms"}},
+		// kong reads "-1ms" after a space as a short flag; its error names
+		// the flag and suggests the "=" form.
+		{"coalesce -1ms", []string{"--coalesce", "-1ms"}, nil, []string{"--coalesce", `--coalesce="-1ms"`}},
+		{"coalesce from env", nil, []string{"COALESCE", "1s"}, []string{"--coalesce", "1s", "10ms"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cleanEnv(t, tc.env...)

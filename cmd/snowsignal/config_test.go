@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestConfigDefaults: the defaults (as kong fills them) make the Python
@@ -73,6 +74,52 @@ func TestConfigErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConfigCoalesce: --coalesce (COALESCE) reaches relay.Config as given,
+// 150µs by default and 0 to disable; out of 0..10ms it is an error naming
+// the flag and the range.
+func TestConfigCoalesce(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		want time.Duration
+	}{
+		{"default", nil, nil, 150 * time.Microsecond},
+		{"COALESCE=0", []string{"COALESCE", "0"}, nil, 0},
+		{"--coalesce 300us", nil, []string{"--coalesce", "300us"}, 300 * time.Microsecond},
+		{"--coalesce 10ms", nil, []string{"--coalesce", "10ms"}, 10 * time.Millisecond},
+		{"flag beats env", []string{"COALESCE", "0"}, []string{"--coalesce=1ms"}, time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cleanEnv(t, tc.env...)
+			c := parseRun(t, append([]string{"-t", "lo"}, tc.args...)...)
+			cfg, _, err := c.config()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Coalesce != tc.want {
+				t.Errorf("Coalesce = %v, want %v", cfg.Coalesce, tc.want)
+			}
+		})
+	}
+	// (A negative value needs "=": kong reads "-1ms" after a space as a
+	// short flag, TestRunErrors.)
+	for _, args := range [][]string{{"--coalesce", "20ms"}, {"--coalesce=-1ms"}, {"--coalesce", "10001us"}} {
+		cleanEnv(t)
+		c := parseRun(t, append([]string{"-t", "lo"}, args...)...)
+		_, _, err := c.config()
+		if err == nil {
+			t.Errorf("%q: no error", args)
+			continue
+		}
+		for _, w := range []string{"--coalesce", "out of range", "allowed: 0 to disable, up to 10ms"} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: error %q does not mention %q", args, err, w)
+			}
+		}
 	}
 }
 

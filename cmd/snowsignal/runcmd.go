@@ -43,6 +43,7 @@ type RunCmd struct {
 	WaitForInterface       bool          `env:"WAIT_FOR_INTERFACE" help:"Wait for the target interface to appear instead of failing at start."`
 	RateLimit              int           `env:"RATE_LIMIT" default:"0" placeholder:"PPS" help:"Packets per second each client (IP source) may have relayed, and each peer relay may have injected here; bursts of max(PPS, 128) pass. 0 disables."`
 	PeerRateLimit          int           `env:"PEER_RATE_LIMIT" default:"0" placeholder:"PPS" help:"Per-peer limit instead of --rate-limit's, for the frames each peer relay may have injected here; a peer forwards all its segment's clients, so set it higher (0: as --rate-limit)."`
+	Coalesce               time.Duration `env:"COALESCE" default:"150us" help:"Under sustained load (batches more often than one every two of these), a socket reader waits this long after each batch so that one wake-up carries several datagrams, like a network card's interrupt coalescing; it adds at most this much latency, and only then (0 disables)."`
 	InjectMark             uint32        `env:"INJECT_MARK" default:"0x534e4f57" hidden:"" help:"SO_MARK of the inject socket, recognised by the capture filter."`
 
 	StatsSocket     string        `env:"STATS_SOCKET" default:"/run/snowsignal/snowsignal.sock" placeholder:"PATH" help:"Unix socket (mode 0660) that 'snowsignal stats' and 'snowsignal health' query; every relay on a host needs its own. Empty disables it."`
@@ -70,6 +71,7 @@ func (c *RunCmd) build(warn *[]string) (relay.Config, error) {
 		WaitForInterface:  c.WaitForInterface,
 		LocalDelivery:     c.LocalDelivery,
 		Mark:              c.InjectMark,
+		Coalesce:          c.Coalesce,
 	}
 	if c.TargetInterface == "" {
 		return cfg, errors.New("--target-interface: must not be empty")
@@ -118,6 +120,9 @@ func (c *RunCmd) build(warn *[]string) (relay.Config, error) {
 	}
 	if c.DedupWindow < 0 || c.DedupWindow > time.Minute {
 		return cfg, fmt.Errorf("--dedup-window: %s is out of range (allowed: 0 to 1m)", c.DedupWindow)
+	}
+	if c.Coalesce < 0 || c.Coalesce > 10*time.Millisecond {
+		return cfg, fmt.Errorf("--coalesce: %s is out of range (allowed: 0 to disable, up to 10ms)", c.Coalesce)
 	}
 	if c.HelloInterval != 0 && (c.HelloInterval < 100*time.Millisecond || c.HelloInterval > time.Minute) {
 		return cfg, fmt.Errorf("--hello-interval: %s is out of range (allowed: 0 to disable, or 100ms to 1m)", c.HelloInterval)

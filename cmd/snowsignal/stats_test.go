@@ -47,12 +47,13 @@ func snapshot(at time.Time) relay.Snapshot {
 	return relay.Snapshot{
 		Format: relay.SnapshotFormat, Version: "1.2.3", Commit: "abc", Time: at, StartTime: at.Add(-time.Hour - 2*time.Minute),
 		UptimeSeconds: 3720, CaptureUp: true,
-		Config: relay.ConfigSummary{Interface: "eth0", BroadcastPorts: []uint16{5076, 5064}, MeshPort: 7124},
+		Config: relay.ConfigSummary{Interface: "eth0", BroadcastPorts: []uint16{5076, 5064}, MeshPort: 7124, CoalesceSeconds: 150e-6},
 		Stages: []pipeline.StageStats{{Name: "capture", State: "running", In: 10, Out: 10},
 			{Name: "fanout", State: "running", In: 10, Out: 10}},
 		Links: []pipeline.LinkStats{{Name: "capture->decode", Len: 1, Cap: 16, Packets: 10}},
 		Drops: map[string]uint64{"wrong_port": 4, "duplicate": 0}, MeshKernelDrops: 6,
-		Peers: []relay.PeerStats{{Addr: "10.77.0.2:7124", Sources: "static", TxPackets: 10, TxBytes: 900, LastHeard: &heard}},
+		Peers:    []relay.PeerStats{{Addr: "10.77.0.2:7124", Sources: "static", TxPackets: 10, TxBytes: 900, LastHeard: &heard}},
+		Coalesce: relay.CoalesceStats{CapturePauses: 12, ListenerPauses: 3},
 		EPICS: insight.Stats{WindowSeconds: 60, Outbound: insight.Counters{PVASearches: 2, CASearches: 1, Names: 4},
 			TopNames:   []insight.Top{{Name: "EP:TEMP", Count: 3}, {Name: "EP:COUNT", Count: 1}},
 			TopClients: []insight.Top{{Name: "10.77.0.11", Count: 4}}},
@@ -80,6 +81,7 @@ func TestStatsTable(t *testing.T) {
 		"kernel (mesh socket buffer full) 6",
 		"10.77.0.2:7124 static 10 900 0 0 0 3s ago",
 		"NEIGHBOURS none",
+		"COALESCE 150µs window, pauses capture 12 listener 3",
 		"outbound 2 1 4 0 0",
 		"TOP PV NAMES (last 1m00s) COUNT",
 		"EP:TEMP 3",
@@ -92,6 +94,17 @@ func TestStatsTable(t *testing.T) {
 	}
 	if strings.Contains(out, "duplicate") || strings.Contains(out, "capture queue full") {
 		t.Errorf("zero drop reason listed:\n%s", out)
+	}
+
+	// Coalescing off (--coalesce 0): no window, no pauses.
+	off := snapshot(now)
+	off.Config.CoalesceSeconds, off.Coalesce = 0, relay.CoalesceStats{}
+	var buf bytes.Buffer
+	if err := renderStats(&buf, &off, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(strings.Fields(buf.String()), " "); !strings.Contains(got, "NEIGHBOURS none COALESCE off EPICS") {
+		t.Errorf("coalescing off not shown as off:\n%s", buf.String())
 	}
 }
 
@@ -149,11 +162,13 @@ func TestStatsWatch(t *testing.T) {
 	start := time.Now()
 	n := 0
 	path := fakeRelay(t, func() relay.Snapshot {
-		// Every query one second later, with 5 more packets captured and
-		// 3 more dropped by the kernel on the mesh socket.
+		// Every query one second later, with 5 more packets captured, 3
+		// more dropped by the kernel on the mesh socket and 4 more pauses
+		// of the capture reader.
 		s := snapshot(start.Add(time.Duration(n) * time.Second))
 		s.Stages[0].In += uint64(5 * n)
 		s.MeshKernelDrops += uint64(3 * n)
+		s.Coalesce.CapturePauses += uint64(4 * n)
 		n++
 		return s
 	})
@@ -179,5 +194,8 @@ func TestStatsWatch(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(strings.Fields(frames[1]), " "), "kernel (mesh socket buffer full) 9 3.0") {
 		t.Errorf("second frame lacks the 3.0/s mesh kernel drop rate:\n%s", frames[1])
+	}
+	if !strings.Contains(strings.Join(strings.Fields(frames[1]), " "), "COALESCE 150µs window, pauses capture 16 (4.0/s) listener 3 (0.0/s)") {
+		t.Errorf("second frame lacks the coalescing pause rates:\n%s", frames[1])
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -13,8 +14,8 @@ import (
 )
 
 // renderStats writes the compact human view of snapshot s: a header, then
-// stages, links, drops, peers, neighbours and EPICS top lists. With prev,
-// the snapshot before it, counters get per-second rate columns.
+// stages, links, drops, peers, neighbours, coalescing and EPICS top lists.
+// With prev, the snapshot before it, counters get per-second rates.
 func renderStats(w io.Writer, s, prev *relay.Snapshot) error {
 	var dt float64
 	if prev != nil {
@@ -156,6 +157,21 @@ func renderStats(w io.Writer, s, prev *relay.Snapshot) error {
 			u = append(u, fmt.Sprintf("%s (%d)", src.Addr, src.Datagrams))
 		}
 		p("UNKNOWN SOURCES\t%s\n", strings.Join(u, ", "))
+	}
+	// The socket readers' coalescing: one line, pauses with their rates.
+	if s.Config.CoalesceSeconds <= 0 {
+		p("COALESCE\toff\n")
+	} else {
+		window := time.Duration(math.Round(s.Config.CoalesceSeconds * float64(time.Second)))
+		p("COALESCE\t%s window, pauses capture %d", window, s.Coalesce.CapturePauses)
+		if prev != nil {
+			p(" (%s/s)", rate(s.Coalesce.CapturePauses, prev.Coalesce.CapturePauses))
+		}
+		p(" listener %d", s.Coalesce.ListenerPauses)
+		if prev != nil {
+			p(" (%s/s)", rate(s.Coalesce.ListenerPauses, prev.Coalesce.ListenerPauses))
+		}
+		p("\n")
 	}
 
 	e := &s.EPICS

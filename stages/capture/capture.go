@@ -36,15 +36,17 @@ type Stage struct {
 	out  *pipeline.Link
 	c    *pipeline.StageCounters
 	m    *pipeline.Metrics
+	co   *pipeline.Coalescer
 	log  zerolog.Logger
 
 	up          atomic.Bool   // the capture socket is open and the link is up
 	kernelDrops atomic.Uint64 // PACKET_STATISTICS drops, over all sockets opened
 }
 
-// New returns a capture stage that sends into out.
-func New(cfg Config, pool *pipeline.Pool, out *pipeline.Link, c *pipeline.StageCounters, m *pipeline.Metrics, log zerolog.Logger) *Stage {
-	return &Stage{cfg: cfg, pool: pool, out: out, c: c, m: m, log: log.With().Str("stage", c.Name()).Str("iface", cfg.Interface).Logger()}
+// New returns a capture stage that sends into out, spacing its reads under
+// load with co (nil: never).
+func New(cfg Config, pool *pipeline.Pool, out *pipeline.Link, c *pipeline.StageCounters, m *pipeline.Metrics, co *pipeline.Coalescer, log zerolog.Logger) *Stage {
+	return &Stage{cfg: cfg, pool: pool, out: out, c: c, m: m, co: co, log: log.With().Str("stage", c.Name()).Str("iface", cfg.Interface).Logger()}
 }
 
 // Up reports whether the capture socket is open on an interface that is up.
@@ -109,6 +111,7 @@ func (s *Stage) Run(ctx context.Context) error {
 		}
 		s.c.In.Add(uint64(len(b.Pkts)))
 		s.c.PassFrom(s.out, b, sock)
+		s.co.Pause()
 		if now := time.Now(); now.Sub(lastStats) > time.Second {
 			lastStats = now
 			if d, err := sock.KernelDrops(); err == nil {

@@ -51,7 +51,7 @@ func TestCaptureFollowsItsInterface(t *testing.T) {
 	m := pipeline.NewMetrics()
 	out := pipeline.NewLink("capture->decode", 64, pipeline.Drop, pool)
 	var logs syncBuffer
-	s := New(Config{Interface: lab.IfName, Filter: rawsock.FilterConfig{Ports: []uint16{5076}}}, pool, out, m.Stage("capture"), m, zerolog.New(&logs))
+	s := New(Config{Interface: lab.IfName, Filter: rawsock.FilterConfig{Ports: []uint16{5076}}}, pool, out, m.Stage("capture"), m, nil, zerolog.New(&logs))
 	cl, err := l.Host("client").BroadcastUDP("0.0.0.0:0")
 	if err != nil {
 		t.Fatal(err)

@@ -19,13 +19,14 @@ type Stage struct {
 	out  *pipeline.Link
 	c    *pipeline.StageCounters
 	m    *pipeline.Metrics
+	co   *pipeline.Coalescer
 }
 
-// New returns a listener on conn that sends into out. The relay owns conn:
-// the fan-out stage sends from the same socket, so a restarted listener
-// must not close it.
-func New(conn *meshconn.Conn, pool *pipeline.Pool, out *pipeline.Link, c *pipeline.StageCounters, m *pipeline.Metrics) *Stage {
-	return &Stage{conn: conn, pool: pool, out: out, c: c, m: m}
+// New returns a listener on conn that sends into out, spacing its reads
+// under load with co (nil: never). The relay owns conn: the fan-out stage
+// sends from the same socket, so a restarted listener must not close it.
+func New(conn *meshconn.Conn, pool *pipeline.Pool, out *pipeline.Link, c *pipeline.StageCounters, m *pipeline.Metrics, co *pipeline.Coalescer) *Stage {
+	return &Stage{conn: conn, pool: pool, out: out, c: c, m: m, co: co}
 }
 
 // Run reads until ctx is done or the socket fails.
@@ -49,5 +50,6 @@ func (s *Stage) Run(ctx context.Context) error {
 		}
 		s.c.In.Add(uint64(len(b.Pkts)))
 		s.c.PassFrom(s.out, b, s.conn)
+		s.co.Pause()
 	}
 }

@@ -67,4 +67,9 @@ type Config struct {
 	// A peer forwards the broadcasts of every client on its segment, so this
 	// is usually set higher than RateLimit.
 	PeerRateLimit int
+	// Coalesce is how long a socket reader waits after each batch while
+	// batches keep coming faster than one every two Coalesce, so that one
+	// wake-up carries several datagrams (pipeline.Coalescer); zero never
+	// waits.
+	Coalesce time.Duration
 }

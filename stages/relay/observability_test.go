@@ -35,7 +35,7 @@ func newTestRelay(t *testing.T, obs Observability) *Relay {
 	t.Helper()
 	r, err := New(Config{Interface: "lo", BroadcastPorts: []uint16{5076, 5064}, MeshBind: netip.MustParseAddr("127.0.0.1"),
 		DiscoveryInterval: 10 * time.Second, DedupWindow: 250 * time.Millisecond, HelloInterval: time.Second,
-		Peers: []string{"10.99.0.2"}, Observability: obs}, zerolog.Nop())
+		Coalesce: 150 * time.Microsecond, Peers: []string{"10.99.0.2"}, Observability: obs}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestSnapshotFields(t *testing.T) {
 		config.discover config.discovery_interval_seconds config.rebroadcast_destination config.dedup_window_seconds
 		config.hello_interval_seconds config.accept_any_peer config.authenticated config.local_delivery
 		config.stats_socket config.metrics_address config.summary_interval_seconds
-		config.rate_limit config.peer_rate_limit
+		config.rate_limit config.peer_rate_limit config.coalesce_seconds
 		capture_up
 		stages stages[].name stages[].state stages[].in stages[].out stages[].errors stages[].restarts
 		links links[].name links[].policy links[].len links[].cap links[].batches links[].packets
@@ -111,6 +111,7 @@ func TestSnapshotFields(t *testing.T) {
 		neighbours dedup dedup.enabled dedup.window_seconds dedup.entries dedup.evicted
 		unknown_sources discovery discovery.resolutions discovery.failures
 		rate_limited rate_limited.clients rate_limited.peers
+		coalesce coalesce.capture_pauses coalesce.listener_pauses
 		epics epics.window_seconds
 		epics.outbound epics.outbound.pva_searches epics.outbound.pva_beacons epics.outbound.ca_searches
 		epics.outbound.ca_beacons epics.outbound.names epics.outbound.replies epics.outbound.malformed epics.outbound.other
@@ -155,6 +156,11 @@ func TestSnapshotValues(t *testing.T) {
 	peer.TxPackets.Add(3)
 	peer.TxBytes.Add(300)
 	r.Metrics.Drop(pipeline.ReasonWrongPort, 2)
+	// Batches back to back: the capture reader's coalescer engages
+	// within a few dozen and pauses.
+	for range 64 {
+		r.captureCoalescer.Pause()
+	}
 
 	s := r.Snapshot()
 	if s.Format != SnapshotFormat || s.Version != "1.2.3" || s.Commit != "abc" || !strings.HasPrefix(s.GoVersion, "go") {
@@ -168,11 +174,14 @@ func TestSnapshotValues(t *testing.T) {
 		t.Errorf("peers %+v, want [%+v]", s.Peers, wantPeer)
 	}
 	if c := s.Config; c.Interface != "lo" || !slices.Equal(c.BroadcastPorts, []uint16{5076, 5064}) || c.MeshBind != "127.0.0.1" ||
-		c.DedupWindowSeconds != 0.25 || c.StatsSocket == "" || c.Authenticated {
+		c.DedupWindowSeconds != 0.25 || c.CoalesceSeconds != 150e-6 || c.StatsSocket == "" || c.Authenticated {
 		t.Errorf("config %+v", c)
 	}
 	if !s.Dedup.Enabled || s.Dedup.WindowSeconds != 0.25 {
 		t.Errorf("dedup %+v", s.Dedup)
+	}
+	if want := (CoalesceStats{CapturePauses: r.captureCoalescer.Pauses()}); s.Coalesce != want || want.CapturePauses == 0 {
+		t.Errorf("coalesce %+v, want %+v with some capture pauses", s.Coalesce, want)
 	}
 	if _, ok := s.Stage("capture"); !ok {
 		t.Error("no capture stage")
@@ -256,6 +265,7 @@ func sample() Snapshot {
 		Neighbours: []string{"10.0.0.9"}, Dedup: DedupStats{Entries: 12, Evicted: 13},
 		UnknownSources: []SourceCount{{Addr: "10.0.0.66", Datagrams: 14}},
 		Discovery:      DiscoveryStats{Resolutions: 15, Failures: 16},
+		Coalesce:       CoalesceStats{CapturePauses: 26, ListenerPauses: 27},
 		EPICS: insight.Stats{Outbound: insight.Counters{PVASearches: 17, CASearches: 18, PVABeacons: 19, Names: 20, Malformed: 21, Other: 22},
 			Inbound: insight.Counters{CABeacons: 23, Replies: 24}},
 	}
@@ -354,6 +364,8 @@ func TestCollector(t *testing.T) {
 		{"snowsignal_unknown_source_datagrams_total", []string{"source=10.0.0.66"}, 14},
 		{"snowsignal_discovery_resolutions_total", nil, 15},
 		{"snowsignal_discovery_failures_total", nil, 16},
+		{"snowsignal_coalesce_pauses_total", []string{"stage=capture"}, 26},
+		{"snowsignal_coalesce_pauses_total", []string{"stage=listener"}, 27},
 		{"snowsignal_epics_searches_total", []string{"protocol=pva", "direction=outbound"}, 17},
 		{"snowsignal_epics_searches_total", []string{"protocol=ca", "direction=outbound"}, 18},
 		{"snowsignal_epics_beacons_total", []string{"protocol=pva", "direction=outbound"}, 19},

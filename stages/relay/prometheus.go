@@ -62,6 +62,8 @@ var (
 	descResolutions = metricDesc("discovery_resolutions_total", "Completed peer name resolution rounds.")
 	descResFailures = metricDesc("discovery_failures_total", "Failed peer name lookups.")
 
+	descCoalescePauses = metricDesc("coalesce_pauses_total", "Times a socket reader, under sustained load, waited the --coalesce window after a batch so that one wake-up reads several.", "stage")
+
 	descEPICSSearches  = metricDesc("epics_searches_total", "EPICS search requests relayed (PVAccess: messages; Channel Access: one per name).", "protocol", "direction")
 	descEPICSBeacons   = metricDesc("epics_beacons_total", "EPICS server beacons relayed.", "protocol", "direction")
 	descEPICSNames     = metricDesc("epics_searched_names_total", "PV names in the EPICS search requests relayed.", "direction")
@@ -81,6 +83,7 @@ func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 		descLinkBatches, descLinkPackets, descLinkDroppedBatches, descLinkDroppedPackets, descLinkLength, descLinkCapacity,
 		descDrops, descKernelDrops, descMeshDrops, descPeers, descPeerTx, descPeerTxBytes, descPeerTxErrors, descPeerRx, descPeerRxBytes, descPeerHeard,
 		descNeighbours, descDedupEntries, descDedupEvicted, descUnknown, descResolutions, descResFailures,
+		descCoalescePauses,
 		descEPICSSearches, descEPICSBeacons, descEPICSNames, descEPICSReplies, descEPICSUndecoded} {
 		ch <- d
 	}
@@ -146,6 +149,8 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descResolutions, s.Discovery.Resolutions)
 	counter(descResFailures, s.Discovery.Failures)
+	counter(descCoalescePauses, s.Coalesce.CapturePauses, "capture")
+	counter(descCoalescePauses, s.Coalesce.ListenerPauses, "listener")
 	for dir, c := range map[string]insight.Counters{"outbound": s.EPICS.Outbound, "inbound": s.EPICS.Inbound} {
 		counter(descEPICSSearches, c.PVASearches, "pva", dir)
 		counter(descEPICSSearches, c.CASearches, "ca", dir)

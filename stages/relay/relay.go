@@ -66,6 +66,9 @@ type Relay struct {
 	rewrite   *rewrite.Stage
 	discovery *discovery.Stage
 	obs       observability // stats socket, metrics, summary, EPICS insight (observability.go)
+
+	// The socket readers' coalescers (--coalesce), kept for their counts.
+	captureCoalescer, listenerCoalescer *pipeline.Coalescer
 }
 
 // New checks cfg against the system, opens the mesh socket and builds the
@@ -191,10 +194,12 @@ func (r *Relay) build(info *iface.Info) error {
 		hello = segment.NewHelloSender(r.Segment, r.conn, sealer, r.Target, cfg.MeshPort, cfg.HelloInterval, r.log)
 		sup.Add(m.Stage("hello"), hello, nil)
 	}
+	r.captureCoalescer = pipeline.NewCoalescer(cfg.Coalesce)
+	r.listenerCoalescer = pipeline.NewCoalescer(cfg.Coalesce)
 	r.capture = capture.New(capture.Config{
 		Interface: cfg.Interface,
 		Filter:    rawsock.FilterConfig{Ports: cfg.BroadcastPorts, Mark: cfg.Mark, Fragments: fragments},
-	}, pool, capDec, st["capture"], m, r.log)
+	}, pool, capDec, st["capture"], m, r.captureCoalescer, r.log)
 	sup.Add(st["capture"], r.capture, nil, capDec)
 	sup.Add(st["decode"], decode.New(capDec, decFil, st["decode"], m), capDec, decFil)
 	sup.Add(st["filter"], filter.New(filter.Config{Ports: cfg.BroadcastPorts, Fragments: fragments, Limiter: r.ClientLimit,
@@ -202,7 +207,7 @@ func (r *Relay) build(info *iface.Info) error {
 		decFil, filFan, st["filter"], m, r.Dedup, r.Segment, seed), decFil, filFan)
 	sup.Add(st["fanout"], fanout.New(filFan, pool, r.conn, r.Peers, sealer, st["fanout"], m, r.log), filFan)
 
-	sup.Add(st["listener"], listener.New(r.conn, pool, lisRew, st["listener"], m), nil, lisRew)
+	sup.Add(st["listener"], listener.New(r.conn, pool, lisRew, st["listener"], m, r.listenerCoalescer), nil, lisRew)
 	r.rewrite = rewrite.New(rewrite.Config{
 		Ports: cfg.BroadcastPorts, Dest: cfg.RebroadcastDestination, AcceptAnyPeer: cfg.AcceptAnyPeer,
 		Fragments: fragments, Limiter: r.PeerLimit, OnUnknownPeer: func(netip.Addr) { r.discovery.Kick() },

@@ -68,6 +68,8 @@ type Snapshot struct {
 	// RateLimited lists, per side, the sources whose packets a token bucket
 	// dropped, most drops first (empty when the limits are off).
 	RateLimited RateLimitedStats `json:"rate_limited"`
+	// Coalesce counts the socket readers' pauses (--coalesce).
+	Coalesce CoalesceStats `json:"coalesce"`
 	// EPICS is what the relay saw of the EPICS searches and beacons it
 	// carried.
 	EPICS insight.Stats `json:"epics"`
@@ -96,6 +98,26 @@ type ConfigSummary struct {
 	// per second per client and per peer; zero is off.
 	RateLimit     int `json:"rate_limit"`
 	PeerRateLimit int `json:"peer_rate_limit"`
+	// CoalesceSeconds is the socket readers' coalescing window
+	// (--coalesce); zero is off.
+	CoalesceSeconds float64 `json:"coalesce_seconds"`
+}
+
+// CoalesceStats count the pauses of the two socket readers
+// (pipeline.Coalescer). A pause is one wait of the coalescing window a
+// reader makes after passing a batch on, so that datagrams arriving
+// meanwhile are read in one wake-up; a reader pauses only while batches
+// keep coming more often than one every two windows. A count that grows
+// means the relay is under sustained load and trades up to one window of
+// latency for fewer wake-ups; a count that stays put means it is not (or
+// coalescing is off).
+type CoalesceStats struct {
+	// CapturePauses counts the capture stage's pauses (broadcasts read
+	// from the target interface).
+	CapturePauses uint64 `json:"capture_pauses"`
+	// ListenerPauses counts the listener stage's pauses (datagrams read
+	// from the mesh socket).
+	ListenerPauses uint64 `json:"listener_pauses"`
 }
 
 // RateLimitedStats are the sources a token bucket dropped packets from.
@@ -185,6 +207,7 @@ func (r *Relay) Snapshot() Snapshot {
 			SummaryIntervalSeconds:   o.SummaryInterval.Seconds(),
 			RateLimit:                cfg.RateLimit,
 			PeerRateLimit:            cfg.PeerRateLimit,
+			CoalesceSeconds:          cfg.Coalesce.Seconds(),
 		},
 		CaptureUp:       r.CaptureUp(),
 		Stages:          r.Metrics.Stages(),
@@ -198,6 +221,10 @@ func (r *Relay) Snapshot() Snapshot {
 		Discovery: DiscoveryStats{
 			Resolutions: r.discovery.Resolutions.Load(),
 			Failures:    r.discovery.Failures.Load(),
+		},
+		Coalesce: CoalesceStats{
+			CapturePauses:  r.captureCoalescer.Pauses(),
+			ListenerPauses: r.listenerCoalescer.Pauses(),
 		},
 		EPICS: r.obs.insight.Stats(),
 	}

@@ -1,0 +1,74 @@
+//go:build linux
+
+package pipeline
+
+import (
+	"testing"
+	"time"
+)
+
+// TestCoalescerEngagesOnlyUnderSustainedLoad: batches 1 ms apart (1k/s)
+// never make a reader with a 150 µs window wait; batches 50 µs apart do,
+// within a few dozen, even right after an idle spell; a single burst of a
+// few batches after a quiet period does not.
+func TestCoalescerEngagesOnlyUnderSustainedLoad(t *testing.T) {
+	const window = 150 * time.Microsecond
+	count := func(c *Coalescer, start time.Time, every time.Duration, n int) (due int, first int) {
+		first = -1
+		for i := range n {
+			if c.due(start.Add(time.Duration(i) * every)) {
+				due++
+				if first < 0 {
+					first = i
+				}
+			}
+		}
+		return due, first
+	}
+	t0 := time.Now()
+
+	c := NewCoalescer(window)
+	if due, _ := count(c, t0, time.Millisecond, 1000); due != 0 {
+		t.Errorf("batches 1ms apart: waited after %d of 1000", due)
+	}
+	c = NewCoalescer(window)
+	due, first := count(c, t0, 50*time.Microsecond, 1000)
+	if first < 0 || first > 40 || due < 1000-first {
+		t.Errorf("batches 50µs apart: first wait after batch %d, %d waits in all; want within 40, then after every one", first, due)
+	}
+	// Idle for a minute, then a storm: engaged again as fast.
+	due, first = count(c, t0.Add(time.Minute), 50*time.Microsecond, 1000)
+	if first < 0 || first > 40 {
+		t.Errorf("after an idle minute: first wait after batch %d; want within 40", first)
+	}
+	// A quiet relay that gets a burst of five batches back to back.
+	c = NewCoalescer(window)
+	count(c, t0, 10*time.Millisecond, 100)
+	if due, _ := count(c, t0.Add(time.Second+time.Millisecond), 10*time.Microsecond, 5); due != 0 {
+		t.Errorf("a burst of 5 batches on a quiet relay: waited after %d", due)
+	}
+}
+
+// TestCoalescerPause: a zero window or a nil Coalescer never waits; an
+// engaged one sleeps about its window and counts it.
+func TestCoalescerPause(t *testing.T) {
+	var nilc *Coalescer
+	nilc.Pause()
+	if nilc.Pauses() != 0 {
+		t.Error("a nil Coalescer counted a pause")
+	}
+	off := NewCoalescer(0)
+	for range 100 {
+		off.Pause()
+	}
+	if off.Pauses() != 0 {
+		t.Errorf("a zero window paused %d times", off.Pauses())
+	}
+	c := NewCoalescer(200 * time.Microsecond)
+	c.gap, c.last = 0, time.Now() // as if under load
+	start := time.Now()
+	c.Pause()
+	if d := time.Since(start); c.Pauses() != 1 || d < 200*time.Microsecond {
+		t.Errorf("an engaged Coalescer: %d pauses, slept %s; want 1, at least the window", c.Pauses(), d)
+	}
+}

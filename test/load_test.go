@@ -1,0 +1,164 @@
+package test
+
+// Load tests (issue 6): the readers' behaviour under sustained load, seen
+// from outside. The numbers the issue sets are measured by the benchmark
+// (go run ./test/bench), never here; these tests check what must hold on
+// any machine: light traffic is never held back, sustained traffic is
+// coalesced into fewer wake-ups and still delivered.
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/ipv4"
+
+	"github.com/snowsignal/snowsignal/test/harness"
+)
+
+// loadCounter counts the distinct sequence numbers a socket receives.
+type loadCounter struct {
+	mu   sync.Mutex
+	seen map[uint64]bool
+	done chan struct{}
+}
+
+func countLoad(c *net.UDPConn) *loadCounter {
+	c.SetReadBuffer(8 << 20)
+	lc := &loadCounter{seen: map[uint64]bool{}, done: make(chan struct{})}
+	go func() {
+		defer close(lc.done)
+		buf := make([]byte, 2048)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return // closed by the test's cleanup, or the deadline below
+			}
+			if n >= 16 && string(buf[:8]) == "loadtest" {
+				lc.mu.Lock()
+				lc.seen[binary.BigEndian.Uint64(buf[8:16])] = true
+				lc.mu.Unlock()
+			}
+		}
+	}()
+	return lc
+}
+
+func (lc *loadCounter) count(from, to uint64) (n int) {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	for i := from; i < to; i++ {
+		if lc.seen[i] {
+			n++
+		}
+	}
+	return n
+}
+
+// sendPaced broadcasts datagrams from..to-1 from c to dst, burst at a time
+// every period (one sendmmsg(2) each), and returns when all are sent.
+func sendPaced(t *testing.T, c *net.UDPConn, dst netip.AddrPort, from, to uint64, burst int, period time.Duration) {
+	t.Helper()
+	pc := ipv4.NewPacketConn(c)
+	msgs := make([]ipv4.Message, burst)
+	for i := range msgs {
+		b := make([]byte, 100)
+		copy(b, "loadtest")
+		msgs[i] = ipv4.Message{Buffers: [][]byte{b}, Addr: net.UDPAddrFromAddrPort(dst)}
+	}
+	start := time.Now()
+	for seq, k := from, 0; seq < to; k++ {
+		n := min(burst, int(to-seq))
+		for i := range n {
+			binary.BigEndian.PutUint64(msgs[i].Buffers[0][8:], seq+uint64(i))
+		}
+		for sent := 0; sent < n; {
+			m, err := pc.WriteBatch(msgs[sent:n], 0)
+			if err != nil {
+				t.Fatalf("send: %v", err)
+			}
+			sent += m
+		}
+		seq += uint64(n)
+		time.Sleep(time.Until(start.Add(time.Duration(k+1) * period)))
+	}
+}
+
+// TestLoadCoalescing: with the default --coalesce, 200 broadcasts 5 ms apart
+// all cross and neither relay's reader ever waits; then 20,000 broadcasts
+// at 20k/s (20 every millisecond) cross (all but a few per cent on a busy
+// machine), and both readers on the path (relay-a's capture, relay-b's
+// listener) coalesced: they waited after batches instead of being woken for
+// every datagram.
+func TestLoadCoalescing(t *testing.T) {
+	s := startSwarm(t)
+	srv := listen(t, s.server, fmt.Sprintf("0.0.0.0:%d", pvaPort))
+	lc := countLoad(srv)
+	cl := broadcaster(t, s.client)
+	dst := netip.AddrPortFrom(s.client.Broadcast, pvaPort)
+
+	if got := snapshot(t, s.a).Config.CoalesceSeconds; got != 150e-6 {
+		t.Errorf("relay-a: coalesce_seconds %v, want the default 150µs", got)
+	}
+
+	const light = 200
+	sendPaced(t, cl, dst, 0, light, 1, 5*time.Millisecond)
+	waitCount(t, lc, 0, light, light)
+	for _, r := range []*harnessRelay{{"relay-a", s.a}, {"relay-b", s.b}} {
+		c := snapshot(t, r.r).Coalesce
+		if c.CapturePauses != 0 || c.ListenerPauses != 0 {
+			t.Errorf("%s: light traffic (one broadcast every 5ms) made its readers wait: %+v", r.name, c)
+		}
+	}
+
+	const heavy = 20_000
+	sendPaced(t, cl, dst, light, light+heavy, 20, time.Millisecond)
+	got := waitCount(t, lc, light, light+heavy, heavy*95/100)
+	a, b := snapshot(t, s.a), snapshot(t, s.b)
+	t.Logf("20k/s: %d of %d crossed; relay-a capture waited %d times, relay-b listener %d times", got, heavy, a.Coalesce.CapturePauses, b.Coalesce.ListenerPauses)
+	if a.Coalesce.CapturePauses == 0 {
+		t.Error("relay-a's capture never waited at 20k/s")
+	}
+	if b.Coalesce.ListenerPauses == 0 {
+		t.Error("relay-b's listener never waited at 20k/s")
+	}
+	// Each wait stands for a wake-up saved only if it is far rarer than
+	// the datagrams.
+	if p := a.Coalesce.CapturePauses; p > heavy/2 {
+		t.Errorf("relay-a's capture waited %d times for %d datagrams: no coalescing", p, heavy)
+	}
+}
+
+type harnessRelay struct {
+	name string
+	r    *harness.Relay
+}
+
+// waitCount waits until every sequence number from..to-1 was received, or
+// none more arrive for quietWait (at most deliveryTimeout in all), and
+// returns how many were; it fails the test if fewer than want arrived.
+func waitCount(t *testing.T, lc *loadCounter, from, to uint64, want int) int {
+	t.Helper()
+	deadline := time.Now().Add(deliveryTimeout)
+	last, changed := -1, time.Now()
+	for {
+		n := lc.count(from, to)
+		if n == int(to-from) {
+			return n
+		}
+		if n != last {
+			last, changed = n, time.Now()
+		}
+		if time.Since(changed) > quietWait || time.Now().After(deadline) {
+			if n < want {
+				t.Fatalf("%d of %d broadcasts crossed, want at least %d", n, to-from, want)
+			}
+			return n
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
