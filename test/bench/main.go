@@ -46,19 +46,20 @@ import (
 
 // options are the command-line flags.
 type options struct {
-	quick     bool
-	step      time.Duration
-	latency   time.Duration
-	bin       string
-	relayArgs string
-	relayEnv  string
-	label     string
-	out       string
-	write     bool
-	pprof     string
-	pprofRate float64
-	max       time.Duration
-	waitQuiet time.Duration
+	quick       bool
+	step        time.Duration
+	latency     time.Duration
+	bin         string
+	relayArgs   string
+	relayEnv    string
+	label       string
+	brNetfilter bool
+	out         string
+	write       bool
+	pprof       string
+	pprofRate   float64
+	max         time.Duration
+	waitQuiet   time.Duration
 }
 
 // plan is what one run measures, derived from the options.
@@ -85,6 +86,7 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "", "snowsignal binary to measure (default: build ./cmd/snowsignal)")
 	flag.StringVar(&o.relayArgs, "relay-args", "", "extra arguments for both relays, space-separated (e.g. \"--no-local-delivery\")")
 	flag.StringVar(&o.relayEnv, "relay-env", "", "extra environment for both relays, space-separated (e.g. \"GOMAXPROCS=1 GOGC=400\")")
+	flag.BoolVar(&o.brNetfilter, "br-netfilter", true, "leave the kernel's br_netfilter on the lab's bridge (false: set bridge-nf-call-* to 0 in the switch namespace, so bridged frames skip the iptables hooks)")
 	flag.StringVar(&o.label, "label", "", "a note for the results' heading, e.g. which build was measured")
 	flag.StringVar(&o.out, "out", "", "results file (default docs/BENCHMARKS.md in the module)")
 	flag.BoolVar(&o.write, "write", true, "record the results in the results file")
@@ -177,6 +179,14 @@ func run(o options) error {
 		return err
 	}
 	defer l.Close()
+	if !o.brNetfilter {
+		for _, k := range []string{"iptables", "ip6tables", "arptables"} {
+			if err := l.SwitchSysctl("net.bridge.bridge-nf-call-"+k, "0"); err != nil {
+				return err
+			}
+		}
+		env.Lab = "br_netfilter off in the lab's switch (-br-netfilter=false)"
+	}
 
 	res, err := measure(l, bin, p, o)
 	if err != nil {

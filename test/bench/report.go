@@ -24,6 +24,7 @@ type envInfo struct {
 	RelayArgs string
 	RelayEnv  string
 	Label     string // -label
+	Lab       string // how the lab differs from the default, if it does
 	Binary    string // -bin, when the relay was not built from this tree
 }
 
@@ -136,6 +137,9 @@ func (r *results) markdown() string {
 	}
 	if e.RelayEnv != "" {
 		fmt.Fprintf(&b, " Relay environment: `%s`.", e.RelayEnv)
+	}
+	if e.Lab != "" {
+		fmt.Fprintf(&b, " Lab: %s.", e.Lab)
 	}
 	b.WriteString(" 100-byte datagrams to 10.77.0.255:5076.\n\n")
 

@@ -113,6 +113,13 @@ func (l *Lab) Host(name string) *Host {
 // Hosts returns every host, in the order of the spec.
 func (l *Lab) Hosts() []*Host { return append([]*Host(nil), l.hosts...) }
 
+// SwitchSysctl sets a sysctl in the switch namespace, the one holding the
+// bridges: for example net.bridge.bridge-nf-call-iptables=0 takes the
+// kernel's br_netfilter (iptables hooks on bridged frames) out of the path.
+func (l *Lab) SwitchSysctl(name, value string) error {
+	return inNS(l.swPath, func() error { return writeSysctl(name, value) })
+}
+
 // EtcHosts returns an /etc/hosts text naming every host of the lab, for
 // Host.WriteEtc("hosts", ...): then programs in the lab find each other by
 // host name.
