@@ -37,15 +37,20 @@ func NewCoalescer(window time.Duration) *Coalescer {
 	return &Coalescer{window: window, gap: maxGapWindows * window}
 }
 
-// Pause is called by a reader after it passed a batch on. Under sustained
-// load it yields, so that the consumers handle that batch now (on one P they
-// run in the meantime), and then sleeps for the window without releasing its
-// thread: datagrams that arrive meanwhile wait in the socket and are read in
-// one batch. The sleep is a raw nanosleep(2), not a Go timer: the runtime's
-// poller would wake at the first datagram, which is what is avoided, and it
-// rounds sleeps under a millisecond up to one.
-func (c *Coalescer) Pause() {
-	if c == nil || c.window <= 0 || !c.due(time.Now()) {
+// Pause is called by a reader after it passed a batch of n packets on.
+// Under sustained load it yields, so that the consumers handle that batch now
+// (on one P they run in the meantime), and then sleeps for the window without
+// releasing its thread: datagrams that arrive meanwhile wait in the socket
+// and are read in one batch. The sleep is a raw nanosleep(2), not a Go timer:
+// the runtime's poller would wake at the first datagram, which is what is
+// avoided, and it rounds sleeps under a millisecond up to one.
+//
+// A full batch (MaxBatch) means more is already waiting: the reader is
+// behind, and waiting would only let the socket overflow and keep the reader
+// from running ahead of its consumers, as a Drop link under overload needs
+// (StageCounters.PassFrom). Pause then returns at once.
+func (c *Coalescer) Pause(n int) {
+	if c == nil || c.window <= 0 || !c.due(time.Now()) || n >= MaxBatch {
 		return
 	}
 	runtime.Gosched()

@@ -50,24 +50,29 @@ func TestCoalescerEngagesOnlyUnderSustainedLoad(t *testing.T) {
 }
 
 // TestCoalescerPause: a zero window or a nil Coalescer never waits; an
-// engaged one sleeps about its window and counts it.
+// engaged one does not wait after a full batch (more is waiting), and
+// otherwise sleeps its window and counts it.
 func TestCoalescerPause(t *testing.T) {
 	var nilc *Coalescer
-	nilc.Pause()
+	nilc.Pause(1)
 	if nilc.Pauses() != 0 {
 		t.Error("a nil Coalescer counted a pause")
 	}
 	off := NewCoalescer(0)
 	for range 100 {
-		off.Pause()
+		off.Pause(1)
 	}
 	if off.Pauses() != 0 {
 		t.Errorf("a zero window paused %d times", off.Pauses())
 	}
 	c := NewCoalescer(200 * time.Microsecond)
 	c.gap, c.last = 0, time.Now() // as if under load
+	c.Pause(MaxBatch)
+	if c.Pauses() != 0 {
+		t.Error("an engaged Coalescer paused after a full batch")
+	}
 	start := time.Now()
-	c.Pause()
+	c.Pause(1)
 	if d := time.Since(start); c.Pauses() != 1 || d < 200*time.Microsecond {
 		t.Errorf("an engaged Coalescer: %d pauses, slept %s; want 1, at least the window", c.Pauses(), d)
 	}

@@ -109,9 +109,10 @@ func (s *Stage) Run(ctx context.Context) error {
 		if tooBig > 0 {
 			s.m.Drop(pipeline.ReasonTooBig, tooBig)
 		}
-		s.c.In.Add(uint64(len(b.Pkts)))
+		n := len(b.Pkts)
+		s.c.In.Add(uint64(n))
 		s.c.PassFrom(s.out, b, sock)
-		s.co.Pause()
+		s.co.Pause(n)
 		if now := time.Now(); now.Sub(lastStats) > time.Second {
 			lastStats = now
 			if d, err := sock.KernelDrops(); err == nil {

@@ -48,8 +48,9 @@ func (s *Stage) Run(ctx context.Context) error {
 		if tooBig > 0 {
 			s.m.Drop(pipeline.ReasonTooBig, tooBig)
 		}
-		s.c.In.Add(uint64(len(b.Pkts)))
+		n := len(b.Pkts)
+		s.c.In.Add(uint64(n))
 		s.c.PassFrom(s.out, b, s.conn)
-		s.co.Pause()
+		s.co.Pause(n)
 	}
 }
