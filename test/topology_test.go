@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snowsignal/snowsignal/stages/inject"
 	"github.com/snowsignal/snowsignal/test/harness"
 	"github.com/snowsignal/snowsignal/test/lab"
 )
@@ -171,10 +172,26 @@ func TestTopologiesDeliverExactlyOnce(t *testing.T) {
 
 // A client and a server on a relay's own host (host networking) take part
 // like any other host: the relay captures the client's outgoing broadcast,
-// and delivers relayed broadcasts to its host's own sockets.
+// and delivers relayed broadcasts to its host's own sockets. It copies them
+// to lo only while such a socket exists, and sees one within about a second
+// of its opening.
 func TestClientsAndServersOnTheRelayHost(t *testing.T) {
 	s := startSwarm(t)
+	waitLocals := func(want bool) {
+		t.Helper()
+		deadline := time.Now().Add(3 * inject.ListenersEvery)
+		for snapshot(t, s.b).LocalListeners != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("relay-b: local_listeners is not %v after %s", want, 3*inject.ListenersEvery)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitLocals(false)
 	onRelayB := listen(t, s.relayB, "0.0.0.0:5076")
+	start := time.Now()
+	waitLocals(true)
+	t.Logf("relay-b saw the socket on its host after %s", time.Since(start).Round(time.Millisecond))
 	onServer := listen(t, s.server, "0.0.0.0:5076")
 	clientOnRelayA := broadcaster(t, s.relayA)
 	for i, dst := range []string{"10.77.0.255:5076", "255.255.255.255:5076"} {

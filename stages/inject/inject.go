@@ -35,6 +35,9 @@ type Config struct {
 	// the local stack. It is written to the loopback interface, where the
 	// kernel receives it as a broadcast.
 	LocalDelivery bool
+	// Listeners, if not nil, says whether a local socket is bound to a
+	// relayed port; with LocalDelivery, frames are copied to lo only then.
+	Listeners *LocalListeners
 }
 
 // Stage injects frames.
@@ -89,7 +92,7 @@ func (s *Stage) Run(ctx context.Context) error {
 		n := len(b.Pkts)
 		s.c.In.Add(uint64(n))
 		sent, err := sock.WriteBatch(b)
-		if local != nil {
+		if local != nil && (s.cfg.Listeners == nil || s.cfg.Listeners.Present()) {
 			if _, lerr := local.WriteBatch(b); lerr != nil {
 				s.c.Errors.Add(1)
 				s.log.Debug().Err(lerr).Msg("local delivery failed")

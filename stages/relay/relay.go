@@ -69,6 +69,9 @@ type Relay struct {
 
 	// The socket readers' coalescers (--coalesce), kept for their counts.
 	captureCoalescer, listenerCoalescer *pipeline.Coalescer
+	// locals watches for local sockets on the relayed ports (nil without
+	// local delivery).
+	locals *inject.LocalListeners
 }
 
 // New checks cfg against the system, opens the mesh socket and builds the
@@ -219,7 +222,11 @@ func (r *Relay) build(info *iface.Info) error {
 		},
 	}, lisRew, rewInj, r.Target, r.Peers, opener, r.Dedup, r.Segment, seed, st["rewrite"], m, r.log)
 	sup.Add(st["rewrite"], r.rewrite, lisRew, rewInj)
-	sup.Add(st["inject"], inject.New(inject.Config{Interface: cfg.Interface, Mark: cfg.Mark, LocalDelivery: cfg.LocalDelivery},
+	if cfg.LocalDelivery {
+		r.locals = inject.NewLocalListeners(cfg.BroadcastPorts, r.log)
+		sup.Add(m.Stage("locals"), r.locals, nil)
+	}
+	sup.Add(st["inject"], inject.New(inject.Config{Interface: cfg.Interface, Mark: cfg.Mark, LocalDelivery: cfg.LocalDelivery, Listeners: r.locals},
 		rewInj, pool, r.Target, st["inject"], m, r.log), rewInj)
 	r.sup = sup
 	return nil

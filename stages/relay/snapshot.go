@@ -68,6 +68,10 @@ type Snapshot struct {
 	// RateLimited lists, per side, the sources whose packets a token bucket
 	// dropped, most drops first (empty when the limits are off).
 	RateLimited RateLimitedStats `json:"rate_limited"`
+	// LocalListeners reports whether a UDP socket on this host is bound to
+	// a relayed port, so that local delivery copies relayed frames to lo
+	// (looked at every second; false without local delivery).
+	LocalListeners bool `json:"local_listeners"`
 	// Coalesce counts the socket readers' pauses (--coalesce).
 	Coalesce CoalesceStats `json:"coalesce"`
 	// EPICS is what the relay saw of the EPICS searches and beacons it
@@ -222,6 +226,7 @@ func (r *Relay) Snapshot() Snapshot {
 			Resolutions: r.discovery.Resolutions.Load(),
 			Failures:    r.discovery.Failures.Load(),
 		},
+		LocalListeners: r.locals != nil && r.locals.Present(),
 		Coalesce: CoalesceStats{
 			CapturePauses:  r.captureCoalescer.Pauses(),
 			ListenerPauses: r.listenerCoalescer.Pauses(),

@@ -1,0 +1,92 @@
+//go:build linux
+
+package inject
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/snowsignal/snowsignal/test/lab"
+)
+
+// TestLocalListenersSeesSocketsOnRelayedPorts: in a namespace of its own,
+// no socket is bound to the relayed ports until one is, over IPv4 or IPv6
+// (which may be dual-stack); a socket on another port does not count.
+func TestLocalListenersSeesSocketsOnRelayedPorts(t *testing.T) {
+	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	h := l.Host("relay-b")
+	w := NewLocalListeners([]uint16{5076, 5064}, zerolog.Nop())
+	look := func() bool {
+		t.Helper()
+		var found bool
+		if err := h.Do(func() (err error) { found, err = w.look(); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return found
+	}
+	if look() {
+		t.Fatal("a listener found in a namespace with no socket")
+	}
+	other, err := h.ListenUDP("0.0.0.0:7124")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if look() {
+		t.Error("a socket on the mesh port counted as a listener on a relayed port")
+	}
+	for _, addr := range []string{"0.0.0.0:5064", "[::]:5076"} {
+		var c net.PacketConn
+		err := h.Do(func() (err error) { c, err = net.ListenPacket("udp", addr); return err })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !look() {
+			t.Errorf("a socket on %s not found", addr)
+		}
+		c.Close()
+		if look() {
+			t.Errorf("the socket on %s still found after it was closed", addr)
+		}
+	}
+}
+
+// TestLocalListenersFailsOpen: when the kernel cannot list sockets, the
+// watcher says listeners are present (every frame is copied, as without
+// it) and warns once.
+func TestLocalListenersFailsOpen(t *testing.T) {
+	var logs bytes.Buffer
+	w := NewLocalListeners([]uint16{5076}, zerolog.New(&logs))
+	calls := 0
+	w.dump = func(uint8) ([]*netlink.Socket, error) {
+		calls++
+		return nil, unix.ENOENT
+	}
+	w.present.Store(false)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	deadline := time.Now().Add(2 * time.Second)
+	for !w.Present() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("Run: %v", err)
+	}
+	if !w.Present() {
+		t.Error("listeners not reported present when the kernel cannot list sockets")
+	}
+	if n := strings.Count(logs.String(), "cannot list"); n != 1 {
+		t.Errorf("warned %d times, want once:\n%s", n, logs.String())
+	}
+}
