@@ -172,27 +172,32 @@ func TestTopologiesDeliverExactlyOnce(t *testing.T) {
 
 // A client and a server on a relay's own host (host networking) take part
 // like any other host: the relay captures the client's outgoing broadcast,
-// and delivers relayed broadcasts to its host's own sockets. It copies them
-// to lo only while such a socket exists, and sees one within about a second
-// of its opening.
+// and delivers relayed broadcasts to its host's own sockets. While relaying
+// it copies them to lo only if such a socket exists, and sees one within
+// about a second of its opening.
 func TestClientsAndServersOnTheRelayHost(t *testing.T) {
 	s := startSwarm(t)
-	waitLocals := func(want bool) {
+	onServer := listen(t, s.server, "0.0.0.0:5076")
+	cl := broadcaster(t, s.client)
+	// Relay until relay-b reports local_listeners as wanted.
+	relayUntil := func(want bool) time.Duration {
 		t.Helper()
-		deadline := time.Now().Add(3 * inject.ListenersEvery)
-		for snapshot(t, s.b).LocalListeners != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("relay-b: local_listeners is not %v after %s", want, 3*inject.ListenersEvery)
+		start := time.Now()
+		for i := 0; snapshot(t, s.b).LocalListeners != want; i++ {
+			if time.Since(start) > 3*inject.ListenersEvery {
+				t.Fatalf("relay-b: local_listeners is not %v after %s of traffic", want, 3*inject.ListenersEvery)
 			}
+			send(t, cl, topoPayload("warm", i), netip.MustParseAddrPort("10.77.0.255:5076"))
 			time.Sleep(20 * time.Millisecond)
 		}
+		return time.Since(start)
 	}
-	waitLocals(false)
+	relayUntil(false)
 	onRelayB := listen(t, s.relayB, "0.0.0.0:5076")
-	start := time.Now()
-	waitLocals(true)
-	t.Logf("relay-b saw the socket on its host after %s", time.Since(start).Round(time.Millisecond))
-	onServer := listen(t, s.server, "0.0.0.0:5076")
+	t.Logf("relay-b saw the socket on its host after %s", relayUntil(true).Round(time.Millisecond))
+	recvFor(t, onRelayB, quietWait) // the warm-up broadcasts
+	recvFor(t, onServer, quietWait)
+
 	clientOnRelayA := broadcaster(t, s.relayA)
 	for i, dst := range []string{"10.77.0.255:5076", "255.255.255.255:5076"} {
 		send(t, clientOnRelayA, topoPayload("local", i), netip.MustParseAddrPort(dst))

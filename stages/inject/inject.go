@@ -92,6 +92,9 @@ func (s *Stage) Run(ctx context.Context) error {
 		n := len(b.Pkts)
 		s.c.In.Add(uint64(n))
 		sent, err := sock.WriteBatch(b)
+		if s.cfg.Listeners != nil {
+			s.cfg.Listeners.Active()
+		}
 		if local != nil && (s.cfg.Listeners == nil || s.cfg.Listeners.Present()) {
 			if _, lerr := local.WriteBatch(b); lerr != nil {
 				s.c.Errors.Add(1)

@@ -27,34 +27,57 @@ const ListenersEvery = time.Second
 // receives costs the injecting relay about 2 µs per datagram, a fifth of
 // its CPU at 50k/s.
 //
-// It asks the kernel with sock_diag (the netlink interface behind ss(8));
-// where that fails, for example a kernel without UDP socket diagnostics,
-// it reports listeners present, so every frame is copied as before.
+// It asks the kernel with sock_diag (the netlink interface behind ss(8)),
+// once a second while frames are being injected; an idle relay does not
+// look. Whenever it does not know (idle, or the kernel cannot list sockets,
+// for example without UDP socket diagnostics), it reports listeners
+// present, so every frame is copied, as without it.
 type LocalListeners struct {
 	ports   []uint16
+	active  atomic.Bool // frames were injected since the last tick
 	present atomic.Bool
 	log     zerolog.Logger
-	dump    func(family uint8) ([]*netlink.Socket, error)
+	every   time.Duration                                 // ListenersEvery; tests shorten it
+	dump    func(family uint8) ([]*netlink.Socket, error) // netlink.SocketDiagUDP; tests replace it
 }
 
 // NewLocalListeners returns a watcher for sockets bound to ports. It
 // reports listeners present until its first look.
 func NewLocalListeners(ports []uint16, log zerolog.Logger) *LocalListeners {
-	l := &LocalListeners{ports: slices.Clone(ports), log: log.With().Str("stage", "locals").Logger(), dump: netlink.SocketDiagUDP}
+	l := &LocalListeners{ports: slices.Clone(ports), log: log.With().Str("stage", "locals").Logger(),
+		every: ListenersEvery, dump: netlink.SocketDiagUDP}
 	l.present.Store(true)
 	return l
 }
 
 // Present reports whether a local socket was bound to a relayed port at the
-// last look (or whether looking failed).
+// last look, or whether that is not known.
 func (l *LocalListeners) Present() bool { return l.present.Load() }
 
-// Run looks now and every ListenersEvery until ctx is done.
+// Active tells the watcher that frames are being injected: it looks at the
+// next tick.
+func (l *LocalListeners) Active() {
+	if !l.active.Load() { // a load is cheaper than a store per batch
+		l.active.Store(true)
+	}
+}
+
+// Run looks at every tick of ListenersEvery after frames were injected,
+// until ctx is done.
 func (l *LocalListeners) Run(ctx context.Context) error {
-	t := time.NewTicker(ListenersEvery)
+	t := time.NewTicker(l.every)
 	defer t.Stop()
 	failing := false
 	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if !l.active.Swap(false) {
+			l.present.Store(true) // idle: not known, so copy when traffic resumes
+			continue
+		}
 		found, err := l.look()
 		switch {
 		case err != nil:
@@ -68,11 +91,6 @@ func (l *LocalListeners) Run(ctx context.Context) error {
 		}
 		if was := l.present.Swap(found); was != found {
 			l.log.Debug().Bool("present", found).Msg("local listeners on relayed ports changed")
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
 		}
 	}
 }

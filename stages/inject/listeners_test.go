@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,10 +73,12 @@ func TestLocalListenersFailsOpen(t *testing.T) {
 		return nil, unix.ENOENT
 	}
 	w.present.Store(false)
+	w.every = 10 * time.Millisecond
+	w.Active()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- w.Run(ctx) }()
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(3 * ListenersEvery)
 	for !w.Present() && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
@@ -88,5 +91,42 @@ func TestLocalListenersFailsOpen(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "cannot list"); n != 1 {
 		t.Errorf("warned %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+// TestLocalListenersLooksOnlyWhileInjecting: an idle relay does not look,
+// and reports listeners present (not known); once frames are injected it
+// looks at the next tick and reports what it found.
+func TestLocalListenersLooksOnlyWhileInjecting(t *testing.T) {
+	w := NewLocalListeners([]uint16{5076}, zerolog.Nop())
+	w.every = 10 * time.Millisecond
+	var calls atomic.Int32
+	w.dump = func(uint8) ([]*netlink.Socket, error) {
+		calls.Add(1)
+		return []*netlink.Socket{{ID: netlink.SocketID{SourcePort: 7124}}}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	time.Sleep(10 * w.every)
+	if n := calls.Load(); n != 0 || !w.Present() {
+		t.Fatalf("idle: %d looks, present %v; want none, and present (not known)", n, w.Present())
+	}
+	deadline := time.Now().Add(time.Second)
+	for w.Present() && time.Now().Before(deadline) {
+		w.Active()
+		time.Sleep(w.every / 2)
+	}
+	if w.Present() || calls.Load() == 0 {
+		t.Errorf("injecting, with only a socket on another port: %d looks, present %v; want looks and not present", calls.Load(), w.Present())
+	}
+	// Idle again: not known any more.
+	for !w.Present() && time.Now().Before(deadline.Add(time.Second)) {
+		time.Sleep(w.every)
+	}
+	if !w.Present() {
+		t.Error("idle again, listeners still reported absent")
 	}
 }

@@ -69,8 +69,9 @@ type Snapshot struct {
 	// dropped, most drops first (empty when the limits are off).
 	RateLimited RateLimitedStats `json:"rate_limited"`
 	// LocalListeners reports whether a UDP socket on this host is bound to
-	// a relayed port, so that local delivery copies relayed frames to lo
-	// (looked at every second; false without local delivery).
+	// a relayed port, or that is not known (the relay looks every second
+	// while it injects): local delivery copies relayed frames to lo while
+	// it is true. False without local delivery.
 	LocalListeners bool `json:"local_listeners"`
 	// Coalesce counts the socket readers' pauses (--coalesce).
 	Coalesce CoalesceStats `json:"coalesce"`
