@@ -6,11 +6,12 @@ package pipeline
 // about 100 KiB, so these bound the relay's packet memory to a few MiB.
 const (
 	// QueueReaderSize is the capacity of links leaving a socket reader
-	// (capture→decode, listener→rewrite). Those links drop the oldest batch
-	// when full so the reader keeps draining the kernel queue and latency
-	// stays bounded. Bursts wait in the socket's buffer, which holds
-	// thousands of frames; in a storm the queue only has to hold the
-	// freshest frames worth relaying.
+	// (capture→decode, listener→rewrite). When one is full the reader
+	// yields to its consumer, and bursts wait in the socket's buffer, which
+	// holds thousands of frames; once that buffer is backlogged the link
+	// drops its oldest batch instead, so the reader keeps draining the
+	// kernel queue and latency stays bounded (StageCounters.PassFrom). In a
+	// storm the queue only has to hold the freshest frames worth relaying.
 	QueueReaderSize = 8
 	// QueueStageSize is the capacity of links between processing stages;
 	// those links block (backpressure towards the reader).
