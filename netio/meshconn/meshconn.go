@@ -34,6 +34,8 @@ type Conn struct {
 
 	rmm    *mmsg.Batch
 	batch  *pipeline.Batch
+	rstart int  // first slot of batch that rmm describes
+	rready bool // rmm describes batch's free slots (see readFn)
 	trunc  int
 	rerr   error
 	waited bool // readFn ran before in this rc.Read: the poller woke us
@@ -91,7 +93,7 @@ func (c *Conn) LocalAddr() netip.AddrPort { return c.uc.LocalAddr().(*net.UDPAdd
 // Off with its sender in Addr. Datagrams larger than the buffers are
 // discarded and counted in tooBig.
 func (c *Conn) ReadBatch(b *pipeline.Batch) (tooBig int, err error) {
-	c.batch, c.trunc, c.rerr = b, 0, nil
+	c.batch, c.trunc, c.rerr, c.rready = b, 0, nil, false
 	for {
 		c.waited = false
 		if err := c.rc.Read(c.rfn); err != nil {
@@ -118,7 +120,14 @@ func (c *Conn) ReadBatch(b *pipeline.Batch) (tooBig int, err error) {
 
 func (c *Conn) readFn(fd uintptr) bool {
 	b := c.batch
-	start := c.rmm.Prepare(b, true)
+	// Describe the batch's slots once per ReadBatch, not once per attempt:
+	// a relay woken for each datagram tries twice per wake-up (the second
+	// try finds nothing and waits), and a read that finds nothing leaves
+	// the descriptions as they were.
+	if !c.rready {
+		c.rstart, c.rready = c.rmm.Prepare(b, true), true
+	}
+	start := c.rstart
 	n, err := c.rmm.Recv(fd, 0)
 	switch {
 	case err == unix.EAGAIN:
@@ -142,6 +151,7 @@ func (c *Conn) readFn(fd uintptr) bool {
 		return true
 	}
 	c.trunc += c.rmm.Collect(b, start, n, true)
+	c.rready = false // the kernel and Collect changed them
 	return true
 }
 

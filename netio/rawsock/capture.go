@@ -32,6 +32,8 @@ type Capture struct {
 	ifi   *net.Interface
 	mm    *mmsg.Batch
 	batch *pipeline.Batch
+	start int  // first slot of batch that mm describes
+	ready bool // mm describes batch's free slots (see readFn)
 	got   int
 	err   error
 	read  func(fd uintptr) bool
@@ -85,7 +87,7 @@ func (c *Capture) setup(prog []bpf.RawInstruction) error {
 // the packet's Off. Frames too large for the packet buffers are discarded
 // and counted in tooBig.
 func (c *Capture) ReadBatch(b *pipeline.Batch) (tooBig int, err error) {
-	c.batch, c.got, c.err = b, 0, nil
+	c.batch, c.got, c.err, c.ready = b, 0, nil, false
 	for {
 		if err := c.rc.Read(c.read); err != nil {
 			return 0, fmt.Errorf("capture on %s: %w", c.ifi.Name, err)
@@ -105,7 +107,11 @@ func (c *Capture) ReadBatch(b *pipeline.Batch) (tooBig int, err error) {
 // the batch has room for. Returning false asks the poller to wait.
 func (c *Capture) readFn(fd uintptr) bool {
 	b := c.batch
-	start := c.mm.Prepare(b, false)
+	// Once per ReadBatch: a read that finds nothing changes nothing.
+	if !c.ready {
+		c.start, c.ready = c.mm.Prepare(b, false), true
+	}
+	start := c.start
 	n, err := c.mm.Recv(fd, unix.MSG_TRUNC)
 	if err == unix.EAGAIN || err == unix.EINTR {
 		return false
@@ -115,6 +121,7 @@ func (c *Capture) readFn(fd uintptr) bool {
 		return true
 	}
 	c.got += c.mm.Collect(b, start, n, false) // counted as too big by the caller
+	c.ready = false
 	return true
 }
 
