@@ -28,13 +28,14 @@ const ListenersEvery = time.Second
 // its CPU at 50k/s.
 //
 // It asks the kernel with sock_diag (the netlink interface behind ss(8)),
-// once a second while frames are being injected; an idle relay does not
-// look. Whenever it does not know (idle, or the kernel cannot list sockets,
+// when frames start being injected and then once a second while they are;
+// an idle relay does not look, nor wake. Whenever it does not know (idle, or the kernel cannot list sockets,
 // for example without UDP socket diagnostics), it reports listeners
 // present, so every frame is copied, as without it.
 type LocalListeners struct {
 	ports   []uint16
-	active  atomic.Bool // frames were injected since the last tick
+	active  atomic.Bool   // frames were injected since the last look
+	kick    chan struct{} // Active wakes an idle Run
 	present atomic.Bool
 	log     zerolog.Logger
 	every   time.Duration                                 // ListenersEvery; tests shorten it
@@ -45,7 +46,7 @@ type LocalListeners struct {
 // reports listeners present until its first look.
 func NewLocalListeners(ports []uint16, log zerolog.Logger) *LocalListeners {
 	l := &LocalListeners{ports: slices.Clone(ports), log: log.With().Str("stage", "locals").Logger(),
-		every: ListenersEvery, dump: netlink.SocketDiagUDP}
+		every: ListenersEvery, dump: netlink.SocketDiagUDP, kick: make(chan struct{}, 1)}
 	l.present.Store(true)
 	return l
 }
@@ -54,44 +55,55 @@ func NewLocalListeners(ports []uint16, log zerolog.Logger) *LocalListeners {
 // last look, or whether that is not known.
 func (l *LocalListeners) Present() bool { return l.present.Load() }
 
-// Active tells the watcher that frames are being injected: it looks at the
-// next tick.
+// Active tells the watcher that frames are being injected. The inject
+// stage calls it for every batch; it costs an atomic load but once a tick.
 func (l *LocalListeners) Active() {
-	if !l.active.Load() { // a load is cheaper than a store per batch
-		l.active.Store(true)
+	if !l.active.Load() && l.active.CompareAndSwap(false, true) {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// Run looks at every tick of ListenersEvery after frames were injected,
-// until ctx is done.
+// Run waits for frames to be injected, then looks at once and every
+// ListenersEvery while they still are; when they stop it waits again,
+// without a timer, so an idle relay is not woken.
 func (l *LocalListeners) Run(ctx context.Context) error {
-	t := time.NewTicker(l.every)
+	t := time.NewTimer(l.every)
 	defer t.Stop()
 	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-l.kick:
 		}
-		if !l.active.Swap(false) {
-			l.present.Store(true) // idle: not known, so copy when traffic resumes
-			continue
-		}
-		found, err := l.look()
-		switch {
-		case err != nil:
-			if !failing {
-				l.log.Warn().Err(err).Msg("cannot list this host's UDP sockets; copying every relayed frame to lo")
+		for l.active.Swap(false) {
+			found, err := l.look()
+			switch {
+			case err != nil:
+				if !failing {
+					l.log.Warn().Err(err).Msg("cannot list this host's UDP sockets; copying every relayed frame to lo")
+				}
+				failing, found = true, true
+			case failing:
+				l.log.Info().Msg("listing this host's UDP sockets works again")
+				failing = false
 			}
-			failing, found = true, true
-		case failing:
-			l.log.Info().Msg("listing this host's UDP sockets works again")
-			failing = false
+			if was := l.present.Swap(found); was != found {
+				l.log.Debug().Bool("present", found).Msg("local listeners on relayed ports changed")
+			}
+			t.Reset(l.every)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
 		}
-		if was := l.present.Swap(found); was != found {
-			l.log.Debug().Bool("present", found).Msg("local listeners on relayed ports changed")
-		}
+		// Idle: whether a local socket listens is not known any more, so
+		// the first frames when traffic resumes are copied.
+		l.present.Store(true)
 	}
 }
 
