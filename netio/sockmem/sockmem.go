@@ -51,9 +51,11 @@ type Reader struct {
 	drops uint64
 }
 
+// read is raw, like netio/mmsg's calls: getsockopt never blocks, and the
+// runtime's syscall bookkeeping would wake its sysmon thread.
 func (r *Reader) read(fd uintptr) {
 	r.vlen = uint32(unsafe.Sizeof(r.v))
-	_, _, r.errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+	_, _, r.errno = unix.RawSyscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
 		uintptr(unsafe.Pointer(&r.v)), uintptr(unsafe.Pointer(&r.vlen)), 0)
 }
 
