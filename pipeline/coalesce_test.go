@@ -77,3 +77,24 @@ func TestCoalescerPause(t *testing.T) {
 		t.Errorf("an engaged Coalescer: %d pauses, slept %s; want 1, at least the window", c.Pauses(), d)
 	}
 }
+
+// TestReaderStepsAllocateNothing: what a socket reader does per batch after
+// reading it, PassFrom and Pause, allocates nothing.
+func TestReaderStepsAllocateNothing(t *testing.T) {
+	pool := NewPool(64)
+	l := NewLink("a->b", 4, Drop, pool)
+	c := NewMetrics().Stage("reader")
+	co := NewCoalescer(time.Microsecond)
+	var src backlog
+	b := pool.Get()
+	b.Slot().Len = 1
+	n := testing.AllocsPerRun(1000, func() {
+		c.PassFrom(l, b, src) // the link fills, then evicts into the pool
+		co.Pause(1)
+		b = pool.Get()
+		b.Slot().Len = 1
+	})
+	if n != 0 {
+		t.Errorf("PassFrom and Pause allocate %v times per batch", n)
+	}
+}
