@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -130,6 +131,48 @@ func TestLoadCoalescing(t *testing.T) {
 	// the datagrams.
 	if p := a.Coalesce.CapturePauses; p > heavy/2 {
 		t.Errorf("relay-a's capture waited %d times for %d datagrams: no coalescing", p, heavy)
+	}
+}
+
+// TestLoadStallLosesNothing: at 20k/s, relay-b stops for 60 ms (SIGSTOP,
+// as when the host's CPUs are busy elsewhere) and continues. The 1,200
+// datagrams that arrived meanwhile wait in its mesh socket and are all
+// relayed: no link evicts them, the kernel drops none, every broadcast
+// crosses. (Before readers yielded to their consumers, the listener drained
+// the backlog into its 8-batch link and evicted all but the last batches.)
+func TestLoadStallLosesNothing(t *testing.T) {
+	s := startSwarm(t)
+	srv := listen(t, s.server, fmt.Sprintf("0.0.0.0:%d", pvaPort))
+	lc := countLoad(srv)
+	cl := broadcaster(t, s.client)
+	dst := netip.AddrPortFrom(s.client.Broadcast, pvaPort)
+	sendPaced(t, cl, dst, 0, 100, 1, time.Millisecond) // warm up
+	waitCount(t, lc, 0, 100, 100)
+
+	const total = 20_000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(400 * time.Millisecond)
+		pid := s.b.Pid()
+		syscall.Kill(pid, syscall.SIGSTOP)
+		time.Sleep(60 * time.Millisecond)
+		syscall.Kill(pid, syscall.SIGCONT)
+	}()
+	sendPaced(t, cl, dst, 100, 100+total, 20, time.Millisecond)
+	<-done
+	got := waitCount(t, lc, 100, 100+total, 0)
+	b := snapshot(t, s.b)
+	var linkDrops uint64
+	for _, l := range b.Links {
+		linkDrops += l.DroppedPackets
+	}
+	t.Logf("%d of %d crossed; relay-b: link drops %d, mesh socket drops %d, listener paused %d times", got, total, linkDrops, b.MeshKernelDrops, b.Coalesce.ListenerPauses)
+	if linkDrops != 0 || b.MeshKernelDrops != 0 {
+		t.Errorf("relay-b dropped %d at its links and the kernel %d at its mesh socket during a 60ms stall", linkDrops, b.MeshKernelDrops)
+	}
+	if got != total {
+		t.Errorf("%d of %d broadcasts crossed a 60ms stall of relay-b, want all", got, total)
 	}
 }
 
