@@ -109,10 +109,10 @@ func TestLoadCoalescing(t *testing.T) {
 	const light = 200
 	sendPaced(t, cl, dst, 0, light, 1, 5*time.Millisecond)
 	waitCount(t, lc, 0, light, light)
-	for _, r := range []*harnessRelay{{"relay-a", s.a}, {"relay-b", s.b}} {
-		c := snapshot(t, r.r).Coalesce
+	for name, r := range map[string]*harness.Relay{"relay-a": s.a, "relay-b": s.b} {
+		c := snapshot(t, r).Coalesce
 		if c.CapturePauses != 0 || c.ListenerPauses != 0 {
-			t.Errorf("%s: light traffic (one broadcast every 5ms) made its readers wait: %+v", r.name, c)
+			t.Errorf("%s: light traffic (one broadcast every 5ms) made its readers wait: %+v", name, c)
 		}
 	}
 
@@ -174,11 +174,6 @@ func TestLoadStallLosesNothing(t *testing.T) {
 	if got != total {
 		t.Errorf("%d of %d broadcasts crossed a 60ms stall of relay-b, want all", got, total)
 	}
-}
-
-type harnessRelay struct {
-	name string
-	r    *harness.Relay
 }
 
 // waitCount waits until every sequence number from..to-1 was received, or

@@ -14,7 +14,6 @@ import (
 	"hash/maphash"
 	"net"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -60,7 +59,6 @@ type Relay struct {
 	ClientLimit, PeerLimit *ratelimit.Limiter
 
 	conn      *meshconn.Conn
-	meshDrops atomic.Uint64 // the mesh socket's kernel drops, as last read
 	sup       *pipeline.Supervisor
 	capture   *capture.Stage
 	rewrite   *rewrite.Stage
@@ -258,16 +256,8 @@ func (r *Relay) KernelDrops() uint64 { return r.capture.KernelDrops() }
 // mesh socket's receive buffer was full. It reads the socket; once the socket
 // is closed, or if reading fails, it reports the last count read.
 func (r *Relay) MeshKernelDrops() uint64 {
-	d, err := r.conn.KernelDrops()
-	for err == nil {
-		// Concurrent snapshots may read in one order and store in
-		// another: keep the largest, the counter only grows.
-		last := r.meshDrops.Load()
-		if d <= last || r.meshDrops.CompareAndSwap(last, d) {
-			break
-		}
-	}
-	return r.meshDrops.Load()
+	d, _ := r.conn.KernelDrops() // on error, the last count
+	return d
 }
 
 // UnknownSources counts datagrams from sources outside the peer set.
