@@ -212,7 +212,7 @@ func (r *Relay) build(info *iface.Info) error {
 	r.rewrite = rewrite.New(rewrite.Config{
 		Ports: cfg.BroadcastPorts, Dest: cfg.RebroadcastDestination, AcceptAnyPeer: cfg.AcceptAnyPeer,
 		Fragments: fragments, Limiter: r.PeerLimit, OnUnknownPeer: func(netip.Addr) { r.discovery.Kick() },
-		Observer: r.inboundObserver(),
+		Observer: r.inboundObserver(), Probes: rewrite.NewProbeResponder(r.conn, sealer, cfg.Observability.Version),
 		OnNewNeighbour: func() {
 			if hello != nil {
 				hello.Kick()

@@ -49,6 +49,9 @@ type Config struct {
 	// Limiter, if set, limits the frames each peer (keyed by the mesh
 	// datagram's source address) gets injected (--rate-limit).
 	Limiter *ratelimit.Limiter
+	// Probes, if set, answers `snowsignal doctor`'s probes, from any
+	// source (probe.go).
+	Probes *ProbeResponder
 }
 
 // Stage rewrites mesh datagrams into broadcast frames.
@@ -152,6 +155,9 @@ func (s *Stage) process(p *pipeline.Packet) (pipeline.Reason, bool) {
 		}
 	}
 	peer := s.set.Lookup(src)
+	if s.info != nil && s.probe(p.Addr, p.Bytes(), peer != nil) {
+		return consumed, false
+	}
 	if peer != nil {
 		peer.Heard(s.now, p.Len)
 	} else if !s.cfg.AcceptAnyPeer {
