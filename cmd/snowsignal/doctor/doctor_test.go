@@ -162,7 +162,9 @@ func TestStrictRPFilter(t *testing.T) {
 
 func TestMeshPortInUse(t *testing.T) {
 	f := healthy()
-	f.BindUDP = func(netip.AddrPort) error { return fmt.Errorf("listen udp4 0.0.0.0:7124: bind: %w", syscall.EADDRINUSE) }
+	f.BindUDP = func(netip.AddrPort) error {
+		return fmt.Errorf("listen udp4 0.0.0.0:7124: bind: %w", syscall.EADDRINUSE)
+	}
 	lines(t, testCfg, f, "FAIL mesh port 7124: held by another process, not a relay answering on /run/test.sock: the relay cannot bind it"+
 		" — fix: stop it (find it: ss -ulpn 'sport = :7124'), or choose another --mesh-port on every relay")
 	f.Stats = func(context.Context, string) ([]byte, error) {
