@@ -10,6 +10,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -103,7 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return code // help was printed
 	}
 	if err := kctx.Run(); err != nil {
-		if e, ok := err.(errExit); ok {
+		if e, ok := errors.AsType[errExit](err); ok {
 			return int(e) // the command printed why
 		}
 		fmt.Fprintf(stderr, "snowsignal: error: %v\n", err)
