@@ -64,7 +64,8 @@ func main() {
 func parse(cli *CLI, args []string, stdout, stderr io.Writer) (kctx *kong.Context, code int, err error) {
 	parser, err := kong.New(cli,
 		kong.Name("snowsignal"),
-		kong.Description("SnowSignal relays UDP broadcasts between network segments over a mesh of relays."),
+		kong.Description(description),
+		kong.ExplicitGroups(flagGroups),
 		kong.UsageOnError(),
 		kong.Writers(stdout, stderr),
 		kong.Bind(&stdio{Out: stdout, Err: stderr}),
@@ -75,6 +76,7 @@ func parse(cli *CLI, args []string, stdout, stderr io.Writer) (kctx *kong.Contex
 	if err != nil {
 		return nil, 2, err
 	}
+	clearEmptyEnv(parser.Model.Node)
 	defer func() {
 		if r := recover(); r != nil {
 			c, ok := r.(exitCode)
