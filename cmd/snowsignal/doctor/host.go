@@ -17,8 +17,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/snowsignal/snowsignal/netio/iface"
 	"github.com/snowsignal/snowsignal/netio/sockdiag"
@@ -65,29 +63,22 @@ func Host(stats func(ctx context.Context, path string) ([]byte, error)) Facts {
 }
 
 func hostInterface(name string) (*Iface, error) {
-	link, err := netlink.LinkByName(name)
+	info, err := iface.Lookup(name)
+	if errors.Is(err, iface.ErrNotFound) {
+		return nil, iface.ErrNotFound // checkInterface lists those that exist
+	}
 	if err != nil {
 		return nil, err
 	}
-	a := link.Attrs()
-	info := &Iface{Name: a.Name, MTU: a.MTU, Up: a.Flags&net.FlagUp != 0}
-	addrs, err := netlink.AddrList(link, unix.AF_INET)
-	if err != nil {
-		return info, fmt.Errorf("addresses of %s: %w", name, err)
-	}
-	for _, ad := range addrs {
-		ip, ok := netip.AddrFromSlice(ad.IP.To4())
-		if !ok {
-			continue
+	x := &Iface{Name: info.Name, Up: info.Up, MTU: info.MTU}
+	for _, a := range info.Addrs {
+		ia := IfaceAddr{Prefix: a.Prefix}
+		if a.BroadcastSet {
+			ia.Broadcast = a.Broadcast
 		}
-		ones, _ := ad.Mask.Size()
-		x := IfaceAddr{Prefix: netip.PrefixFrom(ip, ones)}
-		if b, ok := netip.AddrFromSlice(ad.Broadcast.To4()); ok && !b.IsUnspecified() {
-			x.Broadcast = b
-		}
-		info.Addrs = append(info.Addrs, x)
+		x.Addrs = append(x.Addrs, ia)
 	}
-	return info, nil
+	return x, nil
 }
 
 // hostProbe sends req from a connected UDP socket, so that an ICMP port
