@@ -13,7 +13,7 @@ func checkRelayRunning(path string, s *snapshot, err error) Result {
 		return ok("relay", "none answers on the stats socket %q (%v): checking the configuration only", path, err)
 	}
 	return ok("relay", "snowsignal %s running for %s on %s (stats socket %s)", s.Version,
-		(time.Duration(s.UptimeSeconds) * time.Second).String(), s.Config.Interface, path)
+		time.Duration(s.UptimeSeconds*float64(time.Second)).Round(time.Second), s.Config.Interface, path)
 }
 
 // dropAdvice explains one drop reason, and its fix. Reasons that are part of
@@ -85,7 +85,11 @@ func checkRunning(a, b *snapshot) []Result {
 		out = append(out, Result{Check: "drops", Status: adv.status, Message: fmt.Sprintf("%s in %s: %s", subject, dt, adv.why), Fix: adv.fix})
 	}
 	if moved == 0 {
-		out = append(out, ok("drops", "no drop counter moved in %s", dt))
+		if dt < 100*time.Millisecond {
+			out = append(out, ok("drops", "no drop counter moved between two reads (watch longer with --sample)"))
+		} else {
+			out = append(out, ok("drops", "no drop counter moved in %s", dt))
+		}
 	}
 	if d := b.KernelDrops - a.KernelDrops; d > 0 && b.KernelDrops >= a.KernelDrops {
 		out = append(out, warn("kernel drops", "the relay needs more CPU (GOMAXPROCS, a less loaded host), or fewer broadcasts",
@@ -102,12 +106,13 @@ func checkRunning(a, b *snapshot) []Result {
 	}
 	for _, p := range b.Peers {
 		switch {
+		// Silence alone is no fault: a peer sends only what its segment
+		// broadcasts. The probe above says whether it would accept ours.
 		case p.LastHeard == nil:
-			out = append(out, warn("peer "+p.Addr, "run `snowsignal doctor` on that host; check it lists this host as a peer",
-				"never heard from since it joined the peer set (nothing relayed from its segment, or it does not send to us)"))
+			out = append(out, ok("peer "+p.Addr, "not heard from since it joined the peer set: its segment relayed nothing here (if broadcasts are sent there, run `snowsignal doctor` on it)"))
 		case b.Time.Sub(*p.LastHeard) > time.Minute:
-			out = append(out, warn("peer "+p.Addr, "run `snowsignal doctor` on that host",
-				"not heard from for %s", b.Time.Sub(*p.LastHeard).Round(time.Second)))
+			out = append(out, ok("peer "+p.Addr, "not heard from for %s: its segment relayed nothing here since (if broadcasts are sent there, run `snowsignal doctor` on it)",
+				b.Time.Sub(*p.LastHeard).Round(time.Second)))
 		}
 	}
 	return out
