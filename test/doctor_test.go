@@ -154,6 +154,9 @@ func TestDoctor(t *testing.T) {
 	})
 
 	t.Run("missing capability", func(t *testing.T) {
+		if _, err := exec.LookPath("capsh"); err != nil {
+			t.Skip("needs capsh (Debian package libcap2-bin; .ci/run installs it)")
+		}
 		// capsh drops it from the bounding set; the shell's exec of the
 		// binary then leaves it out of the effective set, even as root.
 		lines, code := runDoctor(t, a.Command(ctx, "capsh", append([]string{"--drop=cap_net_raw", "--", "-c", `exec "$0" "$@"`, d.bin}, d.doctorArgs()...)...))
