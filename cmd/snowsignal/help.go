@@ -93,3 +93,20 @@ func clearEmptyEnv(root *kong.Node) {
 		}
 	}
 }
+
+// Help adds examples to `snowsignal health --help`.
+func (HealthCmd) Help() string {
+	return `Examples:
+  snowsignal health                                    as a Docker HEALTHCHECK or Kubernetes exec probe
+  snowsignal health --socket /run/snowsignal/b.sock    a second relay on the same host`
+}
+
+// Help adds what the demo does to `snowsignal demo --help`.
+func (DemoCmd) Help() string {
+	return `Needs root (it creates network namespaces, veth pairs and a bridge) and
+removes everything it made when it ends, also on Ctrl-C.
+
+Examples:
+  sudo snowsignal demo        narrated run
+  sudo snowsignal demo -v     with the relays' log lines`
+}

@@ -43,6 +43,11 @@ func TestHelpReadsLikeDocumentation(t *testing.T) {
 			}
 		}
 	}
+	for _, cmd := range []string{"stats", "health", "demo"} {
+		if _, out, _ := runCLI(cmd, "--help"); !strings.Contains(out, "Examples:") {
+			t.Errorf("snowsignal %s --help has no examples:\n%s", cmd, out)
+		}
+	}
 	_, out, _ := runCLI("doctor", "--help")
 	for _, want := range []string{"Doctor:", "--json", "--sample", "Exit status"} {
 		if !strings.Contains(out, want) {
