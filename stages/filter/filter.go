@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/dedup"
-	"github.com/snowsignal/snowsignal/stages/ratelimit"
-	"github.com/snowsignal/snowsignal/stages/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/dedup"
+	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
+	"github.com/snowsignal/snowsignal/stages/shared/segment"
 )
 
 // Config is what the filter stage checks against.

@@ -13,9 +13,9 @@ import (
 	"github.com/snowsignal/snowsignal/netio/frame"
 	"github.com/snowsignal/snowsignal/netio/frame/frametest"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/dedup"
-	"github.com/snowsignal/snowsignal/stages/ratelimit"
-	"github.com/snowsignal/snowsignal/stages/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/dedup"
+	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
+	"github.com/snowsignal/snowsignal/stages/shared/segment"
 )
 
 var (

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/dedup"
-	"github.com/snowsignal/snowsignal/stages/ratelimit"
-	"github.com/snowsignal/snowsignal/stages/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/dedup"
+	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
+	"github.com/snowsignal/snowsignal/stages/shared/segment"
 )
 
 // perPacketStage returns a filter stage with no links, for calling its

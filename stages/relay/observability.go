@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/snowsignal/snowsignal/stages/filter"
-	"github.com/snowsignal/snowsignal/stages/insight"
 	"github.com/snowsignal/snowsignal/stages/metricsserver"
+	"github.com/snowsignal/snowsignal/stages/shared/insight"
 	"github.com/snowsignal/snowsignal/stages/statsserver"
 )
 

@@ -13,9 +13,9 @@ import (
 	"github.com/snowsignal/snowsignal/netio/iface"
 	"github.com/snowsignal/snowsignal/netio/mesh"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/dedup"
-	"github.com/snowsignal/snowsignal/stages/peers"
-	"github.com/snowsignal/snowsignal/stages/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/dedup"
+	"github.com/snowsignal/snowsignal/stages/shared/peers"
+	"github.com/snowsignal/snowsignal/stages/shared/segment"
 )
 
 // perPacket is a rewrite stage with no links, for calling its per-packet

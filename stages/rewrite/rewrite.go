@@ -19,11 +19,11 @@ import (
 	"github.com/snowsignal/snowsignal/netio/iface"
 	"github.com/snowsignal/snowsignal/netio/mesh"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/dedup"
 	"github.com/snowsignal/snowsignal/stages/filter"
-	"github.com/snowsignal/snowsignal/stages/peers"
-	"github.com/snowsignal/snowsignal/stages/ratelimit"
-	"github.com/snowsignal/snowsignal/stages/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/dedup"
+	"github.com/snowsignal/snowsignal/stages/shared/peers"
+	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
+	"github.com/snowsignal/snowsignal/stages/shared/segment"
 )
 
 // Config is what the rewrite stage checks and changes.

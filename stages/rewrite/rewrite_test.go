@@ -12,9 +12,9 @@ import (
 
 	"github.com/snowsignal/snowsignal/netio/mesh"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/dedup"
-	"github.com/snowsignal/snowsignal/stages/ratelimit"
-	"github.com/snowsignal/snowsignal/stages/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/dedup"
+	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
+	"github.com/snowsignal/snowsignal/stages/shared/segment"
 )
 
 var neighbourMAC = [6]byte{0x02, 0x00, 10, 77, 0, 3}

@@ -17,9 +17,9 @@ import (
 	"github.com/snowsignal/snowsignal/netio/iface"
 	"github.com/snowsignal/snowsignal/netio/mesh"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/dedup"
-	"github.com/snowsignal/snowsignal/stages/peers"
-	"github.com/snowsignal/snowsignal/stages/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/dedup"
+	"github.com/snowsignal/snowsignal/stages/shared/peers"
+	"github.com/snowsignal/snowsignal/stages/shared/segment"
 )
 
 // The lab of the test vectors, seen from relay-b (10.77.0.2) on segment b.
