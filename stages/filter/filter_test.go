@@ -253,7 +253,7 @@ func TestKeepAllocatesNothing(t *testing.T) {
 	}
 	r.cfg.Limiter = lim
 	st := New(r.cfg, nil, nil, r.m.Stage("filter"), r.m, dedup.New(time.Minute, 1<<16), segment.NewTable(1, time.Minute), r.seed)
-	st.now, st.rlNow = time.Now().UnixNano(), lim.Now()
+	st.rules.Begin(time.Now().UnixNano(), lim.Now())
 	frames := [][]byte{
 		search("", "10.77.0.255:5076", "search"),     // passes, then duplicate, then rate limited
 		search("", "10.77.0.255:5077", "x"),          // wrong port

@@ -57,7 +57,7 @@ func TestObserverAllocatesNothing(t *testing.T) {
 	o := &countingObserver{}
 	r.cfg.Observer = o
 	st := New(r.cfg, nil, nil, r.m.Stage("filter"), r.m, nil, nil, r.seed)
-	st.trace = st.cfg.Observer.Tracing()
+	st.rules.Begin(0, 0) // asks the observer: it traces
 	p := &pipeline.Packet{Buf: make([]byte, pipeline.Headroom+2048), Off: pipeline.Headroom}
 	p.Len = copy(p.Buf[p.Off:], search("", "10.77.0.255:5077", "x")) // wrong port: dropped, traced
 	if err := p.Frame.Decode(p.Bytes()); err != nil {

@@ -207,7 +207,8 @@ func TestKeepAllocatesNothing(t *testing.T) {
 				r.opener = mesh.NewOpener(key1)
 			}
 			st := New(r.cfg, nil, nil, r.target, r.peers, r.opener, r.dedup, r.seg, r.seed, r.m.Stage("rewrite"), r.m, zerolog.Nop())
-			st.now, st.set, st.info, st.rlNow = time.Now().UnixNano(), r.peers.Load(), r.target.Load(), lim.Now()
+			st.set, st.info = r.peers.Load(), r.target.Load()
+			st.rules.Begin(time.Now().UnixNano(), lim.Now())
 			p := &pipeline.Packet{Buf: make([]byte, pipeline.Headroom+2048)}
 			accepted := 0
 			allocs := testing.AllocsPerRun(200, func() {
