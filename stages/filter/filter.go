@@ -57,7 +57,7 @@ func (s *Stage) Handle(b *pipeline.Batch) error {
 }
 
 // keep applies the outbound rules to p in order; the first that refuses p
-// counts the drop under its reason.
+// names the reason it is counted under.
 //
 // The rate limit comes before fragment tracking, so the later fragments of a
 // first fragment that was refused are refused too (unmatched), and before
@@ -65,11 +65,14 @@ func (s *Stage) Handle(b *pipeline.Batch) error {
 // duplicate. A first fragment is followed only once its port passed.
 func (s *Stage) keep(p *pipeline.Packet) bool {
 	r := s.rules
-	return r.NotNeighbourInjection(p) &&
+	if r.NotNeighbourInjection(p) &&
 		r.GoodSource(p) &&
 		r.WithinRate(p, p.Frame.Src) &&
 		r.Fragment(p) &&
 		r.RelayedPort(p) &&
 		r.FollowFragments(p) &&
-		r.FirstCapture(p)
+		r.FirstCapture(p) {
+		return true
+	}
+	return r.Drop(p)
 }

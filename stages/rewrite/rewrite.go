@@ -99,24 +99,27 @@ func (s *Stage) Handle(b *pipeline.Batch) error {
 }
 
 // keep takes one mesh datagram through the inbound steps, in order. The
-// first step that refuses it counts the drop under its reason; a hello is
-// used, not dropped, and counts as nothing.
+// first step that refuses it names the reason it is counted under; a hello
+// is used (rules.Used), not dropped, and counts as nothing.
 //
 // Only frames that would otherwise be injected spend rate-limit tokens, so
 // on an authenticated mesh datagrams forged with a peer's source address
 // cannot starve the peer.
 func (s *Stage) keep(p *pipeline.Packet) bool {
-	src := p.Addr.Addr()
-	return s.notOwnHello(p, src) &&
+	r, src := s.rules, p.Addr.Addr()
+	if s.notOwnHello(p, src) &&
 		s.fromPeer(p, src) &&
-		s.targetKnown(p) &&
+		s.targetKnown() &&
 		s.unwrap(p, src) &&
-		s.rules.NotFromNeighbour(p, src) &&
+		r.NotFromNeighbour(p, src) &&
 		s.validate(p) &&
-		s.rules.WithinRate(p, src) &&
-		s.rules.FollowFragments(p) &&
+		r.WithinRate(p, src) &&
+		r.FollowFragments(p) &&
 		s.rewrite(p) &&
-		s.deliverOnce(p)
+		s.deliverOnce(p) {
+		return true
+	}
+	return r.Drop(p)
 }
 
 // notOwnHello refuses our own hello (sealed, with a key), looped back by
@@ -124,7 +127,7 @@ func (s *Stage) keep(p *pipeline.Packet) bool {
 func (s *Stage) notOwnHello(p *pipeline.Packet, src netip.Addr) bool {
 	if s.info != nil && src == s.info.Addr && !s.set.Self {
 		if d := p.Bytes(); segment.IsHello(d) || mesh.Kind(d) == mesh.Auth {
-			return false
+			return s.rules.Refuse(rules.Used)
 		}
 	}
 	return true
@@ -137,16 +140,16 @@ func (s *Stage) fromPeer(p *pipeline.Packet, src netip.Addr) bool {
 		peer.Heard(s.rules.Now(), p.Len)
 	} else if !s.cfg.AcceptAnyPeer {
 		s.unknownPeer(src)
-		return s.rules.Drop(p, pipeline.ReasonUnknownPeer)
+		return s.rules.Refuse(pipeline.ReasonUnknownPeer)
 	}
 	return true
 }
 
 // targetKnown refuses every datagram while the target interface is not
 // known: there is nowhere to inject (send_error).
-func (s *Stage) targetKnown(p *pipeline.Packet) bool {
+func (s *Stage) targetKnown() bool {
 	if s.info == nil {
-		return s.rules.Drop(p, pipeline.ReasonSendError)
+		return s.rules.Refuse(pipeline.ReasonSendError)
 	}
 	return true
 }
@@ -158,21 +161,21 @@ func (s *Stage) unwrap(p *pipeline.Packet, src netip.Addr) bool {
 	d := p.Bytes()
 	if s.opener == nil {
 		if segment.IsHello(d) {
-			return s.hello(p, src, d)
+			return s.hello(src, d)
 		}
 		fr, err := mesh.DecodeLegacy(d)
 		if err != nil {
-			return s.rules.Drop(p, meshReason(err, d))
+			return s.rules.Refuse(meshReason(err, d))
 		}
 		s.fr = fr
 		return true
 	}
 	fr, _, _, err := s.opener.Open(d)
 	if err != nil {
-		return s.rules.Drop(p, meshReason(err, d))
+		return s.rules.Refuse(meshReason(err, d))
 	}
 	if segment.IsHello(fr) {
-		return s.hello(p, src, fr)
+		return s.hello(src, fr)
 	}
 	s.fr = fr
 	return true
@@ -180,10 +183,10 @@ func (s *Stage) unwrap(p *pipeline.Packet, src netip.Addr) bool {
 
 // hello handles a neighbour's hello body b from src: it is used, not
 // injected, and not counted as a drop unless malformed (malformed_mesh).
-func (s *Stage) hello(p *pipeline.Packet, src netip.Addr, b []byte) bool {
+func (s *Stage) hello(src netip.Addr, b []byte) bool {
 	id, mac, ok := segment.ParseHello(b)
 	if !ok || s.segment == nil {
-		return s.rules.Drop(p, pipeline.ReasonMalformedMesh)
+		return s.rules.Refuse(pipeline.ReasonMalformedMesh)
 	}
 	if s.segment.Heard(s.rules.Now(), src, id, mac) {
 		s.log.Info().Str("peer", src.String()).Msg("another relay shares this segment; sharing injections with it")
@@ -191,7 +194,7 @@ func (s *Stage) hello(p *pipeline.Packet, src netip.Addr, b []byte) bool {
 			s.cfg.OnNewNeighbour()
 		}
 	}
-	return false
+	return s.rules.Refuse(rules.Used)
 }
 
 // rewrite turns the frame into a broadcast for this segment: Ethernet

@@ -39,7 +39,7 @@ func (s *Stage) validate(p *pipeline.Packet) bool {
 	p.Off += p.Len - len(s.fr)
 	p.Len = len(s.fr)
 	if err := p.Frame.Decode(s.fr); err != nil {
-		return s.rules.Drop(p, pipeline.FrameReason(err))
+		return s.rules.Refuse(pipeline.FrameReason(err))
 	}
 	return s.rules.RelayedPort(p) &&
 		s.rules.Fragment(p) &&
@@ -53,7 +53,7 @@ func (s *Stage) validate(p *pipeline.Packet) bool {
 // (see isBroadcast).
 func (s *Stage) broadcast(p *pipeline.Packet) bool {
 	if !isBroadcast(p.Frame.Dst, s.info) {
-		return s.rules.Drop(p, pipeline.ReasonNotBroadcast)
+		return s.rules.Refuse(pipeline.ReasonNotBroadcast)
 	}
 	return true
 }
@@ -62,7 +62,7 @@ func (s *Stage) broadcast(p *pipeline.Packet) bool {
 // the shared source check cannot know (bad_source).
 func (s *Stage) notOurBroadcast(p *pipeline.Packet) bool {
 	if p.Frame.Src == s.info.Broadcast {
-		return s.rules.Drop(p, pipeline.ReasonBadSource)
+		return s.rules.Refuse(pipeline.ReasonBadSource)
 	}
 	return true
 }
@@ -70,7 +70,7 @@ func (s *Stage) notOurBroadcast(p *pipeline.Packet) bool {
 // fitsMTU refuses a frame larger than the target interface's MTU (too_big).
 func (s *Stage) fitsMTU(p *pipeline.Packet) bool {
 	if p.Frame.Len() > frame.EthLen+s.info.MTU {
-		return s.rules.Drop(p, pipeline.ReasonTooBig)
+		return s.rules.Refuse(pipeline.ReasonTooBig)
 	}
 	return true
 }

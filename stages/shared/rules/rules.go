@@ -6,9 +6,10 @@
 // its own documented order.
 //
 // Every rule takes the packet it judges and reports whether the packet may
-// go on; a rule that refuses it has already counted the drop under its
-// reason and told the observer, so a stage reads as a chain of rules joined
-// by &&. None allocates.
+// go on; a rule that refuses it notes its reason, so a stage reads as a chain
+// of rules joined by && followed by one Drop, which counts the drop under
+// the reason noted and tells the observer. The rules are small enough to be
+// inlined into that chain, and none allocates.
 package rules
 
 import (
@@ -16,6 +17,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/snowsignal/snowsignal/netio/frame"
 	"github.com/snowsignal/snowsignal/pipeline"
 	"github.com/snowsignal/snowsignal/stages/shared/dedup"
 	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
@@ -61,7 +63,13 @@ type Rules struct {
 	now   int64 // unix ns
 	rlNow int64 // the limiter's clock
 	trace bool  // the observer traces this batch's drops
+
+	why pipeline.Reason // the reason the last rule that refused gave
 }
+
+// Used is the reason a step gives for a packet it consumed rather than
+// dropped (a hello): Drop neither counts nor traces it.
+const Used = pipeline.NumReasons
 
 // New returns the rules of cfg for the stage counted by c, dropping into m.
 func New(cfg Config, c *pipeline.StageCounters, m *pipeline.Metrics) *Rules {
@@ -97,47 +105,57 @@ func (r *Rules) Begin(now, limiterNow int64) {
 // Now is the time of the current batch, unix ns.
 func (r *Rules) Now() int64 { return r.now }
 
-// Drop counts p as dropped for reason why, tells the observer if it traces
-// the batch, and returns false, so a step can end with return r.Drop(p, why).
-func (r *Rules) Drop(p *pipeline.Packet, why pipeline.Reason) bool {
-	r.m.Drop(why, 1)
+// Refuse notes why the current packet is refused and returns false, so a
+// step can end with return r.Refuse(why); Drop counts it.
+func (r *Rules) Refuse(why pipeline.Reason) bool {
+	r.why = why
+	return false
+}
+
+// Drop counts p as dropped for the reason the rule that refused it gave
+// (nothing for Used), tells the observer if it traces the batch, and returns
+// false.
+func (r *Rules) Drop(p *pipeline.Packet) bool {
+	if r.why == Used {
+		return false
+	}
+	r.m.Drop(r.why, 1)
 	if r.trace {
-		r.cfg.Observer.Dropped(p, why)
+		r.cfg.Observer.Dropped(p, r.why)
 	}
 	return false
 }
 
-// GoodSource refuses a frame whose IP source no client can have (see
-// CheckSource).
+// The rules below keep their common case (nothing to check, or the check
+// passes) within the compiler's inlining budget: the work they rarely or
+// only sometimes do is a call of its own.
+
+// GoodSource refuses a frame whose IP source no client can have
+// (bad_source; see ClientSource).
 func (r *Rules) GoodSource(p *pipeline.Packet) bool {
-	if why, ok := CheckSource(p.Frame.Src); !ok {
-		return r.Drop(p, why)
-	}
-	return true
+	return ClientSource(p.Frame.Src) || r.Refuse(pipeline.ReasonBadSource)
 }
 
-// CheckSource rejects IP sources no client can have: 0.0.0.0/8 ("this
-// network", RFC 1122; the unspecified address included), loopback,
-// multicast, 240.0.0.0/4 (reserved, RFC 1112) and the limited broadcast
-// address.
-func CheckSource(a netip.Addr) (pipeline.Reason, bool) {
-	if !a.Is4() || a.IsLoopback() || a.IsMulticast() {
-		return pipeline.ReasonBadSource, false
+// ClientSource reports whether a client can have a as its IP source: not in
+// 0.0.0.0/8 ("this network", RFC 1122; the unspecified address included),
+// loopback, multicast, 240.0.0.0/4 (reserved, RFC 1112) or the limited
+// broadcast address.
+func ClientSource(a netip.Addr) bool {
+	if !a.Is4() {
+		return false
 	}
-	if b := a.As4(); b[0] == 0 || b[0] >= 240 {
-		return pipeline.ReasonBadSource, false
-	}
-	return 0, true
+	// On the first byte alone: 0/8, loopback 127/8, multicast 224/4 and
+	// 240/4 (which holds the limited broadcast address).
+	b := a.As4()[0]
+	return b != 0 && b != 127 && b < 224
 }
 
 // RelayedPort refuses a frame with a UDP header (a whole datagram or a first
 // fragment) to a port not relayed (wrong_port). A later fragment carries no
 // port: see Fragment.
 func (r *Rules) RelayedPort(p *pipeline.Packet) bool {
-	if f := &p.Frame; f.HasUDPHeader() && !HasPort(r.cfg.Ports, f.DstPort) {
-		return r.Drop(p, pipeline.ReasonWrongPort)
-	}
-	return true
+	f := &p.Frame
+	return !f.HasUDPHeader() || HasPort(r.cfg.Ports, f.DstPort) || r.Refuse(pipeline.ReasonWrongPort)
 }
 
 // HasPort reports whether p is one of ports.
@@ -156,7 +174,7 @@ func HasPort(ports []uint16, p uint16) bool {
 func (r *Rules) Fragment(p *pipeline.Packet) bool {
 	f := &p.Frame
 	if f.IsFragment() && (!r.cfg.Fragments || !f.HasUDPHeader() && !r.frags.Match(r.now, f)) {
-		return r.Drop(p, pipeline.ReasonFragment)
+		return r.Refuse(pipeline.ReasonFragment)
 	}
 	return true
 }
@@ -165,33 +183,40 @@ func (r *Rules) Fragment(p *pipeline.Packet) bool {
 // so that Fragment passes its later fragments. Called once p has passed
 // every rule that can refuse its datagram, it always returns true.
 func (r *Rules) FollowFragments(p *pipeline.Packet) bool {
-	if f := &p.Frame; f.IsFragment() && f.HasUDPHeader() {
-		r.frags.Add(r.now+int64(FragmentLifetime), f)
+	if f := &p.Frame; f.MoreFrags && f.HasUDPHeader() { // a first fragment
+		r.follow(f)
 	}
 	return true
 }
 
+// follow is kept out of line, so FollowFragments stays within the budget.
+//
+//go:noinline
+func (r *Rules) follow(f *frame.Frame) { r.frags.Add(r.now+int64(FragmentLifetime), f) }
+
 // WithinRate takes a token from the bucket of src (rate_limited when there
 // is none).
 func (r *Rules) WithinRate(p *pipeline.Packet, src netip.Addr) bool {
-	if l := r.cfg.Limiter; l != nil && !l.Allow(r.rlNow, src) {
-		return r.Drop(p, pipeline.ReasonRateLimited)
-	}
-	return true
+	return r.cfg.Limiter == nil || r.withinRate(src)
+}
+
+// withinRate is kept out of line, so WithinRate stays within the budget.
+//
+//go:noinline
+func (r *Rules) withinRate(src netip.Addr) bool {
+	return r.cfg.Limiter.Allow(r.rlNow, src) || r.Refuse(pipeline.ReasonRateLimited)
 }
 
 // FirstCapture refuses a captured frame that matches one injected or
 // captured within the dedup window: a loop or a repeat (duplicate). It
 // records the frame's key in p.
 func (r *Rules) FirstCapture(p *pipeline.Packet) bool {
-	if r.cfg.Dedup == nil {
-		return true
-	}
+	return r.cfg.Dedup == nil || r.firstCapture(p)
+}
+
+func (r *Rules) firstCapture(p *pipeline.Packet) bool {
 	p.Key = p.Frame.Key(p.Bytes(), r.cfg.Seed)
-	if !r.cfg.Dedup.Captured(r.now, p.Key) {
-		return r.Drop(p, pipeline.ReasonDuplicate)
-	}
-	return true
+	return r.cfg.Dedup.Captured(r.now, p.Key) || r.Refuse(pipeline.ReasonDuplicate)
 }
 
 // FirstDelivery refuses a frame from the mesh already delivered within the
@@ -200,14 +225,12 @@ func (r *Rules) FirstCapture(p *pipeline.Packet) bool {
 // rewritten, so the key matches what relays on our segment capture of our
 // injection.
 func (r *Rules) FirstDelivery(p *pipeline.Packet) bool {
-	if r.cfg.Dedup == nil {
-		return true
-	}
+	return r.cfg.Dedup == nil || r.firstDelivery(p)
+}
+
+func (r *Rules) firstDelivery(p *pipeline.Packet) bool {
 	p.Key = p.Frame.Key(p.Bytes(), r.cfg.Seed)
-	if !r.cfg.Dedup.Received(r.now, p.Key) {
-		return r.Drop(p, pipeline.ReasonDuplicate)
-	}
-	return true
+	return r.cfg.Dedup.Received(r.now, p.Key) || r.Refuse(pipeline.ReasonDuplicate)
 }
 
 // NotNeighbourInjection refuses a captured frame sent from the MAC a relay
@@ -215,7 +238,7 @@ func (r *Rules) FirstDelivery(p *pipeline.Packet) bool {
 // towards where it came from (neighbour_injection).
 func (r *Rules) NotNeighbourInjection(p *pipeline.Packet) bool {
 	if s := r.cfg.Segment; s != nil && s.IsNeighbourMAC([6]byte(p.Bytes()[6:12])) {
-		return r.Drop(p, pipeline.ReasonNeighbourInjection)
+		return r.Refuse(pipeline.ReasonNeighbourInjection)
 	}
 	return true
 }
@@ -224,7 +247,7 @@ func (r *Rules) NotNeighbourInjection(p *pipeline.Packet) bool {
 // segment: it carries a frame captured on our own segment (same_segment).
 func (r *Rules) NotFromNeighbour(p *pipeline.Packet, src netip.Addr) bool {
 	if s := r.cfg.Segment; s != nil && s.IsNeighbour(src) {
-		return r.Drop(p, pipeline.ReasonSameSegment)
+		return r.Refuse(pipeline.ReasonSameSegment)
 	}
 	return true
 }
@@ -233,8 +256,9 @@ func (r *Rules) NotFromNeighbour(p *pipeline.Packet, src netip.Addr) bool {
 // (other_injector): of the relays on a segment exactly one injects each
 // frame (segment.Table.Owner).
 func (r *Rules) OurInjection(p *pipeline.Packet) bool {
-	if s := r.cfg.Segment; s != nil && !s.Owner(uint64(p.Frame.StableKey(p.Bytes()))) {
-		return r.Drop(p, pipeline.ReasonOtherInjector)
-	}
-	return true
+	return r.cfg.Segment == nil || r.ourInjection(p)
+}
+
+func (r *Rules) ourInjection(p *pipeline.Packet) bool {
+	return r.cfg.Segment.Owner(uint64(p.Frame.StableKey(p.Bytes()))) || r.Refuse(pipeline.ReasonOtherInjector)
 }
