@@ -15,6 +15,7 @@ import (
 	"github.com/snowsignal/snowsignal/stages/shared/dedup"
 	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
 	"github.com/snowsignal/snowsignal/stages/shared/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/stagetest"
 )
 
 var neighbourMAC = [6]byte{0x02, 0x00, 10, 77, 0, 3}
@@ -129,11 +130,8 @@ func TestDuplicates(t *testing.T) {
 // once per batch (a clock that moves a second per reading proves it).
 func TestRateLimit(t *testing.T) {
 	r := newRig(t)
-	readings := 0
-	lim, err := ratelimit.New(ratelimit.Config{Rate: 1, Burst: 2, Clock: func() int64 {
-		readings++
-		return int64(readings) * int64(time.Second)
-	}})
+	clock, readings := stagetest.SteppingClock()
+	lim, err := ratelimit.New(ratelimit.Config{Rate: 1, Burst: 2, Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,8 +152,8 @@ func TestRateLimit(t *testing.T) {
 		t.Errorf("%d frames passed on, want 5", len(out))
 	}
 	r.wantDrops(map[pipeline.Reason]uint64{pipeline.ReasonRateLimited: 7, pipeline.ReasonWrongPort: 1})
-	if readings != 2 {
-		t.Errorf("clock read %d times for 2 batches", readings)
+	if *readings != 2 {
+		t.Errorf("clock read %d times for 2 batches", *readings)
 	}
 	if got := lim.Sources(); len(got) != 1 || got[0] != (ratelimit.Source{Addr: peerA.Addr(), Dropped: 7}) {
 		t.Errorf("Sources = %v, want [{%v 7}]", got, peerA.Addr())

@@ -15,6 +15,7 @@ import (
 	"github.com/snowsignal/snowsignal/stages/shared/dedup"
 	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
 	"github.com/snowsignal/snowsignal/stages/shared/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/stagetest"
 )
 
 var (
@@ -237,20 +238,6 @@ func packet(t testing.TB, fr []byte) *pipeline.Packet {
 	return p
 }
 
-// recorder is an Observer that remembers what it was told.
-type recorder struct {
-	tracing bool
-	batches int
-	kept    []int
-	dropped []string
-}
-
-func (o *recorder) Tracing() bool { o.batches++; return o.tracing }
-func (o *recorder) Dropped(_ *pipeline.Packet, r pipeline.Reason) {
-	o.dropped = append(o.dropped, r.String())
-}
-func (o *recorder) Kept(b *pipeline.Batch) { o.kept = append(o.kept, len(b.Pkts)) }
-
 // TestHandle: a batch is counted in and passed on with what keep kept; each
 // refusal is counted under its reason, a Used one not at all; the observer
 // sees the batch once and, only while it traces, every drop; the limiter's
@@ -262,7 +249,7 @@ func TestHandle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := &recorder{tracing: tracing}
+		o := &stagetest.Recorder{Trace: tracing}
 		m := pipeline.NewMetrics()
 		pool := pipeline.NewPool(2048)
 		out := pipeline.NewLink("out", 1, pipeline.Block, pool)
@@ -292,20 +279,14 @@ func TestHandle(t *testing.T) {
 			passed += len(b.Pkts)
 			pool.Put(b)
 		}
-		want := &recorder{tracing: tracing, batches: 1, kept: []int{1}}
+		want := &stagetest.Recorder{Trace: tracing, Batches: 1, Passed: []int{1}}
 		if tracing {
-			want.dropped = []string{"bad_source", "bad_source"}
+			want.Drops = []string{"bad_source", "bad_source"}
 		}
 		if passed != 1 || !reflect.DeepEqual(o, want) {
 			t.Errorf("tracing %v: %d passed, observer saw %+v; want 1 and %+v", tracing, passed, o, want)
 		}
-		var total uint64
-		for x := pipeline.Reason(0); x < pipeline.NumReasons; x++ {
-			total += m.Drops(x)
-		}
-		if total != 2 || m.Drops(pipeline.ReasonBadSource) != 2 {
-			t.Errorf("tracing %v: drops %v, want bad_source: 2 only", tracing, m.DropCounts())
-		}
+		stagetest.WantDrops(t, m, map[pipeline.Reason]uint64{pipeline.ReasonBadSource: 2})
 		if st := c.Stats(); st.In != 4 || readings != 1 {
 			t.Errorf("tracing %v: %d counted in, limiter clock read %d times; want 4 and 1", tracing, st.In, readings)
 		}
@@ -320,7 +301,7 @@ func TestRulesAllocateNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{Ports: []uint16{5076}, Fragments: true, Limiter: lim, Dedup: dedup.New(time.Minute, 1<<16),
-		Observer: &recorder{}, Seed: maphash.MakeSeed()}
+		Observer: &stagetest.Recorder{}, Seed: maphash.MakeSeed()}
 	withNeighbour(&cfg)
 	m := pipeline.NewMetrics()
 	r := New(cfg, m.Stage("test"), m)
