@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/snowsignal/snowsignal/netio/mesh"
+	"github.com/snowsignal/snowsignal/pipeline"
+	"github.com/snowsignal/snowsignal/stages/shared/rules"
 )
 
 // Probe answers are rate-limited globally: `snowsignal doctor` sends one
@@ -45,15 +47,20 @@ func NewProbeResponder(conn ProbeSender, sealer *mesh.Sealer, version string) *P
 	return &ProbeResponder{conn: conn, sealer: sealer, version: version, tokens: probeBurst}
 }
 
-// probe answers datagram d if it is a probe this relay can read, and reports
-// whether it was one (it then goes no further). A sealed probe on a relay
-// without a key is not one: it is dropped as bad_auth like any sealed
-// datagram there.
-func (s *Stage) probe(src netip.AddrPort, d []byte, known bool) bool {
-	r := s.cfg.Probes
-	if r == nil {
-		return false
+// notProbe answers a doctor's probe, from any source, and uses it: it goes
+// no further, and is no drop.
+func (s *Stage) notProbe(p *pipeline.Packet) bool {
+	if s.cfg.Probes != nil && s.info != nil && s.probe(p.Addr, p.Bytes()) {
+		return s.rules.Refuse(rules.Used)
 	}
+	return true
+}
+
+// probe answers datagram d if it is a probe this relay can read, and reports
+// whether it was one. A sealed probe on a relay without a key is not one: it
+// is dropped as bad_auth like any sealed datagram there.
+func (s *Stage) probe(src netip.AddrPort, d []byte) bool {
+	r := s.cfg.Probes
 	body, sealed := d, false
 	if b := mesh.SealedBody(d); b != nil && mesh.IsProbe(b) && s.opener != nil {
 		body, sealed = b, true
@@ -70,7 +77,8 @@ func (s *Stage) probe(src netip.AddrPort, d []byte, known bool) bool {
 	if !ok {
 		return false // cut short: malformed
 	}
-	r.answer(s.now, src, nonce, known, sealed, s.info.MTU)
+	known := s.set.Lookup(src.Addr()) != nil
+	r.answer(s.rules.Now(), src, nonce, known, sealed, s.info.MTU)
 	return true
 }
 
