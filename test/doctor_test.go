@@ -8,6 +8,7 @@ package test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -146,6 +147,26 @@ func TestDoctor(t *testing.T) {
 		} {
 			if !strings.Contains(strings.Join(lines, "\n"), want) {
 				t.Errorf("no line %q in\n%s", want, strings.Join(lines, "\n"))
+			}
+		}
+		// relay-b counted the answer, and no drop.
+		out, err := exec.Command(d.bin, "stats", "--socket", d.b.StatsSocket, "--json").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var snap struct {
+			Probes struct{ Answered, Refused uint64 }
+			Drops  map[string]uint64
+		}
+		if err := json.Unmarshal(out, &snap); err != nil {
+			t.Fatal(err)
+		}
+		if snap.Probes.Answered != 1 || snap.Probes.Refused != 0 {
+			t.Errorf("relay-b's probes %+v; want 1 answered", snap.Probes)
+		}
+		for r, n := range snap.Drops {
+			if n != 0 {
+				t.Errorf("relay-b dropped %d as %s", n, r)
 			}
 		}
 		if !regexp.MustCompile(`(?m)^ok   peer ` + peerB + `: answers in [0-9.]+[µm]?s: snowsignal dev, legacy mesh, MTU 1500$`).MatchString(strings.Join(lines, "\n")) {

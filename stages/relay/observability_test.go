@@ -111,7 +111,7 @@ func TestSnapshotFields(t *testing.T) {
 		neighbours dedup dedup.enabled dedup.window_seconds dedup.entries dedup.evicted
 		unknown_sources discovery discovery.resolutions discovery.failures
 		rate_limited rate_limited.clients rate_limited.peers
-		local_listeners coalesce coalesce.capture_pauses coalesce.listener_pauses
+		local_listeners coalesce coalesce.capture_pauses coalesce.listener_pauses probes probes.answered probes.refused
 		epics epics.window_seconds
 		epics.outbound epics.outbound.pva_searches epics.outbound.pva_beacons epics.outbound.ca_searches
 		epics.outbound.ca_beacons epics.outbound.names epics.outbound.replies epics.outbound.malformed epics.outbound.other
@@ -266,6 +266,7 @@ func sample() Snapshot {
 		UnknownSources: []SourceCount{{Addr: "10.0.0.66", Datagrams: 14}},
 		Discovery:      DiscoveryStats{Resolutions: 15, Failures: 16},
 		Coalesce:       CoalesceStats{CapturePauses: 26, ListenerPauses: 27},
+		Probes:         ProbeStats{Answered: 28, Refused: 29},
 		EPICS: insight.Stats{Outbound: insight.Counters{PVASearches: 17, CASearches: 18, PVABeacons: 19, Names: 20, Malformed: 21, Other: 22},
 			Inbound: insight.Counters{CABeacons: 23, Replies: 24}},
 	}
@@ -366,6 +367,8 @@ func TestCollector(t *testing.T) {
 		{"snowsignal_discovery_failures_total", nil, 16},
 		{"snowsignal_coalesce_pauses_total", []string{"stage=capture"}, 26},
 		{"snowsignal_coalesce_pauses_total", []string{"stage=listener"}, 27},
+		{"snowsignal_probe_replies_total", []string{"result=answered"}, 28},
+		{"snowsignal_probe_replies_total", []string{"result=refused"}, 29},
 		{"snowsignal_epics_searches_total", []string{"protocol=pva", "direction=outbound"}, 17},
 		{"snowsignal_epics_searches_total", []string{"protocol=ca", "direction=outbound"}, 18},
 		{"snowsignal_epics_beacons_total", []string{"protocol=pva", "direction=outbound"}, 19},
