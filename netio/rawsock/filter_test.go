@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/net/bpf"
 
+	"github.com/snowsignal/snowsignal/netio/frame"
 	"github.com/snowsignal/snowsignal/netio/frame/frametest"
 )
 
@@ -90,7 +91,7 @@ func TestCaptureFilterIPv4Unchanged(t *testing.T) {
 // vm returns a VM running the program for cfg on frames that carry mark:
 // x/net/bpf's VM has no SKF_AD_MARK, so the load of the mark is replaced by
 // a load of the constant.
-func vm(t *testing.T, cfg FilterConfig, mark uint32) *bpf.VM {
+func vm(t testing.TB, cfg FilterConfig, mark uint32) *bpf.VM {
 	t.Helper()
 	raw, err := CaptureFilter(cfg)
 	if err != nil {
@@ -277,4 +278,54 @@ func TestCaptureFilterErrors(t *testing.T) {
 			t.Errorf("%s: err = %v, want one containing %q", name, err, tc.want)
 		}
 	}
+}
+
+// FuzzCaptureFilter6 checks the IPv6 program against the decoder: a frame
+// the program accepts and frame.Decode6 decodes goes to a link-scope group
+// on a relayed port (or is a later fragment, which has no port), with the
+// UDP header where the decoder found it; and an IPv4 frame is judged as by
+// the IPv4-only program.
+func FuzzCaptureFilter6(f *testing.F) {
+	for _, b := range [][]byte{
+		cat(eth6, ip6(24, 17, "ff02::1"), udp(5076)),
+		cat(eth6, ip6(32, 0, "ff02::1"), ext8(17), udp(5076)),
+		cat(eth6, ip6(40, 0, "ff02::1"), ext8(60), ext8(17), udp(5076)),
+		cat(eth6, ip6(40, 60, "ff02::1"), []byte{17, 1, 0x01, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, udp(5076)),
+		cat(eth6, ip6(32, 44, "ff02::1"), frag8(17, 0, true), udp(5076)),
+		cat(eth6, ip6(48, 0, "ff02::1"), ext8(60), ext8(44), frag8(17, 0, true), udp(5076)),
+		cat(eth6, ip6(32, 44, "ff02::1"), frag8(17, 3, false), make([]byte, 24)),
+		cat(eth6, ip6(24, 17, "ff02::1:3"), udp(5064)),
+		frametest.UDP{DstMAC: [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+			Src: netip.MustParseAddrPort("10.77.0.11:38726"), Dst: netip.MustParseAddrPort("10.77.0.255:5076")}.Frame(),
+	} {
+		f.Add(b)
+	}
+	ports := []uint16{5076, 5064}
+	v6 := vm(f, FilterConfig{Ports: ports, IPv6: true, Fragments: true}, 0)
+	v4 := vm(f, FilterConfig{Ports: ports, Fragments: true}, 0)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, err := v6.Run(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) >= 14 && b[12] == 0x08 && b[13] == 0x00 {
+			if m, _ := v4.Run(b); m != n {
+				t.Fatalf("IPv4 frame: %d with IPv6 on, %d without", n, m)
+			}
+			return
+		}
+		if n == 0 {
+			return
+		}
+		var fr frame.Frame
+		if fr.Decode6(b) != nil {
+			return // the decoder's to drop
+		}
+		if !frame.IsLinkScopeMulticast(fr.Dst) || b[0] != 0x33 || b[1] != 0x33 {
+			t.Fatalf("accepted a frame to %v, MAC % x", fr.Dst, b[:6])
+		}
+		if fr.HasUDPHeader() && fr.DstPort != 5076 && fr.DstPort != 5064 {
+			t.Fatalf("accepted a frame to port %d: %+v", fr.DstPort, fr)
+		}
+	})
 }
