@@ -93,8 +93,15 @@ func (f *Frame) FixChecksums(b []byte) {
 		return
 	}
 	udp := f.ipPayload(b)
+	setUDPChecksum(udp, pseudoHeaderSum(b, len(udp)))
+}
+
+// setUDPChecksum computes the checksum of the UDP datagram udp, whose
+// pseudo-header sums to pseudo, from scratch and stores it. A computed 0 is
+// sent as 0xffff: 0 means "no checksum" (RFC 768), which IPv6 forbids.
+func setUDPChecksum(udp []byte, pseudo uint32) {
 	udp[udpOffCsum], udp[udpOffCsum+1] = 0, 0
-	sum := Fold(Checksum(udp, pseudoHeaderSum(b, len(udp))))
+	sum := Fold(Checksum(udp, pseudo))
 	if sum == 0 {
 		sum = 0xffff
 	}

@@ -213,21 +213,28 @@ func (f *Frame) Decode(b []byte) error {
 		}
 		return nil
 	}
-	if ipPayload < UDPLen {
+	return f.decodeUDP(b[EthLen+ihl:EthLen+ipLen], MaxDatagram-ihl)
+}
+
+// decodeUDP reads the UDP header at the start of udp, the rest of an
+// unfragmented datagram or a first fragment, into f. A first fragment's UDP
+// length may announce at most maxLen bytes: what fits the largest datagram.
+func (f *Frame) decodeUDP(udp []byte, maxLen int) error {
+	if len(udp) < UDPLen {
 		// Also rejects tiny first fragments that split the UDP header
 		// (RFC 1858): the ports must be in the first fragment.
 		return ErrTruncated
 	}
-	udp := b[EthLen+ihl:]
 	udpLen := int(binary.BigEndian.Uint16(udp[udpOffLen:]))
 	switch {
 	case udpLen < UDPLen:
+		// Includes 0, the UDP length of an IPv6 jumbogram (RFC 2675).
 		return ErrBadUDPLength
-	case !f.MoreFrags && udpLen != ipPayload:
+	case !f.MoreFrags && udpLen != len(udp):
 		return ErrBadUDPLength
-	case f.MoreFrags && (udpLen < ipPayload || udpLen > MaxDatagram-ihl):
+	case f.MoreFrags && (udpLen < len(udp) || udpLen > maxLen):
 		// A first fragment carries part of the datagram, never more than
-		// it, and the whole must fit in one IPv4 datagram.
+		// it, and the whole must fit in one datagram.
 		return ErrBadUDPLength
 	}
 	f.SrcPort = binary.BigEndian.Uint16(udp[0:])

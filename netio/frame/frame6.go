@@ -150,25 +150,9 @@ func (f *Frame) Decode6(b []byte) error {
 	if !f.HasUDPHeader() {
 		return nil
 	}
-	payload := end - off
-	if payload < UDPLen {
-		return ErrTruncated
-	}
-	udp := ip[off:]
-	udpLen := int(binary.BigEndian.Uint16(udp[udpOffLen:]))
-	switch {
-	case udpLen < UDPLen:
-		// Includes 0, the UDP length of a jumbogram (RFC 2675).
-		return ErrBadUDPLength
-	case !f.MoreFrags && udpLen != payload:
-		return ErrBadUDPLength
-	case f.MoreFrags && (udpLen < payload || udpLen > MaxDatagram-(off-IPv6HdrLen-8)):
-		return ErrBadUDPLength
-	}
-	f.SrcPort = binary.BigEndian.Uint16(udp[0:])
-	f.DstPort = binary.BigEndian.Uint16(udp[2:])
-	f.UDPLen = udpLen
-	return nil
+	// Once reassembled, the unfragmentable headers before the fragment
+	// header and the UDP datagram share the 65535-byte payload.
+	return f.decodeUDP(ip[off:end], MaxDatagram-(off-IPv6HdrLen-8))
 }
 
 // DecodeIP parses b as IPv4 ([Frame.Decode]) or IPv6 ([Frame.Decode6]) by
@@ -277,10 +261,5 @@ func (f *Frame) fixChecksums6(b []byte) {
 		return
 	}
 	udp := f.ipPayload(b)
-	udp[udpOffCsum], udp[udpOffCsum+1] = 0, 0
-	sum := Fold(Checksum(udp, pseudoHeaderSum6(b, len(udp))))
-	if sum == 0 {
-		sum = 0xffff
-	}
-	binary.BigEndian.PutUint16(udp[udpOffCsum:], sum)
+	setUDPChecksum(udp, pseudoHeaderSum6(b, len(udp)))
 }

@@ -312,39 +312,16 @@ func TestDecodeIP(t *testing.T) {
 	}
 }
 
+// TestFrame6Helpers: the helpers TestFrameHelpers does not cover.
 func TestFrame6Helpers(t *testing.T) {
-	tests := []struct {
-		name        string
-		b           []byte
-		len         int
-		frag, hdr   bool
-		payloadFrom int // offset of the payload in b
-	}{
-		{"unfragmented", decode6Tests[0].b, 78, false, true, 62},
-		{"hop-by-hop", decode6Tests[1].b, 86, false, true, 70},
-		{"atomic fragment", decode6Tests[4].b, 86, false, true, 70},
-		{"first fragment", decode6Tests[5].b, 1502, true, true, 70},
-		{"middle fragment", decode6Tests[6].b, 1502, true, false, 62},
-		{"trailing bytes", decode6Tests[9].b, 78, false, true, 62},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var f frame.Frame
-			if err := f.Decode6(tt.b); err != nil {
-				t.Fatal(err)
-			}
-			if f.Len() != tt.len || f.IsFragment() != tt.frag || f.HasUDPHeader() != tt.hdr {
-				t.Errorf("Len, IsFragment, HasUDPHeader = %d, %v, %v; want %d, %v, %v",
-					f.Len(), f.IsFragment(), f.HasUDPHeader(), tt.len, tt.frag, tt.hdr)
-			}
-			p := f.Payload(tt.b)
-			if want := tt.b[tt.payloadFrom:tt.len]; !bytes.Equal(p, want) || len(p) != len(want) {
-				t.Errorf("Payload = %d bytes, want %d from offset %d", len(p), len(want), tt.payloadFrom)
-			}
-			if f.HopLimit(tt.b) != 1 {
-				t.Errorf("HopLimit = %d, want 1", f.HopLimit(tt.b))
-			}
-		})
+	for _, tt := range decode6Tests[:10] {
+		var f frame.Frame
+		if err := f.Decode6(tt.b); err != nil {
+			t.Fatal(err)
+		}
+		if f.HopLimit(tt.b) != 1 {
+			t.Errorf("%s: HopLimit = %d, want 1", tt.name, f.HopLimit(tt.b))
+		}
 	}
 	var f frame.Frame
 	f.Decode6(decode6Tests[6].b)

@@ -30,19 +30,19 @@ import (
 func (f *Frame) Key(b []byte, seed maphash.Seed) uint64 {
 	var h maphash.Hash
 	h.SetSeed(seed)
-	if f.IPv6 {
-		return f.key6(&h, b)
-	}
-	h.Write(b[offSrc : offDst+4]) // source, destination
+	h.Write(f.addrs(b)) // source, destination
 	var mf byte
 	if f.MoreFrags {
 		mf = 1
 	}
-	var id uint16
+	var id uint32
 	if f.IsFragment() {
-		id = f.ID
+		id = f.FragmentID()
 	}
-	h.Write([]byte{f.Proto, mf, byte(f.FragOff >> 8), byte(f.FragOff), byte(id >> 8), byte(id)})
+	// The version keeps the families' keys apart even where the bytes
+	// after it agree.
+	h.Write([]byte{f.version(), f.Proto, mf, byte(f.FragOff >> 8), byte(f.FragOff),
+		byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)})
 	p := f.ipPayload(b)
 	if f.HasUDPHeader() {
 		h.Write(p[:udpOffCsum]) // ports, length
@@ -61,10 +61,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // them injects a datagram, so it cannot use a per-process seed. It is not a
 // defence against chosen collisions; Key is.
 func (f *Frame) StableKey(b []byte) uint32 {
-	if f.IPv6 {
-		return f.stableKey6(b)
-	}
-	c := crc32.Update(0, castagnoli, b[offSrc:offDst+4]) // source, destination
+	c := crc32.Update(0, castagnoli, f.addrs(b)) // source, destination
 	p := f.ipPayload(b)
 	if f.HasUDPHeader() {
 		c = crc32.Update(c, castagnoli, p[:udpOffCsum]) // ports, length
@@ -73,59 +70,38 @@ func (f *Frame) StableKey(b []byte) uint32 {
 	c = crc32.Update(c, castagnoli, p)
 	// Fold in protocol and fragment position (and a fragment's ID, as Key
 	// does) arithmetically: a byte array passed to crc32 would escape.
-	meta := uint64(f.Proto)<<40 | uint64(f.FragOff)<<16
+	// IPv4 keeps the layout it always had (relays of different versions on
+	// one segment must agree); IPv6 moves the offset up for its 32-bit ID
+	// and sets bit 49 for the family.
+	var meta uint64
+	if f.IPv6 {
+		meta = uint64(f.Proto)<<56 | 1<<49 | uint64(f.FragOff)<<32
+	} else {
+		meta = uint64(f.Proto)<<40 | uint64(f.FragOff)<<16
+	}
 	if f.MoreFrags {
 		meta |= 1 << 48
 	}
 	if f.IsFragment() {
-		meta |= uint64(f.ID)
+		meta |= uint64(f.FragmentID())
 	}
 	x := (uint64(c) ^ meta*0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9
 	return uint32(x>>32) ^ uint32(x)
 }
 
-// key6 is Key for IPv6. The leading 6 keeps an IPv6 key apart from every
-// IPv4 one even where the bytes hashed after it happen to agree.
-func (f *Frame) key6(h *maphash.Hash, b []byte) uint64 {
-	h.WriteByte(6)
-	h.Write(b[off6Src : off6Dst+16]) // source, destination
-	var mf byte
-	if f.MoreFrags {
-		mf = 1
+// addrs returns the source and destination addresses in b, contiguous in
+// both IP headers.
+func (f *Frame) addrs(b []byte) []byte {
+	if f.IPv6 {
+		return b[off6Src : off6Dst+16]
 	}
-	var id uint32
-	if f.IsFragment() {
-		id = f.ID6
-	}
-	h.Write([]byte{f.Proto, mf, byte(f.FragOff >> 8), byte(f.FragOff),
-		byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)})
-	p := f.ipPayload(b)
-	if f.HasUDPHeader() {
-		h.Write(p[:udpOffCsum])
-		p = p[udpOffCsum+2:]
-	}
-	h.Write(p)
-	return h.Sum64()
+	return b[offSrc : offDst+4]
 }
 
-// stableKey6 is StableKey for IPv6: the fields of key6, the family folded in
-// with the fragment position so that IPv4 keys never change.
-func (f *Frame) stableKey6(b []byte) uint32 {
-	c := crc32.Update(0, castagnoli, b[off6Src:off6Dst+16]) // source, destination
-	p := f.ipPayload(b)
-	if f.HasUDPHeader() {
-		c = crc32.Update(c, castagnoli, p[:udpOffCsum])
-		p = p[udpOffCsum+2:]
+// version is the IP version of the frame, 4 or 6.
+func (f *Frame) version() byte {
+	if f.IPv6 {
+		return 6
 	}
-	c = crc32.Update(c, castagnoli, p)
-	// Bits 0..31 ID, 32..44 offset, 48 M, 49 the family, 56..63 protocol.
-	meta := uint64(f.Proto)<<56 | 1<<49 | uint64(f.FragOff)<<32
-	if f.MoreFrags {
-		meta |= 1 << 48
-	}
-	if f.IsFragment() {
-		meta |= uint64(f.ID6)
-	}
-	x := (uint64(c) ^ meta*0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9
-	return uint32(x>>32) ^ uint32(x)
+	return 4
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -68,11 +69,11 @@ func TestJoinShowsMembership(t *testing.T) {
 			{"ff020000000000000000000000010003", "333300010003"},
 			{"ff0200000000000000000000deadbeef", "3333deadbeef"},
 		} {
-			if !contains(joined, want.group) || !contains(macs, want.mac) {
+			if !slices.Contains(joined, want.group) || !slices.Contains(macs, want.mac) {
 				t.Errorf("joined: igmp6 %v, dev_mcast %v; want %s and %s", joined, macs, want.group, want.mac)
 			}
 		}
-		if other, _, _ := memberships(nstest.IfA); contains(other, hex16(groups[0])) {
+		if other, _, _ := memberships(nstest.IfA); slices.Contains(other, hex16(groups[0])) {
 			t.Errorf("group joined on %s too: %v", nstest.IfA, other)
 		}
 		if err := m.Close(); err != nil {
@@ -82,7 +83,7 @@ func TestJoinShowsMembership(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if contains(joined, hex16(groups[0])) || contains(macs, "333300010003") {
+		if slices.Contains(joined, hex16(groups[0])) || slices.Contains(macs, "333300010003") {
 			t.Errorf("after Close: igmp6 %v, dev_mcast %v still list ff02::1:3", joined, macs)
 		}
 		return nil
@@ -121,13 +122,4 @@ func TestJoinErrors(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
