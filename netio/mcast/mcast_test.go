@@ -95,10 +95,10 @@ func TestJoinShowsMembership(t *testing.T) {
 
 func TestJoinErrors(t *testing.T) {
 	ns := nstest.New(t)
-	ns.Do(func() error {
+	err := ns.Do(func() error {
 		ifi, err := net.InterfaceByName(nstest.IfB)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		for _, tc := range []struct {
 			ifindex int
@@ -122,4 +122,7 @@ func TestJoinErrors(t *testing.T) {
 		}
 		return nil
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
