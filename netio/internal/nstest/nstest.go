@@ -16,7 +16,9 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -126,6 +128,35 @@ func setup() error {
 		}
 		if err := netlink.LinkSetUp(l); err != nil {
 			return fmt.Errorf("%s up: %w", name, err)
+		}
+	}
+	return waitLinkLocal(IfA, IfB)
+}
+
+// waitLinkLocal waits until every named interface has its link-local
+// address: the kernel adds it from a work queue once the veth has carrier,
+// which on a loaded machine can be milliseconds after LinkSetUp returns.
+func waitLinkLocal(names ...string) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for _, name := range names {
+		for {
+			l, err := netlink.LinkByName(name)
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			addrs, err := netlink.AddrList(l, netlink.FAMILY_V6)
+			if err != nil {
+				return fmt.Errorf("%s: addresses: %w", name, err)
+			}
+			if slices.ContainsFunc(addrs, func(a netlink.Addr) bool {
+				return a.IP.IsLinkLocalUnicast() && a.Flags&unix.IFA_F_TENTATIVE == 0
+			}) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: no link-local address after 2s", name)
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	return nil
