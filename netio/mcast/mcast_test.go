@@ -16,9 +16,10 @@ import (
 
 // memberships returns the groups /proc/net/igmp6 lists for ifname, as the
 // kernel prints them (32 hex digits), and the MACs /proc/net/dev_mcast
-// lists (12 hex digits). Both files show the reading thread's namespace.
+// lists (12 hex digits). /proc/net is the process leader's namespace;
+// /proc/thread-self/net is the reading thread's, the one ns.Do runs in.
 func memberships(ifname string) (groups, macs []string, err error) {
-	b, err := os.ReadFile("/proc/net/igmp6")
+	b, err := os.ReadFile("/proc/thread-self/net/igmp6")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -28,7 +29,7 @@ func memberships(ifname string) (groups, macs []string, err error) {
 			groups = append(groups, f[2])
 		}
 	}
-	b, err = os.ReadFile("/proc/net/dev_mcast")
+	b, err = os.ReadFile("/proc/thread-self/net/dev_mcast")
 	if err != nil {
 		return nil, nil, err
 	}
