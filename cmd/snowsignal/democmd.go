@@ -17,8 +17,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/snowsignal/snowsignal/test/harness"
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
+	"github.com/snowsignal/snowsignal/netio/netlab"
 )
 
 // DemoCmd shows two relays at work in a lab of network namespaces.
@@ -52,7 +52,7 @@ type demoSend struct {
 type demoResult struct {
 	copies int            // datagrams the server's socket received
 	from   netip.AddrPort // their source, as the socket reports it
-	frame  lab.Frame      // the frame on segment b, if sniffed
+	frame  netlab.Frame   // the frame on segment b, if sniffed
 	sniff  bool
 }
 
@@ -64,7 +64,7 @@ func (d DemoCmd) Run(o *stdio) error {
 	bin := d.RelayBinary
 	if bin == "" {
 		var err error
-		if bin, err = harness.BinaryPath(); err != nil {
+		if bin, err = labrelay.BinaryPath(); err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
 	}
@@ -77,13 +77,13 @@ func (d DemoCmd) Run(o *stdio) error {
 
 // runDemo is the demo, writing to w and running bin for the relays.
 func runDemo(ctx context.Context, w io.Writer, bin string, verbose bool) (err error) {
-	if err := lab.Available(); err != nil {
+	if err := netlab.Available(); err != nil {
 		return fmt.Errorf("demo: building the lab of network namespaces needs root (%v); run: sudo go run ./cmd/snowsignal demo", err)
 	}
 	if !haveIP() {
 		return errors.New("demo: needs the ip command (iproute2) to run the relays in namespaces; install it, e.g. apt-get install iproute2")
 	}
-	l, err := lab.NewSwarm(lab.TwoSegmentSwarm())
+	l, err := netlab.NewSwarm(netlab.TwoSegmentSwarm())
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -138,18 +138,18 @@ Swarm overlay network:
 
 	// 2. Start the relays: this program's run command, as real processes.
 	fmt.Fprintln(w, "2. Starting a relay on each segment (the real `snowsignal run`, one process per namespace):")
-	opts := harness.Options{}
+	opts := labrelay.Options{}
 	if verbose {
 		opts.Echo = func(line string) { fmt.Fprintln(w, "     | "+line) }
 	}
-	var relays []*harness.Relay
+	var relays []*labrelay.Relay
 	defer func() {
 		for _, r := range relays {
 			r.Stop()
 		}
 	}()
-	for _, pair := range [][2]*lab.Host{{relayA, relayB}, {relayB, relayA}} {
-		args := []string{"-t", lab.IfName, "--other-relays", pair[1].IP.String()}
+	for _, pair := range [][2]*netlab.Host{{relayA, relayB}, {relayB, relayA}} {
+		args := []string{"-t", netlab.IfName, "--other-relays", pair[1].IP.String()}
 		r, err := opts.Start(ctx, bin, pair[0], args...)
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)
@@ -158,7 +158,7 @@ Swarm overlay network:
 		// The peer set is filled just after the relay is ready; until then
 		// it would drop the other relay's datagrams. Best effort: a relay
 		// that never logs it shows up in the table below.
-		r.WaitLog(harness.Msg("peer set changed", "stage", "discovery"), demoArrival)
+		r.WaitLog(labrelay.Msg("peer set changed", "stage", "discovery"), demoArrival)
 		fmt.Fprintf(w, "     %-8s pid %-7d snowsignal run %s\n", pair[0].Name, r.Pid(), strings.Join(args, " "))
 	}
 
@@ -236,7 +236,7 @@ Swarm overlay network:
 // receive collects what the server's socket conn and the sniffer on its
 // eth0 saw of s: every copy within demoArrival (or demoQuiet for one that
 // must not arrive), plus a short wait for duplicates.
-func receive(ctx context.Context, conn *net.UDPConn, sn *lab.Sniffer, s demoSend) demoResult {
+func receive(ctx context.Context, conn *net.UDPConn, sn *netlab.Sniffer, s demoSend) demoResult {
 	var r demoResult
 	wait := demoArrival
 	if !s.relayed {
@@ -259,7 +259,7 @@ func receive(ctx context.Context, conn *net.UDPConn, sn *lab.Sniffer, s demoSend
 			end = time.Now().Add(demoQuiet / 3) // any duplicate comes right behind
 		}
 	}
-	frames, _ := sn.Collect(50*time.Millisecond, func(f lab.Frame) bool {
+	frames, _ := sn.Collect(50*time.Millisecond, func(f netlab.Frame) bool {
 		_, _, p, ok := f.UDP()
 		return ok && !f.Outgoing() && bytes.Equal(p, s.payload)
 	})
@@ -272,7 +272,7 @@ func receive(ctx context.Context, conn *net.UDPConn, sn *lab.Sniffer, s demoSend
 // printTable prints one row per send and returns how many relayed
 // broadcasts arrived as they should (once, from the client's address and
 // port) and how many sends went wrong.
-func printTable(w io.Writer, sends []demoSend, results []demoResult, client netip.AddrPort, relayB *lab.Host) (delivered, failed int) {
+func printTable(w io.Writer, sends []demoSend, results []demoResult, client netip.AddrPort, relayB *netlab.Host) (delivered, failed int) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "     sent\tto\tsize\treceived by the server (segment b)")
 	for i, s := range sends {
@@ -371,7 +371,7 @@ func demoPayload(n int, tag byte) []byte {
 }
 
 // haveIP reports whether the ip command (iproute2) is installed, where
-// lab.Host.Command looks for it.
+// netlab.Host.Command looks for it.
 func haveIP() bool {
 	if _, err := exec.LookPath("ip"); err == nil {
 		return true

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab"
 )
 
 // TestDemoTableCountsFailures: the demo fails (non-zero exit) when a
@@ -14,7 +14,7 @@ import (
 // or when an unrelayed one arrives.
 func TestDemoTableCountsFailures(t *testing.T) {
 	client := netip.MustParseAddrPort("10.77.0.11:40000")
-	relayB := &lab.Host{Name: "relay-b"}
+	relayB := &netlab.Host{Name: "relay-b"}
 	dst := netip.MustParseAddrPort("10.77.0.255:5076")
 	other := netip.MustParseAddrPort("10.77.0.255:5077")
 	sends := []demoSend{

@@ -6,13 +6,13 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/snowsignal/snowsignal/stages/relay"
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/assembly"
 )
 
 // observability checks the flags of the stats socket, the metrics endpoint
 // and the summary line.
-func (c *RunCmd) observability() (relay.Observability, error) {
-	o := relay.Observability{Version: version, Commit: commit, StatsSocket: c.StatsSocket,
+func (c *RunCmd) observability() (assembly.Observability, error) {
+	o := assembly.Observability{Version: version, Commit: commit, StatsSocket: c.StatsSocket,
 		MetricsAddress: c.MetricsAddress, SummaryInterval: c.SummaryInterval}
 	if c.MetricsAddress != "" {
 		_, port, err := net.SplitHostPort(c.MetricsAddress)

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/snowsignal/snowsignal/netio/frame/frametest"
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab"
 )
 
 // TestPVASearchMatchesPvget: the demo's search is byte for byte the one
@@ -13,7 +13,7 @@ import (
 // channel ID.
 func TestPVASearchMatchesPvget(t *testing.T) {
 	frames := frametest.Vector(t, "epics-search-segA-capture-and-mesh.pcap")
-	src, _, want, ok := lab.Frame{Data: frames[0]}.UDP()
+	src, _, want, ok := netlab.Frame{Data: frames[0]}.UDP()
 	if !ok {
 		t.Fatal("vector packet 1 is not a UDP frame")
 	}

@@ -13,10 +13,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/assembly"
 	"github.com/snowsignal/snowsignal/netio/iface"
 	"github.com/snowsignal/snowsignal/netio/mesh"
 	"github.com/snowsignal/snowsignal/stages/ratelimit"
-	"github.com/snowsignal/snowsignal/stages/relay"
 	"github.com/snowsignal/snowsignal/stages/rewrite"
 )
 
@@ -52,17 +52,17 @@ type RunCmd struct {
 	DebugAddress    string        `env:"DEBUG_ADDRESS" hidden:"" placeholder:"HOST:PORT" help:"Serve Go's profiling endpoints (net/http/pprof) on this address; off when empty."`
 }
 
-// config turns the flags into a relay.Config, or an error naming the flag at
+// config turns the flags into a assembly.Config, or an error naming the flag at
 // fault and what it allows.
-func (c *RunCmd) config() (cfg relay.Config, warnings []string, err error) {
+func (c *RunCmd) config() (cfg assembly.Config, warnings []string, err error) {
 	cfg, err = c.build(&warnings)
 	return cfg, warnings, err
 }
 
-func (c *RunCmd) build(warn *[]string) (relay.Config, error) {
+func (c *RunCmd) build(warn *[]string) (assembly.Config, error) {
 	var warnings []string
 	defer func() { *warn = warnings }()
-	cfg := relay.Config{
+	cfg := assembly.Config{
 		Interface:         c.TargetInterface,
 		DiscoveryInterval: c.DiscoveryInterval,
 		DedupWindow:       c.DedupWindow,
@@ -207,7 +207,7 @@ func (c *RunCmd) Run() error {
 			return err
 		}
 	}
-	r, err := relay.New(cfg, log)
+	r, err := assembly.New(cfg, log)
 	if err != nil {
 		return err
 	}
