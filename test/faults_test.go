@@ -25,8 +25,8 @@ import (
 
 	"golang.org/x/net/ipv4"
 
-	"github.com/snowsignal/snowsignal/cmd/snowsignal/assembly"
 	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout"
 	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout/statsserver"
 	"github.com/snowsignal/snowsignal/netio/netlab"
 	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
@@ -123,7 +123,7 @@ func mustCross(t *testing.T, paths []faultPath, limit time.Duration, when string
 }
 
 // snapshot asks a running relay for its counters over its stats socket.
-func snapshot(t *testing.T, r *labrelay.Relay) assembly.Snapshot {
+func snapshot(t *testing.T, r *labrelay.Relay) readout.Snapshot {
 	t.Helper()
 	if r.StatsSocket == "" {
 		t.Fatalf("%s: the relay has no stats socket", r.Host.Name)
@@ -134,7 +134,7 @@ func snapshot(t *testing.T, r *labrelay.Relay) assembly.Snapshot {
 	if err != nil {
 		t.Fatalf("%s: %v", r.Host.Name, err)
 	}
-	var s assembly.Snapshot
+	var s readout.Snapshot
 	if err := json.Unmarshal(raw, &s); err != nil || s.Format == 0 {
 		t.Fatalf("%s: snapshot %.200s: %v", r.Host.Name, raw, err)
 	}
@@ -161,7 +161,7 @@ func logSnapshot(t *testing.T, r *labrelay.Relay) {
 }
 
 // stageOf returns a stage's counters from a snapshot.
-func stageOf(t *testing.T, s assembly.Snapshot, name string) pipeline.StageStats {
+func stageOf(t *testing.T, s readout.Snapshot, name string) pipeline.StageStats {
 	t.Helper()
 	st, ok := s.Stage(name)
 	if !ok {

@@ -19,8 +19,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/snowsignal/snowsignal/cmd/snowsignal/assembly"
 	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout"
 	"github.com/snowsignal/snowsignal/netio/frame"
 	"github.com/snowsignal/snowsignal/netio/frame/frametest"
 	"github.com/snowsignal/snowsignal/netio/netlab"
@@ -35,13 +35,13 @@ const obsMetricsAddr = "127.0.0.1:9124"
 
 // obsStats runs `snowsignal stats --json` against r's stats socket and
 // decodes its output.
-func obsStats(t *testing.T, bin string, r *labrelay.Relay) assembly.Snapshot {
+func obsStats(t *testing.T, bin string, r *labrelay.Relay) readout.Snapshot {
 	t.Helper()
 	out, err := exec.Command(bin, "stats", "--socket", r.StatsSocket, "--json").Output()
 	if err != nil {
 		t.Fatalf("%s: snowsignal stats --json: %v", r.Host.Name, obsExitErr(err))
 	}
-	var s assembly.Snapshot
+	var s readout.Snapshot
 	if err := json.Unmarshal(out, &s); err != nil {
 		t.Fatalf("%s: snowsignal stats --json printed %q: %v", r.Host.Name, out, err)
 	}
@@ -72,7 +72,7 @@ type obsStageWant struct{ in, out uint64 }
 
 // obsCheck checks that the snapshot's stages counted exactly want (stages
 // not named: nothing), that no packet was dropped, and that every stage runs.
-func obsCheck(t *testing.T, who string, s assembly.Snapshot, want map[string]obsStageWant) {
+func obsCheck(t *testing.T, who string, s readout.Snapshot, want map[string]obsStageWant) {
 	t.Helper()
 	for _, st := range s.Stages {
 		if st.Name == "discovery" {
@@ -219,7 +219,7 @@ func TestObservability(t *testing.T) {
 
 	// The counters reach the stages that handled the packets.
 	three := obsStageWant{3, 3}
-	var sa, sb assembly.Snapshot
+	var sa, sb readout.Snapshot
 	obsWait(t, "relay-a's fan-out and relay-b's inject counted 3", func() bool {
 		sa, sb = obsStats(t, bin, a), obsStats(t, bin, b)
 		fa, _ := sa.Stage("fanout")
@@ -240,7 +240,7 @@ func TestObservability(t *testing.T) {
 	if sa.Peers[0].TxBytes != sb.Peers[0].RxBytes || sa.Peers[0].TxBytes == 0 {
 		t.Errorf("relay-a sent %d bytes, relay-b received %d", sa.Peers[0].TxBytes, sb.Peers[0].RxBytes)
 	}
-	for who, s := range map[string]assembly.Snapshot{"relay-a": sa, "relay-b": sb} {
+	for who, s := range map[string]readout.Snapshot{"relay-a": sa, "relay-b": sb} {
 		e := s.EPICS
 		c, other := e.Outbound, e.Inbound
 		if who == "relay-b" {

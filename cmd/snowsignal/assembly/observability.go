@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"time"
 
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout"
 	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout/metricsserver"
 	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout/statsserver"
 	"github.com/snowsignal/snowsignal/stages/filter"
@@ -76,7 +78,7 @@ func (r *Relay) openObservability() error {
 		r.sup.Add(r.Metrics.Stage("metrics"), r.obs.metrics, nil)
 	}
 	if o.SummaryInterval > 0 {
-		r.sup.Add(r.Metrics.Stage("summary"), newSummary(r, o.SummaryInterval), nil)
+		r.sup.Add(r.Metrics.Stage("summary"), readout.NewSummary(r.Snapshot, o.SummaryInterval, r.log), nil)
 	}
 	return nil
 }
@@ -109,3 +111,6 @@ func (r *Relay) MetricsAddr() string {
 	}
 	return r.obs.metrics.Addr()
 }
+
+// MetricsHandler returns the relay's HTTP handler: /metrics and /healthz.
+func (r *Relay) MetricsHandler() http.Handler { return readout.MetricsHandler(r.Snapshot) }

@@ -1,6 +1,4 @@
-//go:build linux
-
-package assembly
+package readout
 
 import (
 	"fmt"

@@ -1,6 +1,4 @@
-//go:build linux
-
-package assembly
+package readout
 
 import (
 	"context"
@@ -10,17 +8,19 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// summary is a source stage that logs one info line per interval with the
+// Summary is a source stage that logs one info line per interval with the
 // relay's totals and their rates since the previous line: what an operator
 // tailing the logs, or a Loki query, needs without a metrics stack.
-type summary struct {
-	r        *Relay
+type Summary struct {
+	snapshot func() Snapshot
 	interval time.Duration
 	log      zerolog.Logger
 }
 
-func newSummary(r *Relay, interval time.Duration) *summary {
-	return &summary{r: r, interval: interval, log: r.log.With().Str("stage", "summary").Logger()}
+// NewSummary returns a summary of the snapshots snapshot takes, every
+// interval, logged to log with the field stage=summary.
+func NewSummary(snapshot func() Snapshot, interval time.Duration, log zerolog.Logger) *Summary {
+	return &Summary{snapshot: snapshot, interval: interval, log: log.With().Str("stage", "summary").Logger()}
 }
 
 // totals are the counters a summary line reports.
@@ -51,10 +51,10 @@ func totalsOf(s *Snapshot) totals {
 }
 
 // Run logs a summary every interval until ctx is done.
-func (s *summary) Run(ctx context.Context) error {
+func (s *Summary) Run(ctx context.Context) error {
 	tick := time.NewTicker(s.interval)
 	defer tick.Stop()
-	snap := s.r.Snapshot()
+	snap := s.snapshot()
 	last, lastTime := totalsOf(&snap), snap.Time
 	for {
 		select {
@@ -62,7 +62,7 @@ func (s *summary) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-tick.C:
 		}
-		snap = s.r.Snapshot()
+		snap = s.snapshot()
 		cur := totalsOf(&snap)
 		logSummary(s.log, &snap, cur, last, snap.Time.Sub(lastTime))
 		last, lastTime = cur, snap.Time

@@ -1,6 +1,4 @@
-//go:build linux
-
-package assembly
+package readout
 
 import (
 	"net/http"
@@ -163,10 +161,10 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// metricsHandler serves /metrics (the relay's collector plus the Go runtime
+// MetricsHandler serves /metrics (the relay's collector plus the Go runtime
 // and process collectors) and /healthz (200 "ok" when Health passes, 503
 // with the problems otherwise) for snapshots from snapshot.
-func metricsHandler(snapshot func() Snapshot) http.Handler {
+func MetricsHandler(snapshot func() Snapshot) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(snapshotCollector{snapshot: snapshot},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -182,6 +180,3 @@ func metricsHandler(snapshot func() Snapshot) http.Handler {
 	})
 	return mux
 }
-
-// MetricsHandler returns the relay's HTTP handler: /metrics and /healthz.
-func (r *Relay) MetricsHandler() http.Handler { return metricsHandler(r.Snapshot) }
