@@ -14,7 +14,8 @@ import (
 const DefaultMark = 0x534e4f57
 
 // Config is everything a relay is built from. It is a plain value: the
-// command line fills it, tests build it directly.
+// command line fills it, tests build it directly. Default returns the
+// daemon's defaults and Validate checks one (validate.go).
 type Config struct {
 	// Interface is the target interface for capture, mesh and injection.
 	Interface string
@@ -63,7 +64,7 @@ type Config struct {
 	// limit. The burst is max(RateLimit, ratelimit.MinBurst).
 	RateLimit int
 	// PeerRateLimit is how many frames per second each peer (source of mesh
-	// datagrams) may have injected on our segment; zero disables the limit.
+	// datagrams) may have injected on our segment; zero means RateLimit's.
 	// A peer forwards the broadcasts of every client on its segment, so this
 	// is usually set higher than RateLimit.
 	PeerRateLimit int

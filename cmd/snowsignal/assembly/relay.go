@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"net"
 	"net/netip"
 	"time"
 
@@ -75,9 +74,7 @@ type Relay struct {
 // New checks cfg against the system, opens the mesh socket and builds the
 // pipelines. Nothing runs until Run.
 func New(cfg Config, log zerolog.Logger) (*Relay, error) {
-	if cfg.Mark == 0 {
-		cfg.Mark = DefaultMark
-	}
+	cfg = cfg.withDefaults()
 	info, err := iface.Lookup(cfg.Interface)
 	if err != nil {
 		if !cfg.WaitForInterface || !errors.Is(err, iface.ErrNotFound) {
@@ -86,11 +83,7 @@ func New(cfg Config, log zerolog.Logger) (*Relay, error) {
 		log.Warn().Str("iface", cfg.Interface).Msg("target interface does not exist yet; waiting for it (--wait-for-interface)")
 		info = nil
 	}
-	bind := cfg.MeshBind
-	if !bind.IsValid() {
-		bind = netip.IPv4Unspecified()
-	}
-	conn, err := meshconn.Listen(netip.AddrPortFrom(bind, cfg.MeshPort))
+	conn, err := meshconn.Listen(netip.AddrPortFrom(cfg.MeshBind, cfg.MeshPort))
 	if err != nil {
 		return nil, err
 	}
@@ -169,13 +162,9 @@ func (r *Relay) build(info *iface.Info) error {
 	fragments := true
 	sup := pipeline.NewSupervisor(r.log, pipeline.DefaultBackoff, shutdownGrace)
 
-	resolver := cfg.Resolver
-	if resolver == nil {
-		resolver = net.DefaultResolver
-	}
 	r.discovery = discovery.New(discovery.Config{
 		Static: cfg.Peers, Discover: cfg.Discover, Interval: cfg.DiscoveryInterval, MeshPort: cfg.MeshPort,
-		Resolver: resolver, LocalAddrs: iface.LocalAddrs, Counters: st["discovery"],
+		Resolver: cfg.Resolver, LocalAddrs: iface.LocalAddrs, Counters: st["discovery"],
 		SelfAddr: func() netip.Addr {
 			if i := r.Target.Load(); i != nil {
 				return i.Addr
