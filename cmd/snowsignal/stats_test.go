@@ -16,7 +16,7 @@ import (
 	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout"
 	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout/statsserver"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/insight"
+	"github.com/snowsignal/snowsignal/stages/shared/insight"
 )
 
 // fakeRelay serves snap() on a stats socket, as a relay does, until the

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout"
-	"github.com/snowsignal/snowsignal/stages/insight"
+	"github.com/snowsignal/snowsignal/stages/shared/insight"
 )
 
 // renderStats writes the compact human view of snapshot s: a header, then

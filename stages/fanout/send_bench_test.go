@@ -18,7 +18,7 @@ import (
 	"github.com/snowsignal/snowsignal/netio/netlab"
 	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/peers"
+	"github.com/snowsignal/snowsignal/stages/shared/peers"
 )
 
 // numPeers is how many peers every batch fans out to.

@@ -12,8 +12,8 @@ import (
 	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout"
 	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout/metricsserver"
 	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout/statsserver"
-	"github.com/snowsignal/snowsignal/stages/filter"
-	"github.com/snowsignal/snowsignal/stages/insight"
+	"github.com/snowsignal/snowsignal/stages/shared/insight"
+	"github.com/snowsignal/snowsignal/stages/shared/rules"
 )
 
 // Observability is how a relay shows what it does, besides its logs (see
@@ -45,13 +45,13 @@ func newObservability() observability {
 
 // outboundObserver returns the filter stage's observer: EPICS insight and
 // sampled debug logs of the frames captured here.
-func (r *Relay) outboundObserver() filter.Observer {
+func (r *Relay) outboundObserver() rules.Observer {
 	return r.obs.insight.Observer(insight.Outbound, r.log.With().Str("stage", "filter").Logger())
 }
 
 // inboundObserver returns the rewrite stage's observer: EPICS insight and
 // sampled debug logs of the frames the mesh brought.
-func (r *Relay) inboundObserver() filter.Observer {
+func (r *Relay) inboundObserver() rules.Observer {
 	return r.obs.insight.Observer(insight.Inbound, r.log.With().Str("stage", "rewrite").Logger())
 }
 

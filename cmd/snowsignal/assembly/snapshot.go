@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout"
-	"github.com/snowsignal/snowsignal/stages/ratelimit"
+	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
 )
 
 // Snapshot returns the relay's counters now. It is safe to call at any time,

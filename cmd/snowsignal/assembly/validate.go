@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/snowsignal/snowsignal/netio/mesh"
-	"github.com/snowsignal/snowsignal/stages/ratelimit"
 	"github.com/snowsignal/snowsignal/stages/rewrite"
+	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
 )
 
 // The daemon's defaults, which `snowsignal run` shows in its help (a test

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/snowsignal/snowsignal/netio/mesh"
-	"github.com/snowsignal/snowsignal/stages/ratelimit"
 	"github.com/snowsignal/snowsignal/stages/rewrite"
+	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
 )
 
 // TestValidate: Default() is valid, and each rule, broken alone, gives a

@@ -18,7 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/insight"
+	"github.com/snowsignal/snowsignal/stages/shared/insight"
 )
 
 func TestHealth(t *testing.T) {

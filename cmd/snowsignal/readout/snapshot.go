@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/insight"
+	"github.com/snowsignal/snowsignal/stages/shared/insight"
 )
 
 // SnapshotFormat is the version of the Snapshot JSON layout. It changes when
