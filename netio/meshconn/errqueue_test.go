@@ -18,8 +18,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snowsignal/snowsignal/netio/mmsg"
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -83,7 +84,7 @@ func (l *errLog) get() []PeerError {
 }
 
 // listen opens a mesh socket in h's namespace, closed when the test ends.
-func listen(t *testing.T, h *lab.Host) *Conn {
+func listen(t *testing.T, h *netlab.Host) *Conn {
 	t.Helper()
 	var c *Conn
 	err := h.Do(func() (err error) {
@@ -136,7 +137,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // error an ICMP message leaves on the socket must neither cost nor be blamed
 // on the next datagram, whoever consumes it, a send or the listener.
 func TestSendAttributesICMPErrorsToThePeer(t *testing.T) {
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	c := listen(t, l.Host("relay-a"))
 	var log errLog
 	c.OnPeerError(log.add)
@@ -222,7 +223,7 @@ func cpuTime(t *testing.T) time.Duration {
 // ReadBatch, ICMP errors arrive (EPOLLERR). It must read them, go back to
 // sleep, and still receive the next datagram.
 func TestListenerDoesNotSpinOnICMPErrors(t *testing.T) {
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	c := listen(t, l.Host("relay-a"))
 	var log errLog
 	c.OnPeerError(log.add)
@@ -268,7 +269,7 @@ func TestListenerDoesNotSpinOnICMPErrors(t *testing.T) {
 // fails reads after an EPOLLERR-only event: it reads queued errors and
 // waiting datagrams, and otherwise waits a bounded time without spinning.
 func TestReadStalled(t *testing.T) {
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	c := listen(t, l.Host("relay-a"))
 	var log errLog
 	c.OnPeerError(log.add)
@@ -313,7 +314,7 @@ func TestReadStalled(t *testing.T) {
 // ICMP error to read on every round (a datagram to a closed port of this
 // host: the kernel does not rate-limit ICMP on loopback), allocates nothing.
 func TestSendAndReadAllocateNothing(t *testing.T) {
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	c := listen(t, l.Host("relay-a"))
 	var errs int
 	c.OnPeerError(func(PeerError) { errs++ }) // read in this goroutine only: Send and ReadBatch run here

@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 // TestCaptureCountsKernelDrops: a capture socket nobody reads overflows;
@@ -20,10 +21,10 @@ import (
 // frame sent is either read or counted as dropped (or lost before the
 // socket, never more).
 func TestCaptureCountsKernelDrops(t *testing.T) {
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	var c *Capture
 	err := l.Host("relay-a").Do(func() error {
-		ifi, err := net.InterfaceByName(lab.IfName)
+		ifi, err := net.InterfaceByName(netlab.IfName)
 		if err != nil {
 			return err
 		}

@@ -16,14 +16,15 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 )
 
 // TestLocalListenersSeesSocketsOnRelayedPorts: in a namespace of its own,
 // no socket is bound to the relayed ports until one is, over IPv4 or IPv6
 // (which may be dual-stack); a socket on another port does not count.
 func TestLocalListenersSeesSocketsOnRelayedPorts(t *testing.T) {
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	h := l.Host("relay-b")
 	w := NewLocalListeners([]uint16{5076, 5064}, zerolog.Nop())
 	look := func() bool {
