@@ -176,17 +176,20 @@ func icmpErr(err error) bool {
 const stallPoll = 50 * time.Millisecond
 
 // readStalled reads once with the poller bypassed, for when it fails reads
-// after an EPOLLERR-only event: it reads the error queue, then the
-// datagrams waiting, if any; if there are none, it waits up to stallPoll for
-// some with poll(2). poll(2) is level-triggered, and with the error queue
-// read and the pending error consumed, only data (or a new error) ends the
-// wait early: the loop in ReadBatch cannot spin. The next event with data
-// clears the poller's error state and ReadBatch is back to the poller.
+// after an EPOLLERR-only event (EPOLLERR without EPOLLIN or EPOLLOUT: an
+// ICMP error while the send buffer was more than half full; Go's poller
+// fails reads with "not pollable" until it sees an event of another kind).
+// It reads the error queue, then the datagrams waiting, if any; if there are
+// none, it waits up to stallPoll for some with poll(2). poll(2) is
+// level-triggered, and with the error queue read and the pending error
+// consumed, only data (or a new error) ends the wait early: the read loop
+// cannot spin. The next event with data clears the poller's error state and
+// the reader is back to the poller.
 func (c *Conn) readStalled() error {
 	var perr error
 	cerr := c.rc.Control(func(fd uintptr) {
 		c.errq.drain(fd)
-		if c.readFn(fd) {
+		if c.r.Attempt(fd) {
 			return
 		}
 		fds := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}

@@ -11,15 +11,20 @@ import (
 
 	"github.com/snowsignal/snowsignal/netio/iface"
 	"github.com/snowsignal/snowsignal/netio/mesh"
-	"github.com/snowsignal/snowsignal/netio/meshconn"
 	"github.com/snowsignal/snowsignal/pipeline"
 )
+
+// A Sender sends one datagram: the mesh socket (netio/meshconn.Conn), whose
+// WriteTo hellos use.
+type Sender interface {
+	WriteTo(b []byte, addr netip.AddrPort) error
+}
 
 // HelloSender is the stage that broadcasts this relay's hellos and forgets
 // silent neighbours.
 type HelloSender struct {
 	table    *Table
-	conn     *meshconn.Conn
+	conn     Sender
 	sealer   *mesh.Sealer
 	target   *iface.Current
 	port     uint16
@@ -32,7 +37,7 @@ type HelloSender struct {
 // NewHelloSender returns a hello stage sending every interval to the target
 // interface's broadcast address on port. With a sealer, hellos are
 // authenticated like every other mesh datagram.
-func NewHelloSender(t *Table, conn *meshconn.Conn, sealer *mesh.Sealer, target *iface.Current, port uint16, interval time.Duration, log zerolog.Logger) *HelloSender {
+func NewHelloSender(t *Table, conn Sender, sealer *mesh.Sealer, target *iface.Current, port uint16, interval time.Duration, log zerolog.Logger) *HelloSender {
 	return &HelloSender{table: t, conn: conn, sealer: sealer, target: target, port: port, interval: interval,
 		log: log.With().Str("stage", "hello").Logger(), kick: make(chan struct{}, 1),
 		buf: make([]byte, pipeline.Headroom+HelloLen)}
