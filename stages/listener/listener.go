@@ -52,9 +52,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	defer stop()
 	for {
 		b := s.pool.Get()
-		s.bufs.Free(b)
-		n, tooBig, err := s.conn.ReadBatch(s.bufs.Bufs, pipeline.Headroom, s.bufs.Sizes, s.bufs.Addrs)
-		s.bufs.Filled(b, n, true)
+		n, tooBig, err := s.read(b)
 		if err != nil {
 			s.pool.Put(b)
 			if ctx.Err() != nil {
@@ -69,4 +67,12 @@ func (s *Stage) Run(ctx context.Context) error {
 		s.c.PassFrom(s.out, b, s.conn)
 		s.co.Pause(n)
 	}
+}
+
+// read fills b's free slots with the datagrams waiting on the socket.
+func (s *Stage) read(b *pipeline.Batch) (n, tooBig int, err error) {
+	s.bufs.Free(b)
+	n, tooBig, err = s.conn.ReadBatch(s.bufs.Bufs, pipeline.Headroom, s.bufs.Sizes, s.bufs.Addrs)
+	s.bufs.Filled(b, n, true)
+	return n, tooBig, err
 }
