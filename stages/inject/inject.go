@@ -37,7 +37,17 @@ type Config struct {
 	LocalDelivery bool
 	// Listeners, if not nil, says whether a local socket is bound to a
 	// relayed port; with LocalDelivery, frames are copied to lo only then.
-	Listeners *LocalListeners
+	Listeners Listeners
+}
+
+// Listeners is what the inject stage asks of the watcher of this host's
+// sockets (stages/locals).
+type Listeners interface {
+	// Active says frames are being injected, for a watcher that looks only
+	// while they are. It must be cheap: it is called for every batch.
+	Active()
+	// Present reports whether a local socket may receive relayed frames.
+	Present() bool
 }
 
 // Stage injects frames.
