@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/snowsignal/snowsignal/netio/mmsg"
 )
 
 // Why the mesh socket reads its error queue
@@ -70,7 +72,7 @@ type errQueue struct {
 	mu   sync.Mutex
 	hdr  unix.Msghdr
 	iov  unix.Iovec
-	name unix.RawSockaddrInet4
+	name unix.RawSockaddrInet6 // room for either family's address
 	data [64]byte // the start of the offending datagram: not needed, but recvmsg(2) wants room
 	oob  [128]byte
 }
@@ -96,7 +98,7 @@ func (q *errQueue) drain(fd uintptr) int {
 	for n < maxDrain {
 		q.iov.Base = &q.data[0]
 		q.iov.SetLen(len(q.data))
-		q.hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&q.name)), Namelen: unix.SizeofSockaddrInet4, Iov: &q.iov,
+		q.hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&q.name)), Namelen: unix.SizeofSockaddrInet6, Iov: &q.iov,
 			Control: &q.oob[0]}
 		q.hdr.SetIovlen(1)
 		q.hdr.SetControllen(len(q.oob))
@@ -117,9 +119,9 @@ func (q *errQueue) drain(fd uintptr) int {
 	return n
 }
 
-// parse decodes the IP_RECVERR control message of the entry just read: a
-// struct sock_extended_err followed by the offender's struct sockaddr_in
-// (SO_EE_OFFENDER), per ip(7).
+// parse decodes the IP_RECVERR (or IPV6_RECVERR) control message of the
+// entry just read: a struct sock_extended_err followed by the offender's
+// socket address (SO_EE_OFFENDER), per ip(7) and ipv6(7).
 func (q *errQueue) parse() (PeerError, bool) {
 	oob := q.oob[:q.hdr.Controllen]
 	for len(oob) >= unix.SizeofCmsghdr {
@@ -128,18 +130,15 @@ func (q *errQueue) parse() (PeerError, bool) {
 			return PeerError{}, false
 		}
 		data := oob[unix.SizeofCmsghdr:h.Len]
-		if h.Level == unix.SOL_IP && h.Type == unix.IP_RECVERR && len(data) >= sizeofSockExtendedErr {
+		recvErr := h.Level == unix.SOL_IP && h.Type == unix.IP_RECVERR || h.Level == unix.SOL_IPV6 && h.Type == unix.IPV6_RECVERR
+		if recvErr && len(data) >= sizeofSockExtendedErr {
 			ee := (*unix.SockExtendedErr)(unsafe.Pointer(&data[0]))
 			pe := PeerError{Err: syscall.Errno(ee.Errno), Origin: ee.Origin, Type: ee.Type, Code: ee.Code}
-			if q.name.Family == unix.AF_INET {
-				p := (*[2]byte)(unsafe.Pointer(&q.name.Port))
-				pe.Dst = netip.AddrPortFrom(netip.AddrFrom4(q.name.Addr), uint16(p[0])<<8|uint16(p[1]))
-			}
-			if off := data[sizeofSockExtendedErr:]; len(off) >= unix.SizeofSockaddrInet4 {
-				sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&off[0]))
-				if sa.Family == unix.AF_INET {
-					pe.From = netip.AddrFrom4(sa.Addr)
-				}
+			pe.Dst = mmsg.SockaddrAddrPort(&q.name)
+			var sa unix.RawSockaddrInet6 // the offender, copied: the message need not be aligned for it
+			n := copy(unsafe.Slice((*byte)(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet6), data[sizeofSockExtendedErr:])
+			if sa.Family == unix.AF_INET && n >= unix.SizeofSockaddrInet4 || sa.Family == unix.AF_INET6 && n == unix.SizeofSockaddrInet6 {
+				pe.From = mmsg.SockaddrAddrPort(&sa).Addr()
 			}
 			return pe, true
 		}

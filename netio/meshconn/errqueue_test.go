@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
+	"github.com/snowsignal/snowsignal/netio/mmsg"
 	"github.com/snowsignal/snowsignal/test/lab"
 )
 
@@ -25,8 +26,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // putErrQueueEntry fills q as recvmsg(MSG_ERRQUEUE) would for an ICMP port
 // unreachable from 10.0.0.9 about a datagram sent to 10.0.0.9:7124.
 func putErrQueueEntry(q *errQueue, level, typ int32) {
-	q.name = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: [4]byte{10, 0, 0, 9}}
-	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&q.name.Port))[:], 7124)
+	name := (*unix.RawSockaddrInet4)(unsafe.Pointer(&q.name))
+	*name = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: [4]byte{10, 0, 0, 9}}
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&name.Port))[:], 7124)
 	clear(q.oob[:])
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&q.oob[0]))
 	h.Level, h.Type = level, typ
@@ -49,6 +51,21 @@ func TestParseErrQueueEntry(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { q.parse() }); n != 0 {
 		t.Errorf("parse allocates %v times", n)
+	}
+
+	// The same over IPv6: an ICMPv6 port unreachable (type 1, code 4).
+	dst := netip.MustParseAddrPort("[fd00:77::9]:7124")
+	mmsg.PutSockaddr(&q.name, dst)
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&q.oob[0]))
+	h.Level, h.Type = unix.SOL_IPV6, unix.IPV6_RECVERR
+	h.SetLen(unix.CmsgLen(sizeofSockExtendedErr + unix.SizeofSockaddrInet6))
+	ee := (*unix.SockExtendedErr)(unsafe.Pointer(&q.oob[unix.SizeofCmsghdr]))
+	*ee = unix.SockExtendedErr{Errno: uint32(unix.ECONNREFUSED), Origin: unix.SO_EE_ORIGIN_ICMP6, Type: 1, Code: 4}
+	mmsg.PutSockaddr((*unix.RawSockaddrInet6)(unsafe.Pointer(&q.oob[unix.SizeofCmsghdr+sizeofSockExtendedErr])), dst)
+	q.hdr.SetControllen(unix.CmsgSpace(sizeofSockExtendedErr + unix.SizeofSockaddrInet6))
+	want6 := PeerError{Dst: dst, From: dst.Addr(), Err: unix.ECONNREFUSED, Origin: unix.SO_EE_ORIGIN_ICMP6, Type: 1, Code: 4}
+	if got, ok := q.parse(); !ok || got != want6 {
+		t.Errorf("parse over IPv6 = %+v, %v; want %+v", got, ok, want6)
 	}
 
 	putErrQueueEntry(&q, unix.SOL_SOCKET, unix.SO_TIMESTAMP) // another control message
