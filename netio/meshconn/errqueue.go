@@ -73,7 +73,7 @@ type errQueue struct {
 	hdr  unix.Msghdr
 	iov  unix.Iovec
 	name unix.RawSockaddrInet6 // room for either family's address
-	data [64]byte // the start of the offending datagram: not needed, but recvmsg(2) wants room
+	data [64]byte              // the start of the offending datagram: not needed, but recvmsg(2) wants room
 	oob  [128]byte
 }
 

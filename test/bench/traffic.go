@@ -206,8 +206,8 @@ func (s *sender) write(fd uintptr) bool {
 // A receiver counts the benchmark datagrams of one step arriving on a UDP
 // socket, in batched recvmmsg(2) calls, and records their one-way latency.
 type receiver struct {
-	conn *net.UDPConn
-	rc   syscall.RawConn
+	conn  *net.UDPConn
+	rc    syscall.RawConn
 	clk   clock
 	rd    *mmsg.Reader
 	bufs  [][]byte
