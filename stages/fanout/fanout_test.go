@@ -16,7 +16,7 @@ import (
 	"github.com/snowsignal/snowsignal/netio/meshconn"
 	"github.com/snowsignal/snowsignal/netio/meshconn/meshconntest"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/peers"
+	"github.com/snowsignal/snowsignal/stages/shared/peers"
 )
 
 // The relay's socket and the fake both are what the fan-out sends on.
