@@ -105,8 +105,8 @@ func (b *Batch) N(i int) int { return int(b.hdrs[i].len) }
 // Truncated reports whether datagram i did not fit its buffer.
 func (b *Batch) Truncated(i int) bool { return b.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0 }
 
-// From returns the source address of datagram i after Recv, as the kernel
-// reported it (an IPv4 sender on a dual-stack socket is IPv4-mapped).
+// From returns the source address of datagram i after Recv, IPv4 or IPv6
+// (see SockaddrAddrPort).
 func (b *Batch) From(i int) netip.AddrPort { return SockaddrAddrPort(&b.names[i]) }
 
 // Both calls below are raw system calls: they never block (MSG_DONTWAIT), so
@@ -195,7 +195,8 @@ func (b *Batch) Collect(bufs [][]byte, sizes []int, addrs []netip.AddrPort, n in
 
 // PutSockaddr writes ap into sa as a struct sockaddr_in (IPv4, including an
 // IPv4-mapped address) or sockaddr_in6 and returns the length to pass to the
-// kernel. An IPv6 zone is not carried (scope id 0).
+// kernel. Per udpv6_sendmsg a dual-stack IPv6 socket takes a sockaddr_in
+// destination too. An IPv6 zone is not carried (scope id 0).
 func PutSockaddr(sa *unix.RawSockaddrInet6, ap netip.AddrPort) uint32 {
 	a := ap.Addr()
 	if a.Is4() || a.Is4In6() {
@@ -210,14 +211,16 @@ func PutSockaddr(sa *unix.RawSockaddrInet6, ap netip.AddrPort) uint32 {
 }
 
 // SockaddrAddrPort decodes the struct sockaddr_in or sockaddr_in6 in sa; the
-// zero AddrPort for any other family.
+// zero AddrPort for any other family. An IPv4-mapped address (an IPv4 peer
+// of a dual-stack socket) comes back as IPv4, so a peer is the same
+// netip.AddrPort whichever socket family saw it.
 func SockaddrAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
 	switch sa.Family {
 	case unix.AF_INET:
 		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
 		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port(&sa4.Port))
 	case unix.AF_INET6:
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), port(&sa.Port))
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port(&sa.Port))
 	}
 	return netip.AddrPort{}
 }

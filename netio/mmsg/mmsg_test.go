@@ -105,6 +105,11 @@ func TestSockaddrRoundTrip(t *testing.T) {
 			t.Errorf("%s: back as %s, want %s", tc.in, got, tc.want)
 		}
 	}
+	mapped := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: netip.MustParseAddr("::ffff:10.77.0.1").As16()}
+	putPort(&mapped.Port, 7124)
+	if got := SockaddrAddrPort(&mapped); got != netip.MustParseAddrPort("10.77.0.1:7124") {
+		t.Errorf("an IPv4-mapped sender decoded as %s, want 10.77.0.1:7124", got)
+	}
 	if got := SockaddrAddrPort(&unix.RawSockaddrInet6{Family: unix.AF_UNIX}); got.IsValid() {
 		t.Errorf("an AF_UNIX address decoded as %s", got)
 	}
