@@ -14,7 +14,7 @@ import (
 	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
 	"github.com/snowsignal/snowsignal/netio/netlab"
 	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
-	"github.com/snowsignal/snowsignal/stages/inject"
+	"github.com/snowsignal/snowsignal/stages/locals"
 	"github.com/snowsignal/snowsignal/test/harness"
 )
 
@@ -186,8 +186,8 @@ func TestClientsAndServersOnTheRelayHost(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		for i := 0; snapshot(t, s.b).LocalListeners != want; i++ {
-			if time.Since(start) > 3*inject.ListenersEvery {
-				t.Fatalf("relay-b: local_listeners is not %v after %s of traffic", want, 3*inject.ListenersEvery)
+			if time.Since(start) > 3*locals.Every {
+				t.Fatalf("relay-b: local_listeners is not %v after %s of traffic", want, 3*locals.Every)
 			}
 			send(t, cl, topoPayload("warm", i), netip.MustParseAddrPort("10.77.0.255:5076"))
 			time.Sleep(20 * time.Millisecond)

@@ -30,6 +30,7 @@ import (
 	"github.com/snowsignal/snowsignal/stages/hello"
 	"github.com/snowsignal/snowsignal/stages/inject"
 	"github.com/snowsignal/snowsignal/stages/listener"
+	"github.com/snowsignal/snowsignal/stages/locals"
 	"github.com/snowsignal/snowsignal/stages/rewrite"
 	"github.com/snowsignal/snowsignal/stages/shared/dedup"
 	"github.com/snowsignal/snowsignal/stages/shared/peers"
@@ -69,7 +70,7 @@ type Relay struct {
 	captureCoalescer, listenerCoalescer *pipeline.Coalescer
 	// locals watches for local sockets on the relayed ports (nil without
 	// local delivery).
-	locals *inject.LocalListeners
+	locals *locals.Watcher
 }
 
 // New checks cfg against the system, opens the mesh socket and builds the
@@ -211,10 +212,14 @@ func (r *Relay) build(info *iface.Info) error {
 	}, lisRew, rewInj, r.Target, r.Peers, opener, r.Dedup, r.Segment, seed, st["rewrite"], m, r.log)
 	sup.Add(st["rewrite"], r.rewrite, lisRew, rewInj)
 	if cfg.LocalDelivery {
-		r.locals = inject.NewLocalListeners(cfg.BroadcastPorts, r.log)
+		r.locals = locals.New(cfg.BroadcastPorts, r.log)
 		sup.Add(m.Stage("locals"), r.locals, nil)
 	}
-	sup.Add(st["inject"], inject.New(inject.Config{Interface: cfg.Interface, Mark: cfg.Mark, LocalDelivery: cfg.LocalDelivery, Listeners: r.locals},
+	injCfg := inject.Config{Interface: cfg.Interface, Mark: cfg.Mark, LocalDelivery: cfg.LocalDelivery}
+	if r.locals != nil {
+		injCfg.Listeners = r.locals // never a nil *Watcher in the interface
+	}
+	sup.Add(st["inject"], inject.New(injCfg,
 		rewInj, pool, r.Target, st["inject"], m, r.log), rewInj)
 	r.sup = sup
 	return nil

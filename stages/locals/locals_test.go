@@ -1,6 +1,6 @@
 //go:build linux
 
-package inject
+package locals
 
 import (
 	"bytes"
@@ -14,19 +14,22 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/vishvananda/netlink"
+	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
 	"github.com/snowsignal/snowsignal/netio/netlab"
 	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 )
 
-// TestLocalListenersSeesSocketsOnRelayedPorts: in a namespace of its own,
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestWatcherSeesSocketsOnRelayedPorts: in a namespace of its own,
 // no socket is bound to the relayed ports until one is, over IPv4 or IPv6
 // (which may be dual-stack); a socket on another port does not count.
-func TestLocalListenersSeesSocketsOnRelayedPorts(t *testing.T) {
+func TestWatcherSeesSocketsOnRelayedPorts(t *testing.T) {
 	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	h := l.Host("relay-b")
-	w := NewLocalListeners([]uint16{5076, 5064}, zerolog.Nop())
+	w := New([]uint16{5076, 5064}, zerolog.Nop())
 	look := func() bool {
 		t.Helper()
 		var found bool
@@ -62,12 +65,12 @@ func TestLocalListenersSeesSocketsOnRelayedPorts(t *testing.T) {
 	}
 }
 
-// TestLocalListenersFailsOpen: when the kernel cannot list sockets, the
+// TestWatcherFailsOpen: when the kernel cannot list sockets, the
 // watcher says listeners are present (every frame is copied, as without
 // it) and warns once.
-func TestLocalListenersFailsOpen(t *testing.T) {
+func TestWatcherFailsOpen(t *testing.T) {
 	var logs bytes.Buffer
-	w := NewLocalListeners([]uint16{5076}, zerolog.New(&logs))
+	w := New([]uint16{5076}, zerolog.New(&logs))
 	calls := 0
 	w.dump = func(uint8) ([]*netlink.Socket, error) {
 		calls++
@@ -79,7 +82,7 @@ func TestLocalListenersFailsOpen(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- w.Run(ctx) }()
-	deadline := time.Now().Add(3 * ListenersEvery)
+	deadline := time.Now().Add(3 * Every)
 	for !w.Present() && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
@@ -95,11 +98,11 @@ func TestLocalListenersFailsOpen(t *testing.T) {
 	}
 }
 
-// TestLocalListenersLooksOnlyWhileInjecting: an idle relay does not look,
+// TestWatcherLooksOnlyWhileInjecting: an idle relay does not look,
 // and reports listeners present (not known); once frames are injected it
 // looks at the next tick and reports what it found.
-func TestLocalListenersLooksOnlyWhileInjecting(t *testing.T) {
-	w := NewLocalListeners([]uint16{5076}, zerolog.Nop())
+func TestWatcherLooksOnlyWhileInjecting(t *testing.T) {
+	w := New([]uint16{5076}, zerolog.Nop())
 	w.every = 10 * time.Millisecond
 	var calls atomic.Int32
 	w.dump = func(uint8) ([]*netlink.Socket, error) {

@@ -1,6 +1,9 @@
 //go:build linux
 
-package inject
+// Package locals is the "locals" stage: it watches whether a socket of this
+// host listens on a relayed port, so the inject stage copies frames to lo
+// only when something there can receive them.
+package locals
 
 import (
 	"context"
@@ -15,12 +18,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ListenersEvery is how often LocalListeners looks at this host's sockets:
+// Every is how often a Watcher looks at this host's sockets:
 // a server that starts on the relay's host receives relayed broadcasts
 // within about this long.
-const ListenersEvery = time.Second
+const Every = time.Second
 
-// LocalListeners watches whether any UDP socket of this host (its network
+// A Watcher watches whether any UDP socket of this host (its network
 // namespace) is bound to a relayed port, so that the inject stage copies
 // frames to lo only when something there can receive them. In a container
 // of its own the relay's namespace has no such socket, and a copy nobody
@@ -32,32 +35,32 @@ const ListenersEvery = time.Second
 // an idle relay does not look, nor wake. Whenever it does not know (idle, or the kernel cannot list sockets,
 // for example without UDP socket diagnostics), it reports listeners
 // present, so every frame is copied, as without it.
-type LocalListeners struct {
+type Watcher struct {
 	ports   []uint16
 	active  atomic.Bool   // frames were injected since the last look
 	kick    chan struct{} // Active wakes an idle Run
 	present atomic.Bool
 	log     zerolog.Logger
-	every   time.Duration                                 // ListenersEvery; tests shorten it
+	every   time.Duration                                 // Every; tests shorten it
 	dump    func(family uint8) ([]*netlink.Socket, error) // netlink.SocketDiagUDP; tests replace it
 }
 
-// NewLocalListeners returns a watcher for sockets bound to ports. It
-// reports listeners present until its first look.
-func NewLocalListeners(ports []uint16, log zerolog.Logger) *LocalListeners {
-	l := &LocalListeners{ports: slices.Clone(ports), log: log.With().Str("stage", "locals").Logger(),
-		every: ListenersEvery, dump: netlink.SocketDiagUDP, kick: make(chan struct{}, 1)}
+// New returns a watcher for sockets bound to ports. It reports listeners
+// present until its first look.
+func New(ports []uint16, log zerolog.Logger) *Watcher {
+	l := &Watcher{ports: slices.Clone(ports), log: log.With().Str("stage", "locals").Logger(),
+		every: Every, dump: netlink.SocketDiagUDP, kick: make(chan struct{}, 1)}
 	l.present.Store(true)
 	return l
 }
 
 // Present reports whether a local socket was bound to a relayed port at the
 // last look, or whether that is not known.
-func (l *LocalListeners) Present() bool { return l.present.Load() }
+func (l *Watcher) Present() bool { return l.present.Load() }
 
 // Active tells the watcher that frames are being injected. The inject
 // stage calls it for every batch; it costs an atomic load but once a tick.
-func (l *LocalListeners) Active() {
+func (l *Watcher) Active() {
 	if !l.active.Load() && l.active.CompareAndSwap(false, true) {
 		select {
 		case l.kick <- struct{}{}:
@@ -67,9 +70,9 @@ func (l *LocalListeners) Active() {
 }
 
 // Run waits for frames to be injected, then looks at once and every
-// ListenersEvery while they still are; when they stop it waits again,
+// Every while they still are; when they stop it waits again,
 // without a timer, so an idle relay is not woken.
-func (l *LocalListeners) Run(ctx context.Context) error {
+func (l *Watcher) Run(ctx context.Context) error {
 	t := time.NewTimer(l.every)
 	defer t.Stop()
 	failing := false
@@ -109,7 +112,7 @@ func (l *LocalListeners) Run(ctx context.Context) error {
 
 // look reports whether a UDP socket (IPv4, or IPv6 which may be dual-stack)
 // in the calling thread's network namespace is bound to a relayed port.
-func (l *LocalListeners) look() (bool, error) {
+func (l *Watcher) look() (bool, error) {
 	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
 		socks, err := l.dump(family)
 		if err != nil {
