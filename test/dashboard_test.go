@@ -8,8 +8,9 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/test/harness"
-	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 // dashboardPanel is the part of a Grafana panel the test reads.
@@ -83,7 +84,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 	}
 
 	bin := harness.Binary(t)
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	a := harness.StartT(t, bin, l.Host("relay-a"), "--other-relays", "10.77.0.2", "--metrics-address", obsMetricsAddr)
 	harness.StartT(t, bin, l.Host("relay-b"), "--other-relays", "10.77.0.1")
 	c := listen(t, l.Host("client"), "0.0.0.0:0")

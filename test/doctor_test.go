@@ -25,8 +25,10 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/test/harness"
-	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 // doctorLab: relay-a and relay-b as in TwoSegmentSwarm, peers of each
@@ -34,17 +36,17 @@ import (
 // relay-a (which does not list it).
 type doctorLab struct {
 	bin                    string
-	lab                    *lab.Lab
-	a, b, c                *harness.Relay
-	relayA, relayB, relayC *lab.Host
-	client, server         *lab.Host
+	lab                    *netlab.Lab
+	a, b, c                *labrelay.Relay
+	relayA, relayB, relayC *netlab.Host
+	client, server         *netlab.Host
 }
 
 func startDoctorLab(t *testing.T) *doctorLab {
 	t.Helper()
-	spec := lab.TwoSegmentSwarm()
-	spec.Segments = append(spec.Segments, lab.SegmentSpec{Name: "c", Hosts: []lab.HostSpec{{Name: "relay-c", Addr: netip.MustParseAddr("10.77.0.3")}}})
-	l := lab.NewSwarmT(t, spec)
+	spec := netlab.TwoSegmentSwarm()
+	spec.Segments = append(spec.Segments, netlab.SegmentSpec{Name: "c", Hosts: []netlab.HostSpec{{Name: "relay-c", Addr: netip.MustParseAddr("10.77.0.3")}}})
+	l := netlabtest.NewSwarmT(t, spec)
 	d := &doctorLab{bin: harness.Binary(t), lab: l, relayA: l.Host("relay-a"), relayB: l.Host("relay-b"), relayC: l.Host("relay-c"),
 		client: l.Host("client"), server: l.Host("server")}
 	if err := d.relayC.Do(func() error {
@@ -59,8 +61,8 @@ func startDoctorLab(t *testing.T) *doctorLab {
 	d.a = harness.StartT(t, d.bin, d.relayA, "--other-relays", d.relayB.IP.String())
 	d.b = harness.StartT(t, d.bin, d.relayB, "--other-relays", d.relayA.IP.String())
 	d.c = harness.StartT(t, d.bin, d.relayC, "--other-relays", d.relayA.IP.String())
-	for _, r := range []*harness.Relay{d.a, d.b, d.c} {
-		if _, err := r.WaitLog(harness.Msg("peer set changed", "stage", "discovery"), deliveryTimeout); err != nil {
+	for _, r := range []*labrelay.Relay{d.a, d.b, d.c} {
+		if _, err := r.WaitLog(labrelay.Msg("peer set changed", "stage", "discovery"), deliveryTimeout); err != nil {
 			t.Fatalf("%s: %v", r.Host.Name, err)
 		}
 	}

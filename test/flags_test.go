@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/test/harness"
-	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 // TestRelayRejectsBadFlags runs the binary with bad flags in a lab host:
@@ -17,7 +19,7 @@ import (
 // full list of errors is tested in cmd/snowsignal.)
 func TestRelayRejectsBadFlags(t *testing.T) {
 	bin := harness.Binary(t)
-	h := lab.NewSwarmT(t, lab.TwoSegmentSwarm()).Host("relay-a")
+	h := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm()).Host("relay-a")
 	for _, tc := range []struct {
 		args []string
 		want []string // in the output
@@ -46,12 +48,12 @@ func TestRelayRejectsBadFlags(t *testing.T) {
 // empty as compose files and manifests leave them, runs with the defaults.
 func TestRelayEmptyEnvIsUnset(t *testing.T) {
 	bin := harness.Binary(t)
-	h := lab.NewSwarmT(t, lab.TwoSegmentSwarm()).Host("relay-a")
+	h := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm()).Host("relay-a")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	env := []string{"DISCOVERY_INTERVAL=", "RATE_LIMIT=", "DEDUP_WINDOW=", "HELLO_INTERVAL=", "TARGET_INTERFACE=",
 		"REBROADCAST_DESTINATION=", "MESH_PORT=", "COALESCE=", "LOCAL_DELIVERY="}
-	r, err := harness.Options{Env: env}.Start(ctx, bin, h, "--other-relays", "10.77.0.2")
+	r, err := labrelay.Options{Env: env}.Start(ctx, bin, h, "--other-relays", "10.77.0.2")
 	if err != nil {
 		t.Fatal(err)
 	}

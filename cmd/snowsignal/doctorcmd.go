@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/snowsignal/snowsignal/cmd/snowsignal/doctor"
-	"github.com/snowsignal/snowsignal/stages/statsserver"
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout/statsserver"
 )
 
 // DoctorCmd checks what the relay needs from this host and its peers. It

@@ -6,14 +6,15 @@ import (
 	"testing"
 
 	"github.com/snowsignal/snowsignal/netio/iface"
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 )
 
 // The broadcast address is the one configured on the interface, and the
 // prefix's last address when none is configured.
 func TestLookupBroadcastConfiguredOrComputed(t *testing.T) {
-	l := lab.NewSwarmT(t, lab.Spec{Subnet: netip.MustParsePrefix("10.79.0.0/24"),
-		Segments: []lab.SegmentSpec{{Name: "a", Hosts: lab.HostNames("h")}}})
+	l := netlabtest.NewSwarmT(t, netlab.Spec{Subnet: netip.MustParsePrefix("10.79.0.0/24"),
+		Segments: []netlab.SegmentSpec{{Name: "a", Hosts: netlab.HostNames("h")}}})
 	h := l.Host("h")
 	addr := h.IP.String() + "/24"
 	for _, tc := range []struct {
@@ -46,8 +47,8 @@ func TestLookupBroadcastConfiguredOrComputed(t *testing.T) {
 // Every IPv4 address is listed, the primary first, with its own broadcast;
 // Addr, Prefix and Broadcast stay the primary's.
 func TestLookupListsEveryAddress(t *testing.T) {
-	l := lab.NewSwarmT(t, lab.Spec{Subnet: netip.MustParsePrefix("10.79.0.0/24"),
-		Segments: []lab.SegmentSpec{{Name: "a", Hosts: lab.HostNames("h")}}})
+	l := netlabtest.NewSwarmT(t, netlab.Spec{Subnet: netip.MustParsePrefix("10.79.0.0/24"),
+		Segments: []netlab.SegmentSpec{{Name: "a", Hosts: netlab.HostNames("h")}}})
 	h := l.Host("h")
 	for _, cmd := range []string{"addr flush dev eth0", "addr add " + h.IP.String() + "/24 brd 10.79.0.255 dev eth0",
 		"addr add 192.168.40.7/16 dev eth0"} {

@@ -6,7 +6,7 @@
 //	sudo go run ./test/bench           # about 1.5 minutes
 //	sudo go run ./test/bench -quick    # about 30 seconds
 //
-// It builds a Swarm-like lab with the test/lab package: segment a (client,
+// It builds a Swarm-like lab with the netio/netlab package: segment a (client,
 // relay-a), segment b (server, relay-b) and segment c (dclient, dserver, no
 // relay). It builds the snowsignal binary and runs two real relay processes,
 // then measures side by side, in the same run, the direct path (dclient to
@@ -41,7 +41,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab"
 )
 
 // options are the command-line flags.
@@ -121,9 +121,9 @@ func makePlan(o options) plan {
 
 // benchSpec is TwoSegmentSwarm plus segment c, where a client and a server
 // talk with no relay: the direct path.
-func benchSpec() lab.Spec {
-	s := lab.TwoSegmentSwarm()
-	s.Segments = append(s.Segments, lab.SegmentSpec{Name: "c", Hosts: []lab.HostSpec{
+func benchSpec() netlab.Spec {
+	s := netlab.TwoSegmentSwarm()
+	s.Segments = append(s.Segments, netlab.SegmentSpec{Name: "c", Hosts: []netlab.HostSpec{
 		{Name: "dclient", Addr: netip.MustParseAddr("10.77.0.31")},
 		{Name: "dserver", Addr: netip.MustParseAddr("10.77.0.41")},
 	}})
@@ -131,7 +131,7 @@ func benchSpec() lab.Spec {
 }
 
 func run(o options) error {
-	if err := lab.Available(); err != nil {
+	if err := netlab.Available(); err != nil {
 		return fmt.Errorf("needs root for network namespaces: %w", err)
 	}
 	root, err := moduleRoot()
@@ -142,11 +142,11 @@ func run(o options) error {
 		o.out = filepath.Join(root, "docs", "BENCHMARKS.md")
 	}
 	p := makePlan(o)
-	stopSignals := lab.CloseOnSignal()
+	stopSignals := netlab.CloseOnSignal()
 	defer stopSignals()
 	watchdog := time.AfterFunc(o.max, func() {
 		fmt.Fprintf(os.Stderr, "bench: still running after %s; aborting\n", o.max)
-		lab.CloseAll()
+		netlab.CloseAll()
 		os.Exit(2) // the relays die with us (Pdeathsig)
 	})
 	defer watchdog.Stop()
@@ -174,7 +174,7 @@ func run(o options) error {
 	}
 
 	logf("building the lab")
-	l, err := lab.NewSwarm(benchSpec())
+	l, err := netlab.NewSwarm(benchSpec())
 	if err != nil {
 		return err
 	}
@@ -205,7 +205,7 @@ func run(o options) error {
 }
 
 // measure runs the relays in l and takes every measurement.
-func measure(l *lab.Lab, bin string, p plan, o options) (*results, error) {
+func measure(l *netlab.Lab, bin string, p plan, o options) (*results, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	clk := clock{base: time.Now()}
@@ -222,7 +222,7 @@ func measure(l *lab.Lab, bin string, p plan, o options) (*results, error) {
 	}()
 	extra := strings.Fields(o.relayArgs)
 	for _, rp := range [][2]string{{"relay-a", "relay-b"}, {"relay-b", "relay-a"}} {
-		args := append([]string{"-t", lab.IfName, "--other-relays", l.Host(rp[1]).IP.String(), "-l", "info"}, extra...)
+		args := append([]string{"-t", netlab.IfName, "--other-relays", l.Host(rp[1]).IP.String(), "-l", "info"}, extra...)
 		if o.pprof != "" {
 			args = append(args, "--debug-address", debugAddr)
 		}
@@ -265,7 +265,7 @@ func measure(l *lab.Lab, bin string, p plan, o options) (*results, error) {
 	paths := []*path{direct, relayed}
 	rn := &runner{quiet: 250 * time.Millisecond, trace: logf, idle: relays, waitBudget: o.waitQuiet}
 	counters := func() (counterSet, error) {
-		return collectCounters(l, []*lab.Host{l.Host("server"), l.Host("dserver")}, relays)
+		return collectCounters(l, []*netlab.Host{l.Host("server"), l.Host("dserver")}, relays)
 	}
 
 	logf("waiting for the relays")

@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab"
 )
 
 // debugAddr is where each relay serves net/http/pprof (--debug-address)
@@ -48,7 +48,7 @@ func profile(dir string, profileRate float64, rn *runner, p *path, relays []*rel
 // fetchProfile asks the relay in host for a CPU profile of d and saves it.
 // The connection is made from inside host's namespace: the relay listens on
 // its own loopback.
-func fetchProfile(host *lab.Host, file string, d time.Duration) error {
+func fetchProfile(host *netlab.Host, file string, d time.Duration) error {
 	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := host.Do(func() error {

@@ -206,14 +206,12 @@ func (s *sender) write(fd uintptr) bool {
 // A receiver counts the benchmark datagrams of one step arriving on a UDP
 // socket, in batched recvmmsg(2) calls, and records their one-way latency.
 type receiver struct {
-	conn *net.UDPConn
-	rc   syscall.RawConn
-	clk  clock
-	mm   *mmsg.Batch
-	bufs [][]byte
-	rfn  func(fd uintptr) bool
-	n    int   // datagrams of the last recvmmsg
-	rerr error // its error
+	conn  *net.UDPConn
+	rc    syscall.RawConn
+	clk   clock
+	rd    *mmsg.Reader
+	bufs  [][]byte
+	sizes []int
 
 	// Step state, owned by the receiving goroutine between begin and end.
 	step    uint32
@@ -235,11 +233,10 @@ func newReceiver(conn *net.UDPConn, clk clock) (*receiver, error) {
 	if err := setBuffers(rc); err != nil {
 		return nil, fmt.Errorf("receiver: %w", err)
 	}
-	r := &receiver{conn: conn, rc: rc, clk: clk, mm: mmsg.NewBatch(maxBurst)}
+	r := &receiver{conn: conn, rc: rc, clk: clk, rd: mmsg.NewReader(maxBurst), sizes: make([]int, maxBurst)}
 	for range maxBurst {
 		r.bufs = append(r.bufs, make([]byte, 2048))
 	}
-	r.rfn = r.read
 	return r, nil
 }
 
@@ -302,31 +299,16 @@ func (r *receiver) settle(want int, quiet, limit time.Duration) {
 func (r *receiver) loop() {
 	defer close(r.done)
 	for {
-		r.mm.Reset()
-		for _, b := range r.bufs {
-			r.mm.Add(b, netip.AddrPort{})
-		}
-		if err := r.rc.Read(r.rfn); err != nil {
+		n, _, err := r.rd.Read(r.rc, r.bufs, 0, r.sizes, nil)
+		if err != nil {
 			return // the deadline end set, or the socket closed
-		}
-		if r.rerr != nil {
-			return
 		}
 		now := r.clk.now()
 		r.last.Store(now)
-		for i := range r.n {
-			r.account(r.bufs[i][:r.mm.N(i)], now)
+		for i := range n {
+			r.account(r.bufs[i][:r.sizes[i]], now)
 		}
 	}
-}
-
-func (r *receiver) read(fd uintptr) bool {
-	n, err := r.mm.Recv(fd, 0)
-	if err == unix.EAGAIN || err == unix.EINTR {
-		return false
-	}
-	r.n, r.rerr = n, err
-	return true
 }
 
 func (r *receiver) account(b []byte, now int64) {
