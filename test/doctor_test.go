@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -251,6 +252,21 @@ func TestDoctor(t *testing.T) {
 		// On the peer itself, the rule is named.
 		lines, code = runDoctor(t, b.Command(ctx, d.bin, "doctor", "--other-relays", a.IP.String(), "--stats-socket", d.b.StatsSocket, "--sample", "0", "--probe-timeout", "500ms"))
 		wantOnly(t, lines, code, "FAIL", regexp.QuoteMeta(fmt.Sprintf("FAIL firewall 7124: rule %d of chain inet snowsignal_doctor_test input (hook input) drops all UDP to the mesh port 7124 — fix: nft delete rule inet snowsignal_doctor_test input handle %d", handle, handle)))
+	})
+
+	t.Run("mesh key here, none there", func(t *testing.T) {
+		dir, err := os.MkdirTemp("", "doctor-key") // t.TempDir's name has a comma, which separates key files
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		key := filepath.Join(dir, "mesh.key")
+		if err := os.WriteFile(key, []byte("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		lines, code := runDoctor(t, a.Command(ctx, d.bin, d.doctorArgs("--mesh-key-file", key)...))
+		wantOnly(t, lines, code, "FAIL", regexp.QuoteMeta("FAIL peer "+b.IP.String()+":7124: the peer uses the legacy mesh (no key) and this relay the authenticated one: each drops the other's datagrams (bad_auth)"+
+			" — fix: give the peer the same --mesh-key-file (env MESH_KEY_FILE), or remove it here"))
 	})
 
 	t.Run("peer with a smaller MTU", func(t *testing.T) {
