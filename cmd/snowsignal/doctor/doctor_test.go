@@ -300,6 +300,13 @@ func TestFirewall(t *testing.T) {
 		})
 	}
 	f := healthy()
+	f.Firewall = func() ([]Chain, error) {
+		return []Chain{{"inet", "filter", "mesh", "", "", []Rule{udp(9, "drop", false, PortRange{7124, 7124})}}}, nil
+	}
+	if out := strings.Join(lines(t, testCfg, f), "\n"); !strings.Contains(out, "warn firewall 7124: rule 9 of chain inet filter mesh (regular chain, if jumped to) drops all UDP") {
+		t.Errorf("a drop in a regular chain is not a warning:\n%s", out)
+	}
+	f = healthy()
 	f.LegacyIPTables = func() ([]string, error) { return []string{"filter"}, nil }
 	out := strings.Join(lines(t, testCfg, f), "\n")
 	if !strings.Contains(out, "warn firewall: legacy iptables tables are loaded (filter): their rules cannot be read over netlink") {

@@ -123,6 +123,9 @@ func chainVerdict(c Chain, port uint16, what string) *Result {
 				return &res
 			}
 			res := fail(check, del, "rule %d of chain %s (%s) %ss all UDP to %s %d", r.Handle, name, hookName(c), r.Verdict, what, port)
+			if c.Hook == "" {
+				res.Status = Warn // only if a base chain jumps to it
+			}
 			return &res
 		}
 	}
