@@ -9,16 +9,19 @@ import "net/netip"
 type Buffers struct {
 	// Bufs are the buffers handed to the socket.
 	Bufs [][]byte
-	// Sizes and Addrs receive the length and sender of each datagram read.
-	Sizes []int
-	Addrs []netip.AddrPort
+	// Sizes, Addrs and Stamps receive the length, sender and kernel
+	// receive time of each datagram read.
+	Sizes  []int
+	Addrs  []netip.AddrPort
+	Stamps []int64
 
 	start int // first slot of the batch that Bufs describe, after Free
 }
 
 // NewBuffers returns buffers for one batch.
 func NewBuffers() *Buffers {
-	return &Buffers{Bufs: make([][]byte, 0, MaxBatch), Sizes: make([]int, MaxBatch), Addrs: make([]netip.AddrPort, MaxBatch)}
+	return &Buffers{Bufs: make([][]byte, 0, MaxBatch), Sizes: make([]int, MaxBatch), Addrs: make([]netip.AddrPort, MaxBatch),
+		Stamps: make([]int64, MaxBatch)}
 }
 
 // Free points Bufs at the whole buffers of b's free slots, to read into at
@@ -26,6 +29,7 @@ func NewBuffers() *Buffers {
 func (s *Buffers) Free(b *Batch) {
 	s.start = len(b.Pkts)
 	s.Bufs = s.Bufs[:0]
+	clear(s.Stamps) // a socket that cannot stamp leaves them unknown
 	free := b.Pkts[s.start:cap(b.Pkts)]
 	for i := range free {
 		s.Bufs = append(s.Bufs, free[i].Buf)
@@ -33,7 +37,7 @@ func (s *Buffers) Free(b *Batch) {
 }
 
 // Filled appends to b the n packets a read put into Bufs at Headroom (the
-// first n buffers, with Sizes and, if addrs is set, Addrs). The socket may
+// first n buffers, with Sizes, Stamps and, if addrs is set, Addrs). The socket may
 // have reordered Bufs (moving the buffers of datagrams too big to keep
 // behind the others), so every free slot takes back its buffer from Bufs.
 func (s *Buffers) Filled(b *Batch, n int, addrs bool) {
@@ -46,6 +50,7 @@ func (s *Buffers) Filled(b *Batch, n int, addrs bool) {
 	for i := range n {
 		p := b.Slot()
 		p.Len = s.Sizes[i]
+		p.Stamp = s.Stamps[i]
 		if addrs {
 			p.Addr = s.Addrs[i]
 		}

@@ -31,10 +31,11 @@ func TestBuffersRoundTrip(t *testing.T) {
 	for i, m := range []string{"first", "second"} {
 		s.Sizes[i] = copy(s.Bufs[i][Headroom:], m)
 		s.Addrs[i] = from
+		s.Stamps[i] = int64(1000 + i)
 	}
 	s.Filled(b, 2, true)
 	if len(b.Pkts) != 3 || string(b.Pkts[1].Bytes()) != "first" || string(b.Pkts[2].Bytes()) != "second" ||
-		b.Pkts[2].Addr != from || b.Pkts[1].Off != Headroom {
+		b.Pkts[2].Addr != from || b.Pkts[1].Off != Headroom || b.Pkts[1].Stamp != 1000 || b.Pkts[2].Stamp != 1001 {
 		t.Fatalf("batch after Filled: %d packets, %q %q from %s", len(b.Pkts), b.Pkts[1].Bytes(), b.Pkts[2].Bytes(), b.Pkts[2].Addr)
 	}
 	seen := map[*byte]bool{}
@@ -44,6 +45,16 @@ func TestBuffersRoundTrip(t *testing.T) {
 		}
 		seen[&p.Buf[0]] = true
 	}
+
+	// A read that gives no receive times leaves the packets without one,
+	// not with the last read's.
+	s.Free(b)
+	s.Sizes[0] = 1
+	s.Filled(b, 1, false)
+	if st := b.Pkts[3].Stamp; st != 0 {
+		t.Errorf("a packet read without a receive time has stamp %d, want 0", st)
+	}
+	b.Pkts = b.Pkts[:3]
 
 	out := s.Of(b)
 	if len(out) != 3 || !bytes.Equal(out[2], []byte("second")) {

@@ -31,6 +31,11 @@ type Packet struct {
 	// Key identifies the datagram end to end for duplicate suppression; set
 	// by the stage that decodes it.
 	Key uint64
+	// Stamp is when the kernel received the packet, in nanoseconds since
+	// the Unix epoch (CLOCK_REALTIME, as time.Now().UnixNano()), or 0 if it
+	// did not say; the last stage sheds packets that waited too long
+	// (ShedStale).
+	Stamp int64
 }
 
 // Bytes returns the packet's bytes.
@@ -41,6 +46,7 @@ func (p *Packet) reset() {
 	p.Off, p.Len = Headroom, 0
 	p.Addr = netip.AddrPort{}
 	p.Key = 0
+	p.Stamp = 0
 	p.Frame = frame.Frame{}
 }
 
@@ -86,3 +92,4 @@ func (b *Batch) Keep(keep func(p *Packet) bool) {
 	}
 	b.Pkts = b.Pkts[:n]
 }
+

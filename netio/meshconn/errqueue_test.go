@@ -120,7 +120,7 @@ func readAll(c *Conn) (n <-chan int, done <-chan error) {
 	go func() {
 		bufs, sizes, addrs := newBufs(64)
 		for {
-			n, _, err := c.ReadBatch(bufs, 0, sizes, addrs)
+			n, _, err := c.ReadBatch(bufs, 0, sizes, addrs, nil)
 			if n > 0 {
 				count <- n
 			}
@@ -296,7 +296,7 @@ func TestReadStalled(t *testing.T) {
 	var log errLog
 	c.OnPeerError(log.add)
 	bufs, sizes, addrs := newBufs(64)
-	c.r.Start(bufs, 0, sizes, addrs)
+	c.r.Start(bufs, 0, sizes, addrs, nil)
 	read := func() int {
 		n, _, err := c.r.Result()
 		if err != nil {
@@ -357,7 +357,7 @@ func TestSendAndReadAllocateNothing(t *testing.T) {
 		if failed, err := c.WriteBatch(out, to, nil); err != nil || failed != 0 {
 			t.Fatalf("WriteBatch: %d failed, %v", failed, err)
 		}
-		if _, _, err := c.ReadBatch(bufs, 0, sizes, addrs); err != nil {
+		if _, _, err := c.ReadBatch(bufs, 0, sizes, addrs, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

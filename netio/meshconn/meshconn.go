@@ -73,6 +73,11 @@ func Listen(addr netip.AddrPort) (*Conn, error) {
 			// Learn which peer answered with an ICMP error (see errqueue.go).
 			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_RECVERR, 1)
 		}
+		if serr == nil {
+			// Each datagram's receive time, so the relay can tell a stale
+			// one (see ReadBatch).
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+		}
 	})
 	if serr != nil {
 		uc.Close()
@@ -87,12 +92,14 @@ func (c *Conn) LocalAddr() netip.AddrPort { return c.uc.LocalAddr().(*net.UDPAdd
 // ReadBatch reads the datagrams waiting, at least one, blocking until one
 // arrives or the socket is closed or its read deadline passes. Datagram k
 // lands at bufs[k][offset:], with its length in sizes[k] and its sender in
-// addrs[k], for k < n; one call reads at most mmsg.MaxBatch. Datagrams
+// addrs[k] and, with stamps not nil, the time the kernel received it in
+// stamps[k] (nanoseconds since the Unix epoch, 0 if unknown), for k < n;
+// one call reads at most mmsg.MaxBatch. Datagrams
 // larger than their buffer are discarded and counted in tooBig, and their
 // buffers move to the end of bufs: a caller that tracks buffers by position
 // takes bufs back in its new order.
-func (c *Conn) ReadBatch(bufs [][]byte, offset int, sizes []int, addrs []netip.AddrPort) (n, tooBig int, err error) {
-	n, tooBig, err = c.r.Read(c.rc, bufs, offset, sizes, addrs)
+func (c *Conn) ReadBatch(bufs [][]byte, offset int, sizes []int, addrs []netip.AddrPort, stamps []int64) (n, tooBig int, err error) {
+	n, tooBig, err = c.r.Read(c.rc, bufs, offset, sizes, addrs, stamps)
 	if err != nil {
 		return 0, 0, fmt.Errorf("mesh socket %s: %w", c.addr, err)
 	}

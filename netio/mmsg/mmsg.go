@@ -41,8 +41,16 @@ type Batch struct {
 	// names hold the datagrams' addresses: room for an IPv6 socket
 	// address, which also fits an IPv4 one.
 	names []unix.RawSockaddrInet6
-	n     int
+	// ctrl holds each datagram's control messages, ctrlLen bytes a slot,
+	// allocated by the first PrepareRecv that asks for receive times.
+	ctrl []byte
+	n    int
 }
+
+// ctrlLen is the control buffer of one datagram: room for an
+// SCM_TIMESTAMPNS message (a struct timespec) and one more of the same
+// size, so an option set by someone else does not cut the timestamp off.
+var ctrlLen = 2 * unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{})))
 
 // NewBatch returns a batch for up to size datagrams.
 func NewBatch(size int) *Batch {
@@ -98,6 +106,57 @@ func (b *Batch) AddRecv(buf []byte) bool {
 	return true
 }
 
+// withStamps gives every datagram described so far a control buffer, for
+// the SCM_TIMESTAMPNS message of a socket with SO_TIMESTAMPNS set.
+func (b *Batch) withStamps() {
+	if b.ctrl == nil {
+		b.ctrl = make([]byte, len(b.hdrs)*ctrlLen)
+	}
+	for i := range b.n {
+		h := &b.hdrs[i].hdr
+		h.Control = &b.ctrl[i*ctrlLen]
+		h.SetControllen(ctrlLen)
+	}
+}
+
+// Stamp returns the kernel's receive time of datagram i after Recv, in
+// nanoseconds since the Unix epoch (CLOCK_REALTIME, comparable with
+// time.Now().UnixNano()), or 0 if the kernel gave none: the socket does not
+// have SO_TIMESTAMPNS, the batch was prepared without stamps, or the
+// control buffer was cut short (MSG_CTRUNC).
+func (b *Batch) Stamp(i int) int64 {
+	h := &b.hdrs[i].hdr
+	if h.Control == nil || h.Flags&unix.MSG_CTRUNC != 0 {
+		return 0
+	}
+	return ParseStamp(b.ctrl[i*ctrlLen : i*ctrlLen+int(h.Controllen)])
+}
+
+// ParseStamp finds the SCM_TIMESTAMPNS message in the control messages
+// oob and returns its time in nanoseconds since the Unix epoch, or 0 if
+// there is none. Unlike unix.ParseSocketControlMessage it allocates
+// nothing.
+func ParseStamp(oob []byte) int64 {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(oob) {
+			return 0
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && l >= unix.CmsgLen(int(unsafe.Sizeof(unix.Timespec{}))) {
+			// The kernel writes a native struct timespec, aligned as a
+			// control message's data always is.
+			return (*unix.Timespec)(unsafe.Pointer(&oob[unix.CmsgLen(0)])).Nano()
+		}
+		next := unix.CmsgSpace(l - unix.CmsgLen(0))
+		if next >= len(oob) {
+			return 0
+		}
+		oob = oob[next:]
+	}
+	return 0
+}
+
 // N returns the length the kernel reported for datagram i after Recv. With
 // MSG_TRUNC it is the datagram's real length, which may exceed the buffer.
 func (b *Batch) N(i int) int { return int(b.hdrs[i].len) }
@@ -151,8 +210,9 @@ func (b *Batch) Send(fd uintptr, off int) (int, error) {
 
 // PrepareRecv describes bufs[i][offset:] as the buffers to receive into, as
 // many as the batch holds, for a Recv followed by Collect; with from set it
-// asks for each sender's address. It returns how many it described.
-func (b *Batch) PrepareRecv(bufs [][]byte, offset int, from bool) int {
+// asks for each sender's address, with stamps each one's receive time. It
+// returns how many it described.
+func (b *Batch) PrepareRecv(bufs [][]byte, offset int, from, stamps bool) int {
 	b.Reset()
 	for _, buf := range bufs {
 		var ok bool
@@ -165,17 +225,21 @@ func (b *Batch) PrepareRecv(bufs [][]byte, offset int, from bool) int {
 			break
 		}
 	}
+	if stamps {
+		b.withStamps()
+	}
 	return b.n
 }
 
 // Collect reports the n datagrams a Recv just read into the buffers
 // PrepareRecv described: datagram k's length in sizes[k] and, with addrs
-// not nil, its sender in addrs[k], for k < got. Datagrams that did not fit
+// not nil, its sender in addrs[k] and, with stamps not nil, its receive
+// time in stamps[k] (see Stamp), for k < got. Datagrams that did not fit
 // their buffer are skipped and counted in truncated; the buffer of a
 // skipped datagram moves towards the end of bufs rather than leaving a gap,
 // so no bytes are copied. Callers that track buffers by position must take
 // back bufs in its new order.
-func (b *Batch) Collect(bufs [][]byte, sizes []int, addrs []netip.AddrPort, n int) (got, truncated int) {
+func (b *Batch) Collect(bufs [][]byte, sizes []int, addrs []netip.AddrPort, stamps []int64, n int) (got, truncated int) {
 	for i := 0; i < n; i++ {
 		if b.Truncated(i) {
 			truncated++
@@ -187,6 +251,9 @@ func (b *Batch) Collect(bufs [][]byte, sizes []int, addrs []netip.AddrPort, n in
 		sizes[got] = b.N(i)
 		if addrs != nil {
 			addrs[got] = b.From(i)
+		}
+		if stamps != nil {
+			stamps[got] = b.Stamp(i)
 		}
 		got++
 	}

@@ -46,14 +46,14 @@ func TestRecvCollectSkipsTruncated(t *testing.T) {
 	orig := append([][]byte(nil), bufs...)
 	sizes := make([]int, len(bufs))
 	mm := NewBatch(4)
-	if got := mm.PrepareRecv(bufs, offset, false); got != 4 {
+	if got := mm.PrepareRecv(bufs, offset, false, false); got != 4 {
 		t.Fatalf("PrepareRecv described %d buffers, want 4", got)
 	}
 	n, err := mm.Recv(uintptr(fds[0]), unix.MSG_TRUNC)
 	if err != nil || n != 3 {
 		t.Fatalf("Recv = %d, %v; want 3 datagrams", n, err)
 	}
-	got, trunc := mm.Collect(bufs, sizes, nil, n)
+	got, trunc := mm.Collect(bufs, sizes, nil, nil, n)
 	if got != 2 || trunc != 1 {
 		t.Fatalf("Collect = %d, %d truncated; want 2, 1", got, trunc)
 	}
@@ -156,7 +156,7 @@ func TestReaderOverUDP(t *testing.T) {
 			var all []string
 			tooBig := 0
 			for len(all) < 2 {
-				n, tb, err := r.Read(rc, bufs, 4, sizes, addrs)
+				n, tb, err := r.Read(rc, bufs, 4, sizes, addrs, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -175,7 +175,7 @@ func TestReaderOverUDP(t *testing.T) {
 			dst, ping := rx.LocalAddr().(*net.UDPAddr).AddrPort(), []byte("ping")
 			round := func() {
 				tx.(*net.UDPConn).WriteToUDPAddrPort(ping, dst)
-				if n, _, err := r.Read(rc, bufs, 4, sizes, addrs); err != nil || n != 1 {
+				if n, _, err := r.Read(rc, bufs, 4, sizes, addrs, nil); err != nil || n != 1 {
 					t.Fatalf("Read = %d, %v", n, err)
 				}
 			}
@@ -185,7 +185,7 @@ func TestReaderOverUDP(t *testing.T) {
 			}
 
 			rx.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
-			if _, _, err := r.Read(rc, bufs, 4, sizes, addrs); !errors.Is(err, os.ErrDeadlineExceeded) {
+			if _, _, err := r.Read(rc, bufs, 4, sizes, addrs, nil); !errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Errorf("Read past its deadline: %v", err)
 			}
 		})

@@ -41,6 +41,7 @@ type Reader struct {
 	offset int
 	sizes  []int
 	addrs  []netip.AddrPort
+	stamps []int64
 	ready  bool // mm describes bufs (see attempt)
 	waited bool // attempt found nothing before in this rc.Read
 	got    int
@@ -57,16 +58,17 @@ func NewReader(size int) *Reader {
 
 // Read waits until at least one datagram arrives, or one too big for its
 // buffer, or rc fails, and reads what is waiting, one datagram per buffer:
-// datagram k lands at bufs[k][offset:], its length in sizes[k] and, with
-// From set, its sender in addrs[k], for k < n. Datagrams larger than their
+// datagram k lands at bufs[k][offset:], its length in sizes[k], with From
+// set its sender in addrs[k] and, with stamps not nil, its kernel receive
+// time in stamps[k] (Batch.Stamp: 0 unless the socket has SO_TIMESTAMPNS), for k < n. Datagrams larger than their
 // buffer are discarded and counted in tooBig; their buffers move to the end
 // of bufs (see Batch.Collect). Errors are rc's (wrapping net.ErrClosed or
 // os.ErrDeadlineExceeded) or a recvmmsg(2) error.
-func (r *Reader) Read(rc syscall.RawConn, bufs [][]byte, offset int, sizes []int, addrs []netip.AddrPort) (n, tooBig int, err error) {
+func (r *Reader) Read(rc syscall.RawConn, bufs [][]byte, offset int, sizes []int, addrs []netip.AddrPort, stamps []int64) (n, tooBig int, err error) {
 	if len(bufs) == 0 {
 		return 0, 0, nil // no room: waiting would be for nothing
 	}
-	r.Start(bufs, offset, sizes, addrs)
+	r.Start(bufs, offset, sizes, addrs, stamps)
 	for {
 		r.waited = false
 		if err := rc.Read(r.fn); err != nil {
@@ -86,11 +88,11 @@ func (r *Reader) Read(rc syscall.RawConn, bufs [][]byte, offset int, sizes []int
 
 // Start sets the buffers the next attempts read into, for a caller that
 // drives Attempt itself; Read calls it.
-func (r *Reader) Start(bufs [][]byte, offset int, sizes []int, addrs []netip.AddrPort) {
+func (r *Reader) Start(bufs [][]byte, offset int, sizes []int, addrs []netip.AddrPort, stamps []int64) {
 	if !r.From {
 		addrs = nil
 	}
-	r.bufs, r.offset, r.sizes, r.addrs = bufs, offset, sizes, addrs
+	r.bufs, r.offset, r.sizes, r.addrs, r.stamps = bufs, offset, sizes, addrs, stamps
 	r.ready, r.got, r.trunc, r.err = false, 0, 0, nil
 }
 
@@ -118,7 +120,7 @@ func (r *Reader) attempt(fd uintptr) bool {
 	// nothing and waits), and a read that finds nothing leaves the
 	// descriptions as they were.
 	if !r.ready {
-		r.mm.PrepareRecv(r.bufs, r.offset, r.From)
+		r.mm.PrepareRecv(r.bufs, r.offset, r.From, r.stamps != nil)
 		r.ready = true
 	}
 	for {
@@ -143,7 +145,7 @@ func (r *Reader) attempt(fd uintptr) bool {
 			r.err = err
 			return true
 		}
-		r.got, r.trunc = r.mm.Collect(r.bufs, r.sizes, r.addrs, n)
+		r.got, r.trunc = r.mm.Collect(r.bufs, r.sizes, r.addrs, r.stamps, n)
 		r.ready = false // the kernel and Collect changed them
 		return true
 	}

@@ -43,7 +43,9 @@ func ListenCapture(ifi *net.Interface, cfg FilterConfig) (*Capture, error) {
 	conn, rc, err := open(ifi, "capture", unix.ETH_P_ALL, prog, func(conn *socket.Conn) error {
 		// Best effort: without CAP_NET_ADMIN the kernel caps it at rmem_max.
 		_ = conn.SetReadBuffer(DefaultReadBuffer)
-		return nil
+		// Each frame's receive time, so the relay can tell a stale one;
+		// per packet(7) packet sockets take SO_TIMESTAMPNS as UDP ones do.
+		return conn.SetsockoptInt(unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("capture on %s: %w", ifi.Name, err)
@@ -55,13 +57,15 @@ func ListenCapture(ifi *net.Interface, cfg FilterConfig) (*Capture, error) {
 
 // ReadBatch reads the frames waiting on the socket, at least one, blocking
 // until one arrives or the socket is closed or its read deadline passes.
-// Frame k lands at bufs[k][offset:] with its length in sizes[k], for k < n;
-// one call reads at most mmsg.MaxBatch. Frames too large for their buffer
+// Frame k lands at bufs[k][offset:] with its length in sizes[k] and, with
+// stamps not nil, the time the kernel received it in stamps[k] (nanoseconds
+// since the Unix epoch, 0 if unknown), for k < n; one call reads at most
+// mmsg.MaxBatch. Frames too large for their buffer
 // are discarded and counted in tooBig, and their buffers move to the end of
 // bufs: a caller that tracks buffers by position takes bufs back in its new
 // order.
-func (c *Capture) ReadBatch(bufs [][]byte, offset int, sizes []int) (n, tooBig int, err error) {
-	n, tooBig, err = c.r.Read(c.rc, bufs, offset, sizes, nil)
+func (c *Capture) ReadBatch(bufs [][]byte, offset int, sizes []int, stamps []int64) (n, tooBig int, err error) {
+	n, tooBig, err = c.r.Read(c.rc, bufs, offset, sizes, nil, stamps)
 	if err != nil {
 		return 0, 0, fmt.Errorf("capture on %s: %w", c.ifi.Name, err)
 	}

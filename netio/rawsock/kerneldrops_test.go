@@ -67,7 +67,7 @@ func TestCaptureCountsKernelDrops(t *testing.T) {
 	read := 0
 	for {
 		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		n, _, err := c.ReadBatch(bufs, 0, sizes)
+		n, _, err := c.ReadBatch(bufs, 0, sizes, nil)
 		read += n
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			break

@@ -90,7 +90,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	for {
 		b := s.pool.Get()
 		s.bufs.Free(b)
-		n, tooBig, err := sock.ReadBatch(s.bufs.Bufs, pipeline.Headroom, s.bufs.Sizes)
+		n, tooBig, err := sock.ReadBatch(s.bufs.Bufs, pipeline.Headroom, s.bufs.Sizes, s.bufs.Stamps)
 		s.bufs.Filled(b, n, false)
 		if err != nil {
 			s.pool.Put(b)

@@ -16,10 +16,11 @@ import (
 // in the relay, a fake in tests).
 type Conn interface {
 	// ReadBatch blocks until datagrams arrive, then reads datagram k into
-	// bufs[k][offset:], its length into sizes[k] and its sender into
-	// addrs[k], for k < n; tooBig counts datagrams discarded for not
+	// bufs[k][offset:], its length into sizes[k], its sender into addrs[k]
+	// and when the kernel received it into stamps[k] (Unix nanoseconds, 0
+	// if unknown), for k < n; tooBig counts datagrams discarded for not
 	// fitting, whose buffers it moves to the end of bufs.
-	ReadBatch(bufs [][]byte, offset int, sizes []int, addrs []netip.AddrPort) (n, tooBig int, err error)
+	ReadBatch(bufs [][]byte, offset int, sizes []int, addrs []netip.AddrPort, stamps []int64) (n, tooBig int, err error)
 	// SetReadDeadline unblocks a pending ReadBatch at t.
 	SetReadDeadline(t time.Time) error
 	// Backlogged reports whether the socket's receive queue is filling up.
@@ -72,7 +73,7 @@ func (s *Stage) Run(ctx context.Context) error {
 // read fills b's free slots with the datagrams waiting on the socket.
 func (s *Stage) read(b *pipeline.Batch) (n, tooBig int, err error) {
 	s.bufs.Free(b)
-	n, tooBig, err = s.conn.ReadBatch(s.bufs.Bufs, pipeline.Headroom, s.bufs.Sizes, s.bufs.Addrs)
+	n, tooBig, err = s.conn.ReadBatch(s.bufs.Bufs, pipeline.Headroom, s.bufs.Sizes, s.bufs.Addrs, s.bufs.Stamps)
 	s.bufs.Filled(b, n, true)
 	return n, tooBig, err
 }

@@ -157,3 +157,28 @@ func TestListenerReadAllocatesNothing(t *testing.T) {
 	}
 	pool.Put(b)
 }
+
+// TestListenerKeepsReceiveTimes: each datagram leaves the stage with the
+// time the socket says the kernel received it, or 0 when it gave none, so
+// the inject stage can tell which waited too long.
+func TestListenerKeepsReceiveTimes(t *testing.T) {
+	r := newRig(t)
+	from := netip.MustParseAddrPort("10.0.0.1:7124")
+	stamps := []int64{1_764_000_000_000_000_001, 0, 1_764_000_000_000_000_003}
+	for i, st := range stamps {
+		r.conn.DeliverAt(from, []byte{'S', 'S', byte('0' + i)}, st)
+	}
+	var got []int64
+	for len(got) < len(stamps) {
+		b := r.next(t)
+		for i := range b.Pkts {
+			got = append(got, b.Pkts[i].Stamp)
+		}
+		r.pool.Put(b)
+	}
+	for i := range stamps {
+		if got[i] != stamps[i] {
+			t.Errorf("datagram %d has stamp %d, want %d", i, got[i], stamps[i])
+		}
+	}
+}

@@ -299,7 +299,7 @@ func (r *receiver) settle(want int, quiet, limit time.Duration) {
 func (r *receiver) loop() {
 	defer close(r.done)
 	for {
-		n, _, err := r.rd.Read(r.rc, r.bufs, 0, r.sizes, nil)
+		n, _, err := r.rd.Read(r.rc, r.bufs, 0, r.sizes, nil, nil)
 		if err != nil {
 			return // the deadline end set, or the socket closed
 		}

@@ -20,6 +20,9 @@ import (
 type Datagram struct {
 	Addr netip.AddrPort
 	Data []byte
+	// Stamp is when a delivered datagram was "received", in Unix
+	// nanoseconds, as ReadBatch reports it (0: unknown).
+	Stamp int64
 }
 
 // Conn is a fake mesh socket. Datagrams given to Deliver are read by
@@ -43,9 +46,15 @@ func New(queue int) *Conn {
 }
 
 // Deliver queues a datagram from the given sender for ReadBatch, waiting
-// while the queue is full. It copies data.
+// while the queue is full, stamped as received now. It copies data.
 func (c *Conn) Deliver(from netip.AddrPort, data []byte) {
-	c.in <- Datagram{Addr: from, Data: append([]byte(nil), data...)}
+	c.DeliverAt(from, data, time.Now().UnixNano())
+}
+
+// DeliverAt is Deliver with the receive time ReadBatch reports (Unix
+// nanoseconds; 0 for a datagram the kernel gave no time).
+func (c *Conn) DeliverAt(from netip.AddrPort, data []byte, stamp int64) {
+	c.in <- Datagram{Addr: from, Data: append([]byte(nil), data...), Stamp: stamp}
 }
 
 // Sent returns the datagrams sent so far, in order.
@@ -84,7 +93,8 @@ func (c *Conn) SetBacklogged(v bool) { c.backlog.Store(v) }
 // ReadBatch waits for a delivered datagram, or the read deadline, then
 // reads it and any others queued, as meshconn.Conn.ReadBatch does.
 // Datagrams larger than their buffer are counted in tooBig and use none.
-func (c *Conn) ReadBatch(bufs [][]byte, offset int, sizes []int, addrs []netip.AddrPort) (n, tooBig int, err error) {
+// Each datagram's stamp is the one it was delivered with.
+func (c *Conn) ReadBatch(bufs [][]byte, offset int, sizes []int, addrs []netip.AddrPort, stamps []int64) (n, tooBig int, err error) {
 	c.mu.Lock()
 	deadline := c.deadline
 	c.mu.Unlock()
@@ -100,6 +110,9 @@ func (c *Conn) ReadBatch(bufs [][]byte, offset int, sizes []int, addrs []netip.A
 		} else {
 			sizes[n] = copy(bufs[n][offset:], d.Data)
 			addrs[n] = d.Addr
+			if stamps != nil {
+				stamps[n] = d.Stamp
+			}
 			n++
 		}
 		if n == len(bufs) {
