@@ -93,3 +93,31 @@ func (b *Batch) Keep(keep func(p *Packet) bool) {
 	b.Pkts = b.Pkts[:n]
 }
 
+// ShedStale removes from b the packets the kernel received more than
+// maxDelay nanoseconds before now (both as time.Now().UnixNano()) and
+// returns how many it removed; the caller counts them (ReasonStale). A
+// packet without a stamp is never shed, nor is anything with maxDelay 0.
+// Order is kept and every buffer stays in the batch, as with Keep.
+//
+// A stage calls it once per batch just before sending, with one clock
+// read: a search answered late is worth less than none, since the client
+// has already retried, and the frames behind it wait for it.
+func (b *Batch) ShedStale(now, maxDelay int64) int {
+	if maxDelay <= 0 {
+		return 0
+	}
+	oldest := now - maxDelay
+	n := 0
+	for i := range b.Pkts {
+		if st := b.Pkts[i].Stamp; st != 0 && st < oldest {
+			continue
+		}
+		if i != n {
+			b.Pkts[n], b.Pkts[i] = b.Pkts[i], b.Pkts[n]
+		}
+		n++
+	}
+	shed := len(b.Pkts) - n
+	b.Pkts = b.Pkts[:n]
+	return shed
+}

@@ -30,6 +30,7 @@ const (
 	ReasonNotUDP                           // inbound frame: IP protocol is not UDP
 	ReasonBadUDPLength                     // inbound frame: UDP length below 8 or not matching the IP payload
 	ReasonNeighbourInjection               // captured a frame another relay on our segment injected
+	ReasonStale                            // waited in this relay longer than --max-delay since the kernel received it
 	NumReasons
 )
 
@@ -56,6 +57,7 @@ var reasonNames = [NumReasons]string{
 	ReasonNotUDP:             "not_udp",
 	ReasonBadUDPLength:       "bad_udp_length",
 	ReasonNeighbourInjection: "neighbour_injection",
+	ReasonStale:              "stale",
 }
 
 // String returns the reason's stable label value.

@@ -126,6 +126,49 @@ func TestConfigCoalesce(t *testing.T) {
 	}
 }
 
+// TestConfigMaxDelay: --max-delay (MAX_DELAY) reaches the assembly's
+// Config as given, 4ms by default and 0 to disable; out of range it is an
+// error naming the flag and the range.
+func TestConfigMaxDelay(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		want time.Duration
+	}{
+		{"default", nil, nil, 4 * time.Millisecond},
+		{"MAX_DELAY=0", []string{"MAX_DELAY", "0"}, nil, 0},
+		{"--max-delay 20ms", nil, []string{"--max-delay", "20ms"}, 20 * time.Millisecond},
+		{"flag beats env", []string{"MAX_DELAY", "0"}, []string{"--max-delay=2ms"}, 2 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cleanEnv(t, tc.env...)
+			c := parseRun(t, append([]string{"-t", "lo"}, tc.args...)...)
+			cfg, _, err := c.config()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.MaxDelay != tc.want {
+				t.Errorf("MaxDelay = %v, want %v", cfg.MaxDelay, tc.want)
+			}
+		})
+	}
+	for _, args := range [][]string{{"--max-delay", "500us"}, {"--max-delay=-1ms"}, {"--max-delay", "1m"}} {
+		cleanEnv(t)
+		c := parseRun(t, append([]string{"-t", "lo"}, args...)...)
+		_, _, err := c.config()
+		if err == nil {
+			t.Errorf("%q: no error", args)
+			continue
+		}
+		for _, w := range []string{"--max-delay", "out of range", "allowed: 0 to disable, or 1ms to 10s"} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: error %q does not mention %q", args, err, w)
+			}
+		}
+	}
+}
+
 // TestConfigUnresolvablePeerIsNotAnError: a peer name is resolved in the
 // background by the relay (DNS may come up later in containers), so the
 // configuration accepts any name.
@@ -158,7 +201,7 @@ func TestFlagDefaultsAreTheAssemblys(t *testing.T) {
 	}
 	if c.TargetInterface != d.Interface || !reflect.DeepEqual(ports.BroadcastPorts, d.BroadcastPorts) || ports.MeshPort != d.MeshPort ||
 		c.DiscoveryInterval != d.DiscoveryInterval || c.DedupWindow != d.DedupWindow || c.HelloInterval != d.HelloInterval ||
-		c.LocalDelivery != d.LocalDelivery || c.InjectMark != d.Mark || c.Coalesce != d.Coalesce ||
+		c.LocalDelivery != d.LocalDelivery || c.InjectMark != d.Mark || c.Coalesce != d.Coalesce || c.MaxDelay != d.MaxDelay ||
 		c.StatsSocket != d.Observability.StatsSocket || c.SummaryInterval != d.Observability.SummaryInterval {
 		t.Errorf("flag defaults %+v\nassembly.Default() %+v", c, d)
 	}

@@ -42,6 +42,7 @@ type RunCmd struct {
 	RateLimit              int           `env:"RATE_LIMIT" default:"0" placeholder:"PPS" help:"Packets per second each client (IP source) may have relayed, and each peer relay may have injected here; bursts of max(PPS, 128) pass. 0 disables." group:"tuning"`
 	PeerRateLimit          int           `env:"PEER_RATE_LIMIT" default:"0" placeholder:"PPS" help:"Per-peer limit instead of --rate-limit's, for the frames each peer relay may have injected here; a peer forwards all its segment's clients, so set it higher (0: as --rate-limit)." group:"tuning"`
 	Coalesce               time.Duration `env:"COALESCE" default:"150us" help:"Under sustained load (batches more often than one every two of these), a socket reader waits this long after each batch so that one wake-up carries several datagrams, like a network card's interrupt coalescing; it adds at most this much latency, and only then (0 disables)." group:"tuning"`
+	MaxDelay               time.Duration `env:"MAX_DELAY" default:"4ms" help:"Drop, counted as stale, frames that waited in this relay longer than this since the kernel received them, instead of sending them late: under overload a relay sheds what it cannot carry and the rest stays fresh (two relays in a row stay under 10ms). Keep it above --coalesce. 0 disables; allowed 1ms to 10s." group:"tuning"`
 	InjectMark             uint32        `env:"INJECT_MARK" default:"0x534e4f57" hidden:"" help:"SO_MARK of the inject socket, recognised by the capture filter." group:"tuning"`
 
 	StatsSocket     string        `env:"STATS_SOCKET" default:"/run/snowsignal/snowsignal.sock" placeholder:"PATH" help:"Unix socket (mode 0660) that 'snowsignal stats' and 'snowsignal health' query; every relay on a host needs its own. Empty disables it." group:"obs" emptyenv:"keep"`
@@ -84,6 +85,7 @@ func (c *RunCmd) parse() (assembly.Config, []string, error) {
 		LocalDelivery:     c.LocalDelivery,
 		Mark:              c.InjectMark,
 		Coalesce:          c.Coalesce,
+		MaxDelay:          c.MaxDelay,
 		RateLimit:         c.RateLimit,
 		PeerRateLimit:     c.PeerRateLimit,
 		Observability:     c.observabilityConfig(),

@@ -43,10 +43,12 @@ type Stage struct {
 	conn   Conn
 	peers  *peers.Table
 	sealer *mesh.Sealer // nil: the Python-compatible "SS" format
-	c      *pipeline.StageCounters
-	m      *pipeline.Metrics
-	log    zerolog.Logger
-	errLog logLimiter
+	// maxDelay sheds frames the kernel received longer ago (ns; 0: never).
+	maxDelay int64
+	c        *pipeline.StageCounters
+	m        *pipeline.Metrics
+	log      zerolog.Logger
+	errLog   logLimiter
 
 	// The datagrams of the next WriteBatch: datagram i is bufs[i], sent to
 	// addrs[i], the address of peer to[i].
@@ -57,10 +59,12 @@ type Stage struct {
 }
 
 // New returns a fan-out stage reading from in. With a nil sealer it sends the
-// legacy format. The stage registers itself with conn for the errors peers
-// report after a send (ICMP), which it counts per peer.
-func New(in *pipeline.Link, pool *pipeline.Pool, conn Conn, t *peers.Table, sealer *mesh.Sealer, c *pipeline.StageCounters, m *pipeline.Metrics, log zerolog.Logger) *Stage {
-	s := &Stage{in: in, pool: pool, conn: conn, peers: t, sealer: sealer, c: c, m: m,
+// legacy format. Frames captured more than maxDelay before they reach the
+// stage are dropped as stale, not sent (0: never). The stage registers
+// itself with conn for the errors peers report after a send (ICMP), which
+// it counts per peer.
+func New(in *pipeline.Link, pool *pipeline.Pool, conn Conn, t *peers.Table, sealer *mesh.Sealer, maxDelay time.Duration, c *pipeline.StageCounters, m *pipeline.Metrics, log zerolog.Logger) *Stage {
+	s := &Stage{in: in, pool: pool, conn: conn, peers: t, sealer: sealer, maxDelay: int64(maxDelay), c: c, m: m,
 		log:  log.With().Str("stage", c.Name()).Logger(),
 		bufs: make([][]byte, 0, sendBatch), addrs: make([]netip.AddrPort, 0, sendBatch), to: make([]*peers.Peer, 0, sendBatch)}
 	s.onErr = s.sendError
@@ -81,10 +85,18 @@ func (s *Stage) Run(ctx context.Context) error {
 	return nil
 }
 
-// Handle sends one batch to every peer and returns it to the pool. Run
-// calls it for each batch; benchmarks call it directly.
+// Handle sends one batch to every peer, but for the frames that waited
+// longer than maxDelay, and returns it to the pool. Run calls it for each
+// batch; benchmarks call it directly.
 func (s *Stage) Handle(b *pipeline.Batch) error {
 	s.c.In.Add(uint64(len(b.Pkts)))
+	if s.maxDelay > 0 {
+		// Late searches are shed here, the last step before the mesh: the
+		// peers would only queue them further behind fresh ones.
+		if n := b.ShedStale(time.Now().UnixNano(), s.maxDelay); n > 0 {
+			s.m.Drop(pipeline.ReasonStale, n)
+		}
+	}
 	err := s.send(b)
 	s.pool.Put(b)
 	return err

@@ -42,7 +42,7 @@ func newFakeRig(t *testing.T) *fakeRig {
 		a: netip.MustParseAddrPort("10.0.0.1:7124"), b: netip.MustParseAddrPort("10.0.0.2:7124")}
 	r.tbl.Update(map[netip.AddrPort]string{r.a: "static", r.b: "static"}, false, time.Now())
 	r.c = r.m.Stage("fanout")
-	r.s = New(nil, r.pool, r.conn, r.tbl, nil, r.c, r.m, zerolog.Nop())
+	r.s = New(nil, r.pool, r.conn, r.tbl, nil, 0, r.c, r.m, zerolog.Nop())
 	return r
 }
 
@@ -148,5 +148,52 @@ func TestFanoutRunSendsUntilItsLinkCloses(t *testing.T) {
 	}
 	if n := len(r.conn.Sent()); n != 2 {
 		t.Errorf("sent %d datagrams, want 2 (one frame, two peers)", n)
+	}
+}
+
+// TestFanoutShedsStaleFrames: with a maximum delay, frames the kernel
+// received longer ago are not sent and are counted under stale; fresh
+// frames and frames without a receive time go to every peer, in order.
+func TestFanoutShedsStaleFrames(t *testing.T) {
+	r := newFakeRig(t)
+	r.s = New(nil, r.pool, r.conn, r.tbl, nil, 4*time.Millisecond, r.c, r.m, zerolog.Nop())
+	b := r.batch("old-1", "fresh", "unstamped", "old-2")
+	now := time.Now().UnixNano()
+	b.Pkts[0].Stamp = now - int64(50*time.Millisecond)
+	b.Pkts[1].Stamp = now
+	b.Pkts[2].Stamp = 0
+	b.Pkts[3].Stamp = now - int64(5*time.Millisecond)
+	if err := r.s.Handle(b); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range r.conn.Sent() {
+		got = append(got, string(d.Data[len(mesh.LegacyMagic):]))
+	}
+	want := []string{"fresh", "fresh", "unstamped", "unstamped"} // two peers each
+	if len(got) != len(want) {
+		t.Fatalf("sent %q, want %q", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("datagram %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+	if n := r.m.Drops(pipeline.ReasonStale); n != 2 {
+		t.Errorf("stale drops = %d, want 2", n)
+	}
+	if st := r.c.Stats(); st.In != 4 || st.Out != 2 {
+		t.Errorf("stage in %d out %d, want 4 2", st.In, st.Out)
+	}
+
+	// Without a maximum delay nothing is shed, however old.
+	r0 := newFakeRig(t)
+	b = r0.batch("old")
+	b.Pkts[0].Stamp = 1
+	if err := r0.s.Handle(b); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r0.conn.Sent()); n != 2 || r0.m.Drops(pipeline.ReasonStale) != 0 {
+		t.Errorf("--max-delay 0: sent %d datagrams, %d stale; want 2, 0", n, r0.m.Drops(pipeline.ReasonStale))
 	}
 }

@@ -38,6 +38,10 @@ type Config struct {
 	// Listeners, if not nil, says whether a local socket is bound to a
 	// relayed port; with LocalDelivery, frames are copied to lo only then.
 	Listeners Listeners
+	// MaxDelay drops, as stale, frames the kernel received longer ago than
+	// this when they reach the stage, instead of injecting them; zero
+	// never does.
+	MaxDelay time.Duration
 }
 
 // Listeners is what the inject stage asks of the watcher of this host's
@@ -100,8 +104,19 @@ func (s *Stage) Run(ctx context.Context) error {
 	stopWrites := context.AfterFunc(ctx, func() { sock.SetWriteDeadline(time.Now()) })
 	defer stopWrites()
 	for b := range s.in.Batches(ctx) {
+		s.c.In.Add(uint64(len(b.Pkts)))
+		if s.cfg.MaxDelay > 0 {
+			// The last step before the interface: a late search only
+			// holds up the fresh ones behind it.
+			if d := b.ShedStale(time.Now().UnixNano(), int64(s.cfg.MaxDelay)); d > 0 {
+				s.m.Drop(pipeline.ReasonStale, d)
+			}
+		}
+		if len(b.Pkts) == 0 {
+			s.pool.Put(b)
+			continue
+		}
 		n := len(b.Pkts)
-		s.c.In.Add(uint64(n))
 		frames := bufs.Of(b)
 		sent, err := sock.WriteBatch(frames)
 		if s.cfg.Listeners != nil {

@@ -73,4 +73,10 @@ type Config struct {
 	// wake-up carries several datagrams (pipeline.Coalescer); zero never
 	// waits.
 	Coalesce time.Duration
+	// MaxDelay is how long a frame may wait in this relay, from the
+	// kernel's receive time to the last stage before it is sent (fanout,
+	// inject); older frames are dropped as stale. A storm then costs the
+	// searches the relay cannot carry, not tens of milliseconds on every
+	// one behind them. Zero never sheds.
+	MaxDelay time.Duration
 }

@@ -198,7 +198,7 @@ func (r *Relay) build(info *iface.Info) error {
 	sup.Add(st["filter"], filter.New(filter.Config{Ports: cfg.BroadcastPorts, Fragments: fragments, Limiter: r.ClientLimit,
 		Observer: r.outboundObserver()},
 		decFil, filFan, st["filter"], m, r.Dedup, r.Segment, seed), decFil, filFan)
-	sup.Add(st["fanout"], fanout.New(filFan, pool, r.conn, r.Peers, sealer, st["fanout"], m, r.log), filFan)
+	sup.Add(st["fanout"], fanout.New(filFan, pool, r.conn, r.Peers, sealer, cfg.MaxDelay, st["fanout"], m, r.log), filFan)
 
 	sup.Add(st["listener"], listener.New(r.conn, pool, lisRew, st["listener"], m, r.listenerCoalescer), nil, lisRew)
 	r.probes = rewrite.NewProbeResponder(r.conn, sealer, cfg.Observability.Version)
@@ -217,7 +217,7 @@ func (r *Relay) build(info *iface.Info) error {
 		r.locals = locals.New(cfg.BroadcastPorts, r.log)
 		sup.Add(m.Stage("locals"), r.locals, nil)
 	}
-	injCfg := inject.Config{Interface: cfg.Interface, Mark: cfg.Mark, LocalDelivery: cfg.LocalDelivery}
+	injCfg := inject.Config{Interface: cfg.Interface, Mark: cfg.Mark, LocalDelivery: cfg.LocalDelivery, MaxDelay: cfg.MaxDelay}
 	if r.locals != nil {
 		injCfg.Listeners = r.locals // never a nil *Watcher in the interface
 	}

@@ -22,8 +22,12 @@ const (
 	DefaultDedupWindow       = 250 * time.Millisecond
 	DefaultHelloInterval     = time.Second
 	DefaultCoalesce          = 150 * time.Microsecond
-	DefaultStatsSocket       = "/run/snowsignal/snowsignal.sock"
-	DefaultSummaryInterval   = 60 * time.Second
+	// DefaultMaxDelay keeps two relays in a row under the 10 ms a search
+	// may take end to end under overload (issue 11), with room for the
+	// sockets and the wire.
+	DefaultMaxDelay        = 4 * time.Millisecond
+	DefaultStatsSocket     = "/run/snowsignal/snowsignal.sock"
+	DefaultSummaryInterval = 60 * time.Second
 )
 
 // MaxMeshKeys is how many mesh keys a relay holds: one, or two during key
@@ -44,6 +48,7 @@ func Default() Config {
 		LocalDelivery:     true,
 		Mark:              DefaultMark,
 		Coalesce:          DefaultCoalesce,
+		MaxDelay:          DefaultMaxDelay,
 		Observability:     Observability{StatsSocket: DefaultStatsSocket, SummaryInterval: DefaultSummaryInterval},
 	}
 }
@@ -120,6 +125,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Coalesce < 0 || c.Coalesce > 10*time.Millisecond {
 		return invalid("--coalesce", "%s is out of range (allowed: 0 to disable, up to 10ms)", c.Coalesce)
+	}
+	if c.MaxDelay != 0 && (c.MaxDelay < time.Millisecond || c.MaxDelay > 10*time.Second) {
+		// Under a millisecond a relay would shed frames that merely waited
+		// for a wake-up; beyond seconds it sheds nothing a client still wants.
+		return invalid("--max-delay", "%s is out of range (allowed: 0 to disable, or 1ms to 10s)", c.MaxDelay)
 	}
 	if c.HelloInterval != 0 && (c.HelloInterval < 100*time.Millisecond || c.HelloInterval > time.Minute) {
 		return invalid("--hello-interval", "%s is out of range (allowed: 0 to disable, or 100ms to 1m)", c.HelloInterval)

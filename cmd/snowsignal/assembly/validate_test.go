@@ -35,6 +35,9 @@ func TestValidate(t *testing.T) {
 		{"dedup window long", func(c *Config) { c.DedupWindow = time.Minute + 1 }, "--dedup-window", "is out of range (allowed: 0 to 1m)"},
 		{"coalesce long", func(c *Config) { c.Coalesce = 11 * time.Millisecond }, "--coalesce", "11ms is out of range (allowed: 0 to disable, up to 10ms)"},
 		{"coalesce negative", func(c *Config) { c.Coalesce = -1 }, "--coalesce", "is out of range"},
+		{"max delay short", func(c *Config) { c.MaxDelay = 999 * time.Microsecond }, "--max-delay", "999µs is out of range (allowed: 0 to disable, or 1ms to 10s)"},
+		{"max delay negative", func(c *Config) { c.MaxDelay = -time.Millisecond }, "--max-delay", "is out of range"},
+		{"max delay long", func(c *Config) { c.MaxDelay = 11 * time.Second }, "--max-delay", "11s is out of range"},
 		{"hello interval short", func(c *Config) { c.HelloInterval = 99 * time.Millisecond }, "--hello-interval", "99ms is out of range (allowed: 0 to disable, or 100ms to 1m)"},
 		{"hello interval long", func(c *Config) { c.HelloInterval = 2 * time.Minute }, "--hello-interval", "2m0s is out of range"},
 		{"unknown destination", func(c *Config) { c.RebroadcastDestination = rewrite.DestMode(99) }, "--rebroadcast-destination", "allowed: auto, keep, limited, subnet"},
@@ -65,7 +68,7 @@ func TestValidate(t *testing.T) {
 // TestValidateAllowsOff: the values that turn a feature off are valid.
 func TestValidateAllowsOff(t *testing.T) {
 	cfg := Default()
-	cfg.DedupWindow, cfg.HelloInterval, cfg.Coalesce, cfg.RateLimit, cfg.PeerRateLimit = 0, 0, 0, 0, 0
+	cfg.DedupWindow, cfg.HelloInterval, cfg.Coalesce, cfg.RateLimit, cfg.PeerRateLimit, cfg.MaxDelay = 0, 0, 0, 0, 0, 0
 	cfg.Observability = Observability{MetricsAddress: "127.0.0.1:0"}
 	cfg.Peers = []string{"10.0.0.2", "relay-b.example"}
 	if err := cfg.Validate(); err != nil {

@@ -44,6 +44,7 @@ var dropAdvice = map[string]struct {
 	"other_injector":      {OK, "frames another relay on this segment injects", ""},
 	"own_injection":       {OK, "this relay's own injections, seen again by its capture", ""},
 	"neighbour_injection": {OK, "frames a neighbour relay injected, not forwarded again", ""},
+	"stale":               {Warn, "frames that waited in this relay longer than --max-delay (it fell behind: a search storm, or too little CPU)", "give the relay a CPU of its own, or raise --max-delay if late searches are still worth relaying"},
 }
 
 // checkRunning compares two snapshots of the running relay: drop reasons
