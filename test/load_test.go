@@ -140,8 +140,11 @@ func TestLoadCoalescing(t *testing.T) {
 // relayed: no link evicts them, the kernel drops none, every broadcast
 // crosses. (Before readers yielded to their consumers, the listener drained
 // the backlog into its 8-batch link and evicted all but the last batches.)
+// It tests the path without shedding by age, so it runs with
+// --max-delay=0: with the default 4ms, the frames that waited out the stall
+// are shed as stale by design (TestStaleShedAfterStall).
 func TestLoadStallLosesNothing(t *testing.T) {
-	s := startSwarm(t)
+	s := startSwarm(t, "--max-delay=0")
 	srv := listen(t, s.server, fmt.Sprintf("0.0.0.0:%d", pvaPort))
 	lc := countLoad(srv)
 	cl := broadcaster(t, s.client)

@@ -1,0 +1,203 @@
+package test
+
+// Shedding by age (issue 11): a relay that falls behind drops, as stale,
+// what waited in it longer than --max-delay, rather than relaying a backlog
+// of searches tens of milliseconds late.
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+
+	"github.com/snowsignal/snowsignal/netio/mmsg"
+)
+
+// ageRecorder keeps, for each sequence number a socket receives, the
+// datagram's send time (from its payload) and the time the server's kernel
+// received it (SO_TIMESTAMPNS, so the test's own scheduling does not count).
+type ageRecorder struct {
+	mu   sync.Mutex
+	sent map[uint64]int64
+	recv map[uint64]int64
+}
+
+func recordAges(t *testing.T, c *net.UDPConn) *ageRecorder {
+	t.Helper()
+	c.SetReadBuffer(8 << 20)
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) })
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	ar := &ageRecorder{sent: map[uint64]int64{}, recv: map[uint64]int64{}}
+	go func() {
+		buf, oob := make([]byte, 2048), make([]byte, 128)
+		for {
+			n, oobn, _, _, err := c.ReadMsgUDPAddrPort(buf, oob)
+			if err != nil {
+				return // closed by the test's cleanup
+			}
+			if n >= 24 && string(buf[:8]) == "staletst" {
+				ar.mu.Lock()
+				seq := binary.BigEndian.Uint64(buf[8:16])
+				ar.sent[seq] = int64(binary.BigEndian.Uint64(buf[16:24]))
+				ar.recv[seq] = mmsg.ParseStamp(oob[:oobn])
+				ar.mu.Unlock()
+			}
+		}
+	}()
+	return ar
+}
+
+// sendStamped broadcasts datagrams from..to-1, burst every period, each
+// carrying its sequence number and the time it was handed to the kernel.
+func sendStamped(t *testing.T, c *net.UDPConn, dst netip.AddrPort, from, to uint64, burst int, period time.Duration) {
+	t.Helper()
+	pc := ipv4.NewPacketConn(c)
+	msgs := make([]ipv4.Message, burst)
+	for i := range msgs {
+		b := make([]byte, 100)
+		copy(b, "staletst")
+		msgs[i] = ipv4.Message{Buffers: [][]byte{b}, Addr: net.UDPAddrFromAddrPort(dst)}
+	}
+	start := time.Now()
+	for seq, k := from, 0; seq < to; k++ {
+		n := min(burst, int(to-seq))
+		now := uint64(time.Now().UnixNano())
+		for i := range n {
+			binary.BigEndian.PutUint64(msgs[i].Buffers[0][8:], seq+uint64(i))
+			binary.BigEndian.PutUint64(msgs[i].Buffers[0][16:], now)
+		}
+		for sent := 0; sent < n; {
+			m, err := pc.WriteBatch(msgs[sent:n], 0)
+			if err != nil {
+				t.Fatalf("send: %v", err)
+			}
+			sent += m
+		}
+		seq += uint64(n)
+		time.Sleep(time.Until(start.Add(time.Duration(k+1) * period)))
+	}
+}
+
+// TestStaleShedAfterStall: at 5k/s, relay-b stops for 200 ms (SIGSTOP, as
+// when its host's CPUs are busy elsewhere) and continues. The datagrams that
+// waited in its mesh socket longer than --max-delay are dropped and counted
+// as stale, not injected late: no datagram the server receives is older
+// than the two relays' budgets and a little kernel time, where without
+// shedding the backlog would arrive up to 200 ms late. What is sent after
+// the resume crosses.
+func TestStaleShedAfterStall(t *testing.T) {
+	const maxDelay = 4 * time.Millisecond
+	s := startSwarm(t, fmt.Sprintf("--max-delay=%s", maxDelay))
+	srv := listen(t, s.server, fmt.Sprintf("0.0.0.0:%d", pvaPort))
+	ar := recordAges(t, srv)
+	cl := broadcaster(t, s.client)
+	dst := netip.AddrPortFrom(s.client.Broadcast, pvaPort)
+	sendStamped(t, cl, dst, 0, 100, 1, time.Millisecond) // warm up
+	received := func(from, to uint64) (n int) {
+		ar.mu.Lock()
+		defer ar.mu.Unlock()
+		for i := from; i < to; i++ {
+			if _, ok := ar.recv[i]; ok {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(deliveryTimeout); received(0, 100) < 100 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := snapshot(t, s.b).Drops["stale"]
+
+	const total, stall = 5_000, 200 * time.Millisecond
+	resumed := make(chan int64, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		pid := s.b.Pid()
+		syscall.Kill(pid, syscall.SIGSTOP)
+		time.Sleep(stall)
+		syscall.Kill(pid, syscall.SIGCONT)
+		resumed <- time.Now().UnixNano()
+	}()
+	sendStamped(t, cl, dst, 100, 100+total, 5, time.Millisecond)
+	resume := <-resumed
+	time.Sleep(quietWait) // let the last datagrams cross
+
+	a, b := snapshot(t, s.a), snapshot(t, s.b)
+	stale := b.Drops["stale"] - before
+	ar.mu.Lock()
+	defer ar.mu.Unlock()
+	var ages []time.Duration
+	got, after, afterGot := 0, 0, 0
+	var oldest time.Duration
+	var oldestSeq uint64
+	for seq := uint64(100); seq < 100+total; seq++ {
+		rx, ok := ar.recv[seq]
+		sent := ar.sent[seq]
+		if ok {
+			got++
+			if rx == 0 {
+				t.Fatalf("datagram %d: the server's kernel gave no receive time", seq)
+			}
+			age := time.Duration(rx - sent)
+			ages = append(ages, age)
+			if age > oldest {
+				oldest, oldestSeq = age, seq
+			}
+		}
+		// Sent well after the resume (the backlog shed): must cross.
+		if ok && sent > resume+int64(20*time.Millisecond) {
+			after++
+			afterGot++
+		} else if !ok {
+			// Its send time is unknown; it counts as sent after the
+			// resume if its neighbours were.
+			if prev, ok := ar.sent[seq-1]; ok && prev > resume+int64(20*time.Millisecond) {
+				after++
+			}
+		}
+	}
+	slices.Sort(ages)
+	var linkDrops uint64
+	for _, l := range b.Links {
+		linkDrops += l.DroppedPackets
+	}
+	p99 := time.Duration(0)
+	if len(ages) > 0 {
+		p99 = ages[len(ages)*99/100]
+	}
+	t.Logf("%d of %d crossed; relay-b: %d stale, link drops %d, mesh socket drops %d; relay-a: %d stale; age p99 %s, oldest %s (datagram %d); sent after the resume: %d of %d crossed",
+		got, total, stale, linkDrops, b.MeshKernelDrops, a.Drops["stale"], p99, oldest, oldestSeq, afterGot, after)
+
+	// About stall × 5k/s = 1,000 datagrams waited out the stall; all but
+	// the last few milliseconds' worth are older than the budget.
+	if stale < 500 {
+		t.Errorf("relay-b counted %d datagrams as stale after a %s stall at 5k/s, want most of the 1,000 that waited", stale, stall)
+	}
+	if lost := uint64(total - got); lost > stale+a.Drops["stale"]+linkDrops+b.MeshKernelDrops {
+		t.Errorf("%d datagrams lost, but only %d stale and %d other drops counted", lost, stale+a.Drops["stale"], linkDrops+b.MeshKernelDrops)
+	}
+	// Each relay holds a datagram at most maxDelay before its last stage
+	// sends it; the rest of the path is the kernel's (and the sender
+	// between reading the clock and sending).
+	if limit := 2*maxDelay + 4*time.Millisecond; oldest > limit {
+		t.Errorf("datagram %d reached the server %s after it was sent, want at most %s (two relays' --max-delay and a few ms)", oldestSeq, oldest, limit)
+	}
+	if after < 1000 || afterGot*100 < after*99 {
+		t.Errorf("of the %d datagrams sent after the resume, %d crossed; want (nearly) all of at least 1000", after, afterGot)
+	}
+}
