@@ -72,11 +72,18 @@ const yieldsBeforeDrop = 4
 // (the relay's default) it would evict batches its consumer never had a
 // chance to take. So while the socket is not backlogged PassFrom yields,
 // and a passing stall waits in the socket's buffer, losing nothing. Once it
-// is (a lasting overload), PassFrom evicts the oldest batch at once, so the
-// reader keeps the socket drained and relays the freshest frames, and the
-// kernel does not drop what arrives next behind a backlog of older ones.
+// is (a lasting overload), PassFrom yields once more and then evicts the
+// oldest batch if the link is still full, so the reader keeps the socket
+// drained and relays the freshest frames, and the kernel does not drop
+// what arrives next behind a backlog of older ones. That one yield lets the
+// consumer take a batch for each one the reader reads: the reader sheds
+// only what arrives faster than its consumers relay, instead of draining
+// the whole backlog into evictions.
 func (c *StageCounters) PassFrom(out *Link, b *Batch, src Backlog) {
 	for i := 0; i < yieldsBeforeDrop && out.Full() && !src.Backlogged(); i++ {
+		runtime.Gosched()
+	}
+	if out.Full() {
 		runtime.Gosched()
 	}
 	c.Pass(out, b)
