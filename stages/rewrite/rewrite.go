@@ -54,6 +54,9 @@ type Config struct {
 	IPv6 bool
 	// Groups are the IPv6 link-scope groups injected (--ipv6-group).
 	Groups []netip.Addr
+	// Probes, if set, answers `snowsignal doctor`'s probes, from any
+	// source (probe.go).
+	Probes *ProbeResponder
 }
 
 // Stage rewrites mesh datagrams into broadcast frames.
@@ -113,6 +116,7 @@ func (s *Stage) Handle(b *pipeline.Batch) error {
 func (s *Stage) keep(p *pipeline.Packet) bool {
 	r, src := s.rules, p.Addr.Addr()
 	if s.notOwnHello(p, src) &&
+		s.notProbe(p) &&
 		s.fromPeer(p, src) &&
 		s.targetKnown() &&
 		s.unwrap(p, src) &&
