@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 // userHZ is the unit of utime and stime in /proc/<pid>/stat. Per proc(5) it
@@ -50,23 +52,9 @@ func readProc(pid int) (procSample, error) {
 	if err != nil {
 		return s, fmt.Errorf("proc stat: %w", err)
 	}
-	// The command name in parentheses may hold spaces: fields start after
-	// the last ')'. utime and stime are fields 14 and 15 (1-based), the
-	// 12th and 13th after the name.
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return s, fmt.Errorf("proc stat of %d: no command name", pid)
+	if s.Ticks, err = statTicks(stat); err != nil {
+		return s, fmt.Errorf("process %d: %w", pid, err)
 	}
-	f := strings.Fields(string(stat[i+1:]))
-	if len(f) < 13 {
-		return s, fmt.Errorf("proc stat of %d: %d fields", pid, len(f))
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return s, fmt.Errorf("proc stat of %d: bad utime/stime %q %q", pid, f[11], f[12])
-	}
-	s.Ticks = ut + st
 
 	tasks, err := os.ReadDir(filepath.Join(dir, "task"))
 	if err != nil {
@@ -81,15 +69,8 @@ func readProc(pid int) (procSample, error) {
 			n, _ := strconv.ParseUint(f[0], 10, 64)
 			s.RunNS += n
 		}
-		st, err := os.ReadFile(filepath.Join(dir, "task", t.Name(), "status"))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(st), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
-				n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-				s.Switches += n
-			}
+		if st, err := os.ReadFile(filepath.Join(dir, "task", t.Name(), "status")); err == nil {
+			s.Switches += ctxtSwitches(st)
 		}
 	}
 
@@ -196,14 +177,25 @@ func softnetDrops() (uint64, error) {
 }
 
 // udpSocketDrops returns the "drops" column of the UDP socket bound to
-// local port port, from /proc/<pid>/net/udp (the namespace of process pid).
-func udpSocketDrops(pid int, port uint16) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/udp", pid))
-	if err != nil {
-		return 0, fmt.Errorf("proc net udp: %w", err)
-	}
+// local port port in host's namespace, from /proc/thread-self/net/udp.
+func udpSocketDrops(h *lab.Host, port uint16) (uint64, error) {
+	var n uint64
+	err := h.Do(func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/udp")
+		if err != nil {
+			return fmt.Errorf("proc net udp: %w", err)
+		}
+		n, err = udpDropsOf(string(b), port)
+		return err
+	})
+	return n, err
+}
+
+// udpDropsOf finds the socket on local port port in the text of a
+// /proc/net/udp file and returns its drops column.
+func udpDropsOf(text string, port uint16) (uint64, error) {
 	want := fmt.Sprintf(":%04X", port)
-	lines := strings.Split(string(b), "\n")
+	lines := strings.Split(text, "\n")
 	for _, line := range lines[1:] {
 		f := strings.Fields(line)
 		// sl local_address rem_address st tx:rx tr:tm retrnsmt uid timeout inode ref pointer drops
@@ -212,7 +204,7 @@ func udpSocketDrops(pid int, port uint16) (uint64, error) {
 		}
 		return strconv.ParseUint(f[12], 10, 64)
 	}
-	return 0, fmt.Errorf("proc net udp of %d: no socket on port %d", pid, port)
+	return 0, fmt.Errorf("proc net udp: no socket on port %d", port)
 }
 
 // hostCPU is the host's CPU time from the "cpu" line of /proc/stat, in
@@ -260,4 +252,65 @@ func ownTicks() uint64 {
 		return 0
 	}
 	return s.Ticks
+}
+
+// readTask samples one thread, tid, of process pid: its run time
+// (schedstat), utime+stime (stat) and context switches (status).
+func readTask(pid, tid int) (procSample, error) {
+	var s procSample
+	dir := fmt.Sprintf("/proc/%d/task/%d", pid, tid)
+	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
+	if err != nil {
+		return s, fmt.Errorf("task stat: %w", err)
+	}
+	if s.Ticks, err = statTicks(stat); err != nil {
+		return s, fmt.Errorf("task %d: %w", tid, err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "schedstat"))
+	if err != nil {
+		return s, fmt.Errorf("task schedstat: %w", err)
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		s.RunNS, _ = strconv.ParseUint(f[0], 10, 64)
+	}
+	st, err := os.ReadFile(filepath.Join(dir, "status"))
+	if err != nil {
+		return s, fmt.Errorf("task status: %w", err)
+	}
+	s.Switches = ctxtSwitches(st)
+	return s, nil
+}
+
+// statTicks returns utime+stime from the text of a /proc stat file. The
+// command name in parentheses may hold spaces: fields start after the last
+// ')'. utime and stime are fields 14 and 15 (1-based), the 12th and 13th
+// after the name.
+func statTicks(stat []byte) (uint64, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("proc stat: no command name")
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("proc stat: %d fields", len(f))
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("proc stat: bad utime/stime %q %q", f[11], f[12])
+	}
+	return ut + st, nil
+}
+
+// ctxtSwitches sums the voluntary and involuntary context switches of a
+// /proc status file.
+func ctxtSwitches(status []byte) uint64 {
+	var n uint64
+	for _, line := range strings.Split(string(status), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+			c, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			n += c
+		}
+	}
+	return n
 }

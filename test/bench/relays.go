@@ -55,6 +55,17 @@ func (p *relayProc) alive() bool {
 	}
 }
 
+func (p *relayProc) label() string   { return p.name }
+func (p *relayProc) inProcess() bool { return false }
+
+// check returns an error with the end of its log if the relay has exited.
+func (p *relayProc) check() error {
+	if p.alive() {
+		return nil
+	}
+	return fmt.Errorf("%s exited during the run (%v):\n%s", p.name, p.r.ExitErr(), tail(p.output(), 4096))
+}
+
 // output is everything the relay has logged.
 func (p *relayProc) output() string { return p.r.Output() }
 
