@@ -374,7 +374,7 @@ func measure(l *lab.Lab, bin string, p plan, o options) (*results, error) {
 	err = func() error {
 		defer ref.close()
 		rs := []relay{ref.relays[0], ref.relays[1]}
-		return measureRelays(pathReference, rs, rn, relayed, res, runRates, p, nil)
+		return measureRelays(pathReference, rs, rn, relayed, res, runRates, p, nil, nil)
 	}()
 	if err != nil {
 		return nil, err
@@ -413,13 +413,12 @@ func measure(l *lab.Lab, bin string, p plan, o options) (*results, error) {
 		}
 		return nil
 	}
-	if err := measureRelays(pathSnowSignal, rs, rn, relayed, res, runRates, p, warm); err != nil {
-		return nil, err
-	}
+	var diagnose func() error
 	if o.pprof != "" {
-		if err := profile(o.pprof, o.pprofRate, rn, relayed, procs); err != nil {
-			return nil, err
-		}
+		diagnose = func() error { return profile(o.pprof, o.pprofRate, rn, relayed, procs) }
+	}
+	if err := measureRelays(pathSnowSignal, rs, rn, relayed, res, runRates, p, warm, diagnose); err != nil {
+		return nil, err
 	}
 	for _, r := range procs {
 		s, err := r.sample()
@@ -434,9 +433,10 @@ func measure(l *lab.Lab, bin string, p plan, o options) (*results, error) {
 
 // measureRelays measures the relayed path through rs, a running relay
 // pair, under name: it waits for the first datagram to cross, warms up,
-// calls afterWarm if set, measures idle CPU and then every rate.
+// calls afterWarm if set, measures idle CPU, then every rate, then calls
+// after if set.
 func measureRelays(name string, rs []relay, rn *runner, relayed *path, res *results,
-	runRates func(string, *path) error, p plan, afterWarm func() error) error {
+	runRates func(string, *path) error, p plan, afterWarm, after func() error) error {
 	relayed.name, relayed.relays, rn.idle = name, rs, rs
 	defer func() { relayed.relays, rn.idle = nil, nil }()
 	for _, r := range rs {
@@ -460,7 +460,13 @@ func measureRelays(name string, rs []relay, rn *runner, relayed *path, res *resu
 		return err
 	}
 	res.Idle[name] = idle
-	return runRates(name, relayed)
+	if err := runRates(name, relayed); err != nil {
+		return err
+	}
+	if after != nil {
+		return after()
+	}
+	return nil
 }
 
 // idleResult is the CPU time each relay of a pair used with no traffic.

@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"time"
 )
@@ -51,6 +52,11 @@ type stepResult struct {
 	// the step: on the direct path, per datagram, a floor for what one
 	// relay hop (a wake-up, a receive and a send) can cost on this host.
 	Own time.Duration
+	// HostBusy is how many of the host's CPUs were busy on average during
+	// the step, with everything: sender, receiver, relays, the kernel's
+	// forwarding, other programs. Near runtime.NumCPU() the machine, not
+	// any one relay, is the limit.
+	HostBusy float64
 }
 
 // Delivered is the fraction of the datagrams sent that arrived.
@@ -151,6 +157,7 @@ func (rn *runner) run(p *path, rate float64, d time.Duration, latency bool) (ste
 	}
 	if h1, err := readHostCPU(); err == nil && h1.Total > h0.Total {
 		busy := h1.Busy - h0.Busy
+		res.HostBusy = float64(busy) / float64(h1.Total-h0.Total) * float64(runtime.NumCPU())
 		res.Foreign = max(0, float64(busy)-float64(ours)) / float64(h1.Total-h0.Total)
 	}
 	if rn.trace != nil {
@@ -166,9 +173,9 @@ func (rn *runner) run(p *path, rate float64, d time.Duration, latency bool) (ste
 			}
 			cpu += ")"
 		}
-		rn.trace("  %-8s offered %7.0f/s sent %7.0f/s delivered %7.3f %%  dup %d stale %d  relay CPU %s  bench CPU %.1f µs/dgram  other load %.0f %%",
+		rn.trace("  %-8s offered %7.0f/s sent %7.0f/s delivered %7.3f %%  dup %d stale %d  relay CPU %s  bench CPU %.1f µs/dgram  CPUs busy %.2f  other load %.0f %%",
 			p.name, rate, res.Achieved(), 100*res.Delivered(), res.Recv.Dup, res.Recv.Stale, cpu,
-			float64(res.Own.Nanoseconds())/1e3/float64(max(1, res.Send.Sent)), 100*res.Foreign)
+			float64(res.Own.Nanoseconds())/1e3/float64(max(1, res.Send.Sent)), res.HostBusy, 100*res.Foreign)
 	}
 	return res, nil
 }

@@ -167,7 +167,7 @@ func (r *results) refCost() string {
 // sideBySide is the main table: per rate, a row per path and the ratios
 // SnowSignal / reference.
 func (r *results) sideBySide(b *bytes.Buffer) {
-	b.WriteString("| offered | path | sent | delivered | p50 | p99 | max | CPU per datagram, both relays |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "| offered | path | sent | delivered | p50 | p99 | max | CPU per datagram, both relays | CPUs busy (of %d) |\n|---|---|---|---|---|---|---|---|---|\n", r.Env.NCPU)
 	for i := range r.Rates {
 		for j, name := range paths {
 			s, ok := r.step(name, i)
@@ -183,17 +183,17 @@ func (r *results) sideBySide(b *bytes.Buffer) {
 			if l.ok {
 				p50, p99, mx = us(l.P50), us(l.P99), us(l.Max)
 			}
-			fmt.Fprintf(b, "| %s | %s | %s | %.2f %% | %s | %s | %s | %s |\n", first, name, rate(s.Achieved()),
-				100*s.Delivered(), p50, p99, mx, cpuCell(s, r.RelayNames[name]))
+			fmt.Fprintf(b, "| %s | %s | %s | %.2f %% | %s | %s | %s | %s | %.2f |\n", first, name, rate(s.Achieved()),
+				100*s.Delivered(), p50, p99, mx, cpuCell(s, r.RelayNames[name]), s.HostBusy)
 		}
 		x, okx := r.step(pathSnowSignal, i)
 		f, okf := r.step(pathReference, i)
 		if okx && okf {
 			lx, lf := latencies(x.Recv.Latencies), latencies(f.Recv.Latencies)
-			fmt.Fprintf(b, "| | *SnowSignal / reference* | %s | %s | %s | %s | %s | %s |\n",
+			fmt.Fprintf(b, "| | *SnowSignal / reference* | %s | %s | %s | %s | %s | %s | %s |\n",
 				ratioCell(x.Achieved(), f.Achieved()), ratioCell(x.Delivered(), f.Delivered()),
 				ratioCell(float64(lx.P50), float64(lf.P50)), ratioCell(float64(lx.P99), float64(lf.P99)),
-				ratioCell(float64(lx.Max), float64(lf.Max)), ratioCell(cpuUS(x), cpuUS(f)))
+				ratioCell(float64(lx.Max), float64(lf.Max)), ratioCell(cpuUS(x), cpuUS(f)), ratioCell(x.HostBusy, f.HostBusy))
 		}
 	}
 	b.WriteString("\n")
@@ -221,7 +221,7 @@ func (r *results) pairTable(b *bytes.Buffer) {
 	fmt.Fprintf(b, "| peak RSS per relay (VmHWM) | in this process: %d KiB of buffers per relay | %s | — |\n",
 		refMemoryKiB, orDefault(strings.Join(mem, "; "), "not measured"))
 	for i := range r.Rates {
-		if r.Rates[i].Rate < stormRate {
+		if r.Rates[i].Rate < stormRate && i != len(r.Rates)-1 {
 			continue
 		}
 		var cells []string

@@ -4,6 +4,7 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -117,5 +118,115 @@ func TestSoftnetAndHostCPU(t *testing.T) {
 	}
 	if h.Total == 0 || h.Busy > h.Total {
 		t.Errorf("host cpu %+v", h)
+	}
+}
+
+func TestRatio(t *testing.T) {
+	for _, c := range []struct {
+		a, b float64
+		want string
+	}{
+		{3, 2, "1.50"},
+		{0, 2, "0.00"},
+		{2, 0, "—"},  // nothing to divide by
+		{-1, 2, "—"}, // a figure that was not measured
+		{math.NaN(), 1, "—"},
+	} {
+		if got := ratioCell(c.a, c.b); got != c.want {
+			t.Errorf("ratioCell(%v, %v) = %q, want %q", c.a, c.b, got, c.want)
+		}
+	}
+}
+
+// fakeStep is a step of n datagrams sent at rate, got of them received
+// with latency lat each, and relays costing cpu per datagram each.
+func fakeStep(rate float64, n, got int, lat time.Duration, cpu ...time.Duration) stepResult {
+	s := stepResult{Offered: rate, Send: sendResult{Sent: n, Elapsed: time.Duration(float64(n) / rate * 1e9)}}
+	s.Recv.Got = got
+	for range got {
+		s.Recv.Latencies = append(s.Recv.Latencies, int64(lat))
+	}
+	for _, c := range cpu {
+		s.CPU = append(s.CPU, cpuDelta{RunNS: uint64(c) * uint64(n)})
+	}
+	return s
+}
+
+func fakeResults() *results {
+	r := &results{
+		Env:     envInfo{When: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC), Kernel: "6.18", CPU: "Test CPU", NCPU: 2, GoVersion: "go1.26", Commit: "abc", Mode: "quick"},
+		Ceiling: 50e3,
+		Rates:   []planStep{{1e3, time.Second}, {20e3, time.Second}, {40e3, time.Second}, {50e3, time.Second}},
+		Steps:   map[string][]stepResult{},
+		Drops:   map[string][]counterSet{},
+		Idle: map[string]idleResult{
+			pathReference:  {CPU: []cpuDelta{{RunNS: 1e5}, {RunNS: 1e5}}, Wall: time.Second},
+			pathSnowSignal: {CPU: []cpuDelta{{RunNS: 3e5}, {RunNS: 1e5}}, Wall: time.Second},
+		},
+		RelayNames: map[string][]string{pathReference: {"ref-a", "ref-b"}, pathSnowSignal: {"relay-a", "relay-b"}},
+		MemWarm:    []procSample{{RSSKiB: 15 << 10}, {RSSKiB: 15 << 10}},
+		MemEnd:     []procSample{{HWMKiB: 17 << 10, RSSKiB: 16 << 10}, {HWMKiB: 18 << 10, RSSKiB: 16 << 10}},
+	}
+	us := time.Microsecond
+	for _, st := range r.Rates {
+		n := int(st.Rate)
+		r.Steps[pathDirect] = append(r.Steps[pathDirect], fakeStep(st.Rate, n, n, 40*us))
+		r.Steps[pathReference] = append(r.Steps[pathReference], fakeStep(st.Rate, n, n, 100*us, 20*us, 20*us))
+		got := n
+		if st.Rate >= 40e3 {
+			got = n * 3 / 4 // the lost quarter
+		}
+		r.Steps[pathSnowSignal] = append(r.Steps[pathSnowSignal], fakeStep(st.Rate, n, got, 200*us, 30*us, 30*us))
+		for _, p := range paths {
+			r.Drops[p] = append(r.Drops[p], counterSet{})
+		}
+	}
+	r.Drops[pathSnowSignal][2] = counterSet{"relay-b stats links[listener->rewrite].dropped_packets": 10000}
+	return r
+}
+
+func TestSideBySideShowsEveryPathAndTheRatios(t *testing.T) {
+	md := fakeResults().markdown()
+	for _, want := range []string{
+		"kernel 6.18, Test CPU, nproc 2",
+		"The reference relay pair costs 40.0 µs at 1.0k/s, 40.0 µs at 20.0k/s, 40.0 µs at 40.0k/s",
+		"| 1.0k/s | direct | 1.0k/s | 100.00 % | 40 µs | 40 µs | 40 µs | — |",
+		"|  | reference | 1.0k/s | 100.00 % | 100 µs | 100 µs | 100 µs | 40.0 µs (ref-a 20.0 + ref-b 20.0; utime+stime 0 µs) |",
+		// SnowSignal / reference: sent, delivered, p50, p99, max, CPU.
+		"| | *SnowSignal / reference* | 1.00 | 1.00 | 2.00 | 2.00 | 2.00 | 1.50 |",
+		"| 40.0k/s | direct |",
+		"| | *SnowSignal / reference* | 1.00 | 0.75 | 2.00 | 2.00 | 2.00 | 1.50 |",
+		"| ceiling, 50.0k/s | direct |",
+		"| idle CPU, both relays | 0.20 ms/s | 0.40 ms/s | 2.00 |",
+		"relay-b stats links[listener->rewrite].dropped_packets 10000",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestTargets(t *testing.T) {
+	got := map[string]bool{}
+	for _, tg := range fakeResults().targets() {
+		got[tg.What] = tg.Met
+	}
+	want := map[string]bool{
+		"delivered ≥ 99 % wherever the reference delivers ≥ 99 %, and up to 40k/s": false, // 75 % at 40k/s
+		"p99 ≤ 10 ms through two relays at every rate up to the ceiling":           true,
+		"CPU per datagram, both relays, ≤ 1.5 × the reference at 1.0k/s":           true, // 1.50 exactly
+		"CPU per datagram, both relays, ≤ 1.3 × the reference at 20.0k/s":          false,
+		"idle CPU ≈ 0 (≤ 2 ms/s), no busy polling":                                 true,
+		"latency at 1.0k/s: p50 ≤ direct + 80 µs":                                  false, // +160 µs
+		"latency at 1.0k/s: p99 ≤ direct + 200 µs":                                 true,
+		"RSS ≤ 20 MiB per relay, flat under overload":                              true,
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d targets, want %d: %v", len(got), len(want), got)
+	}
+	for k, v := range want {
+		if m, ok := got[k]; !ok || m != v {
+			t.Errorf("%q: met %v (present %v), want %v", k, m, ok, v)
+		}
 	}
 }
