@@ -169,7 +169,8 @@ func (rn *runner) run(p *path, rate float64, d time.Duration, latency bool) (ste
 				if i > 0 {
 					cpu += " + "
 				}
-				cpu += fmt.Sprintf("%.1f µs %.1f sw", float64(d.RunNS)/1e3/per, float64(d.Switches)/per)
+				cpu += fmt.Sprintf("%.1f µs %.1f sw, waited %.0f ms/s", float64(d.RunNS)/1e3/per, float64(d.Switches)/per,
+					float64(d.WaitNS)/1e6/res.Wall.Seconds())
 			}
 			cpu += ")"
 		}

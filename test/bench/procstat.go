@@ -31,6 +31,11 @@ type procSample struct {
 	// context (this kernel has no CONFIG_IRQ_TIME_ACCOUNTING), exactly as
 	// utime+stime do.
 	RunNS uint64
+	// WaitNS is the time the threads were ready to run but waited for a
+	// CPU (the run queue), the second field of schedstat: a relay whose
+	// queue grows while it waits here is late for want of a CPU, not for
+	// its own cost.
+	WaitNS uint64
 	// Ticks is utime+stime from /proc/<pid>/stat, in 1/userHZ seconds.
 	Ticks uint64
 	// Switches counts the context switches of all threads, voluntary and
@@ -65,9 +70,11 @@ func readProc(pid int) (procSample, error) {
 		if err != nil {
 			continue // the thread exited meanwhile
 		}
-		if f := strings.Fields(string(b)); len(f) > 0 {
+		if f := strings.Fields(string(b)); len(f) > 1 {
 			n, _ := strconv.ParseUint(f[0], 10, 64)
+			w, _ := strconv.ParseUint(f[1], 10, 64)
 			s.RunNS += n
+			s.WaitNS += w
 		}
 		if st, err := os.ReadFile(filepath.Join(dir, "task", t.Name(), "status")); err == nil {
 			s.Switches += ctxtSwitches(st)
@@ -108,17 +115,18 @@ func parseKiB(v string) uint64 {
 // cpuDelta is the CPU time two samples of one process are apart.
 type cpuDelta struct {
 	RunNS    uint64 // from schedstat, nanoseconds
+	WaitNS   uint64 // waiting for a CPU, from schedstat
 	Ticks    uint64 // utime+stime, 1/userHZ seconds
 	Switches uint64 // context switches
 }
 
 func (a procSample) sub(b procSample) cpuDelta {
-	return cpuDelta{RunNS: a.RunNS - b.RunNS, Ticks: a.Ticks - b.Ticks, Switches: a.Switches - b.Switches}
+	return cpuDelta{RunNS: a.RunNS - b.RunNS, WaitNS: a.WaitNS - b.WaitNS, Ticks: a.Ticks - b.Ticks, Switches: a.Switches - b.Switches}
 }
 
 // add sums the CPU time of several processes.
 func (d cpuDelta) add(e cpuDelta) cpuDelta {
-	return cpuDelta{RunNS: d.RunNS + e.RunNS, Ticks: d.Ticks + e.Ticks, Switches: d.Switches + e.Switches}
+	return cpuDelta{RunNS: d.RunNS + e.RunNS, WaitNS: d.WaitNS + e.WaitNS, Ticks: d.Ticks + e.Ticks, Switches: d.Switches + e.Switches}
 }
 
 // tickNS is one utime/stime tick in nanoseconds.
@@ -270,8 +278,9 @@ func readTask(pid, tid int) (procSample, error) {
 	if err != nil {
 		return s, fmt.Errorf("task schedstat: %w", err)
 	}
-	if f := strings.Fields(string(b)); len(f) > 0 {
+	if f := strings.Fields(string(b)); len(f) > 1 {
 		s.RunNS, _ = strconv.ParseUint(f[0], 10, 64)
+		s.WaitNS, _ = strconv.ParseUint(f[1], 10, 64)
 	}
 	st, err := os.ReadFile(filepath.Join(dir, "status"))
 	if err != nil {

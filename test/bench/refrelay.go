@@ -386,6 +386,7 @@ func (r *refRelay) sample() (procSample, error) {
 			return s, fmt.Errorf("%s: %w", r.name, err)
 		}
 		s.RunNS += t.RunNS
+		s.WaitNS += t.WaitNS
 		s.Ticks += t.Ticks
 		s.Switches += t.Switches
 	}

@@ -127,8 +127,17 @@ func cpuCell(s stepResult, names []string) string {
 		parts = append(parts, fmt.Sprintf("%s %.1f", name, float64(d.RunNS)/1e3/float64(max(1, s.Send.Sent))))
 		ticks += d.Ticks
 	}
-	return fmt.Sprintf("%.1f µs (%s; utime+stime %.0f µs)", c*1e6, strings.Join(parts, " + "),
+	var wait uint64
+	for _, d := range s.CPU {
+		wait += d.WaitNS
+	}
+	cell := fmt.Sprintf("%.1f µs (%s; utime+stime %.0f µs)", c*1e6, strings.Join(parts, " + "),
 		float64(ticks)*tickNS/1e3/float64(max(1, s.Send.Sent)))
+	if s.Wall > 0 && wait > 0 {
+		// Time ready but without a CPU, in ms per second of the step.
+		cell += fmt.Sprintf("; waited for a CPU %.0f ms/s", float64(wait)/1e6/s.Wall.Seconds())
+	}
+	return cell
 }
 
 // step returns the step of path at rate index i, and whether there is one.
