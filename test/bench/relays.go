@@ -131,8 +131,9 @@ func tail(s string, n int) string {
 }
 
 // dropCounters walks a stats snapshot and returns every non-zero number
-// whose key path mentions a drop, e.g. "drops.duplicate" or
-// "links[capture->decode].dropped_packets". The walk does not depend on the
+// whose key path mentions a drop or a pause, e.g. "drops.duplicate",
+// "links[capture->decode].dropped_packets" or "coalesce.listener_pauses"
+// (a reader that waited its coalescing window). The walk does not depend on the
 // exact schema, which another part of the project owns.
 func dropCounters(v any) map[string]float64 {
 	out := map[string]float64{}
@@ -145,7 +146,8 @@ func dropCounters(v any) map[string]float64 {
 				label = "[" + n + "]"
 			}
 			for k, e := range x {
-				walk(strings.TrimPrefix(path+label+"."+k, "."), e, hot || strings.Contains(strings.ToLower(k), "drop"))
+				lk := strings.ToLower(k)
+				walk(strings.TrimPrefix(path+label+"."+k, "."), e, hot || strings.Contains(lk, "drop") || strings.Contains(lk, "pause"))
 			}
 		case []any:
 			for _, e := range x {

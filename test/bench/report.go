@@ -241,7 +241,7 @@ func (r *results) pairTable(b *bytes.Buffer) {
 				cells = append(cells, "—")
 			}
 		}
-		fmt.Fprintf(b, "| drop counters that moved at %s (direct: %s) | %s | %s | |\n", r.rateName(i), cells[0], cells[1], cells[2])
+		fmt.Fprintf(b, "| counters that moved at %s (drops; coalescing pauses) (direct: %s) | %s | %s | |\n", r.rateName(i), cells[0], cells[1], cells[2])
 	}
 	b.WriteString("\n")
 }

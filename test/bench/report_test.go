@@ -55,6 +55,7 @@ func TestDropCountersFindsEveryNonZeroDrop(t *testing.T) {
 		"links": [{"name": "capture->decode", "packets": 9, "dropped_packets": 3, "dropped_batches": 1},
 		          {"name": "decode->filter", "dropped_packets": 0}],
 		"drops": {"duplicate": 2, "wrong_port": 0},
+		"coalesce": {"capture_pauses": 0, "listener_pauses": 7},
 		"kernel_drops": 1,
 		"peers": [{"addr": "10.77.0.2:7124", "tx_packets": 5}]
 	}`), &snap)
@@ -67,6 +68,7 @@ func TestDropCountersFindsEveryNonZeroDrop(t *testing.T) {
 		"links[capture->decode].dropped_batches": 1,
 		"drops.duplicate":                        2,
 		"kernel_drops":                           1,
+		"coalesce.listener_pauses":               7,
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %v, want %v", got, want)
