@@ -15,9 +15,9 @@ import (
 
 	"github.com/snowsignal/snowsignal/netio/iface"
 	"github.com/snowsignal/snowsignal/netio/mesh"
-	"github.com/snowsignal/snowsignal/stages/ratelimit"
 	"github.com/snowsignal/snowsignal/stages/relay"
 	"github.com/snowsignal/snowsignal/stages/rewrite"
+	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
 )
 
 // RunCmd relays broadcasts. Flags, environment variables and defaults match

@@ -14,8 +14,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/insight"
 	"github.com/snowsignal/snowsignal/stages/relay"
+	"github.com/snowsignal/snowsignal/stages/shared/insight"
 	"github.com/snowsignal/snowsignal/stages/statsserver"
 )
 

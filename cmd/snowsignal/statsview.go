@@ -9,8 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/snowsignal/snowsignal/stages/insight"
 	"github.com/snowsignal/snowsignal/stages/relay"
+	"github.com/snowsignal/snowsignal/stages/shared/insight"
 )
 
 // renderStats writes the compact human view of snapshot s: a header, then

@@ -17,7 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/peers"
+	"github.com/snowsignal/snowsignal/stages/shared/peers"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

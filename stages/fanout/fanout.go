@@ -15,7 +15,7 @@ import (
 	"github.com/snowsignal/snowsignal/netio/meshconn"
 	"github.com/snowsignal/snowsignal/netio/mmsg"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/peers"
+	"github.com/snowsignal/snowsignal/stages/shared/peers"
 )
 
 // sendBatch is how many datagrams go into one sendmmsg(2) call.

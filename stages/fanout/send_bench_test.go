@@ -16,7 +16,7 @@ import (
 	"github.com/snowsignal/snowsignal/netio/mesh"
 	"github.com/snowsignal/snowsignal/netio/meshconn"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/peers"
+	"github.com/snowsignal/snowsignal/stages/shared/peers"
 	"github.com/snowsignal/snowsignal/test/lab"
 )
 

@@ -2,7 +2,6 @@ package filter
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"hash/maphash"
 	"net/netip"
@@ -13,9 +12,10 @@ import (
 	"github.com/snowsignal/snowsignal/netio/frame"
 	"github.com/snowsignal/snowsignal/netio/frame/frametest"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/dedup"
-	"github.com/snowsignal/snowsignal/stages/ratelimit"
-	"github.com/snowsignal/snowsignal/stages/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/dedup"
+	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
+	"github.com/snowsignal/snowsignal/stages/shared/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/stagetest"
 )
 
 var (
@@ -55,51 +55,23 @@ func newRig(t *testing.T) *rig {
 // decoded frames, and returns copies of the frames it passed on.
 func (r *rig) run(batches ...[][]byte) [][]byte {
 	r.t.Helper()
-	in := pipeline.NewLink("decode->filter", len(batches)+1, pipeline.Block, r.pool)
-	out := pipeline.NewLink("filter->fanout", len(batches)+1, pipeline.Block, r.pool)
-	for _, frames := range batches {
-		b := r.pool.Get()
-		for _, fr := range frames {
+	return stagetest.Run(r.t, r.pool, len(batches), func(i int, b *pipeline.Batch) {
+		for _, fr := range batches[i] {
 			p := b.Slot()
 			p.Len = copy(p.Buf[p.Off:], fr)
 			if err := p.Frame.Decode(p.Bytes()); err != nil {
 				r.t.Fatalf("test frame does not decode: %v", err) // the decode stage drops those
 			}
 		}
-		in.Send(b)
-	}
-	in.Close()
-	st := New(r.cfg, in, out, r.m.Stage("filter"), r.m, r.d, r.seg, r.seed)
-	if err := st.Run(context.Background()); err != nil {
-		r.t.Fatal(err)
-	}
-	out.Close()
-	var got [][]byte
-	for b := range out.C() {
-		for i := range b.Pkts {
-			got = append(got, bytes.Clone(b.Pkts[i].Bytes()))
-		}
-		r.pool.Put(b)
-	}
-	return got
+	}, func(in, out *pipeline.Link) stagetest.Stage {
+		return New(r.cfg, in, out, r.m.Stage("filter"), r.m, r.d, r.seg, r.seed)
+	})
 }
 
 // wantDrops fails unless exactly the counters in want moved, by that much.
 func (r *rig) wantDrops(want map[pipeline.Reason]uint64) {
 	r.t.Helper()
-	got := map[pipeline.Reason]uint64{}
-	for x := pipeline.Reason(0); x < pipeline.NumReasons; x++ {
-		if n := r.m.Drops(x); n != 0 {
-			got[x] = n
-		}
-	}
-	ok := len(got) == len(want)
-	for k, v := range want {
-		ok = ok && got[k] == v
-	}
-	if !ok {
-		r.t.Errorf("drops %v, want %v", got, want)
-	}
+	stagetest.WantDrops(r.t, r.m, want)
 }
 
 func TestRejects(t *testing.T) {
@@ -204,11 +176,8 @@ func TestNeighbourInjection(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	r := newRig(t)
 	r.d = dedup.New(time.Minute, 1024)
-	readings := 0
-	lim, err := ratelimit.New(ratelimit.Config{Rate: 1, Burst: 2, Clock: func() int64 {
-		readings++
-		return int64(readings) * int64(time.Second)
-	}})
+	clock, readings := stagetest.SteppingClock()
+	lim, err := ratelimit.New(ratelimit.Config{Rate: 1, Burst: 2, Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,8 +206,8 @@ func TestRateLimit(t *testing.T) {
 		pipeline.ReasonRateLimited: 2 + 3, // searches 2 and 3; the three fragments
 		pipeline.ReasonBadSource:   1,
 	})
-	if readings != 2 {
-		t.Errorf("clock read %d times for 2 batches", readings)
+	if *readings != 2 {
+		t.Errorf("clock read %d times for 2 batches", *readings)
 	}
 	if got := lim.Sources(); len(got) != 1 || got[0] != (ratelimit.Source{Addr: client.Addr(), Dropped: 5}) {
 		t.Errorf("Sources = %v, want [{%v 5}]", got, client.Addr())
@@ -253,7 +222,7 @@ func TestKeepAllocatesNothing(t *testing.T) {
 	}
 	r.cfg.Limiter = lim
 	st := New(r.cfg, nil, nil, r.m.Stage("filter"), r.m, dedup.New(time.Minute, 1<<16), segment.NewTable(1, time.Minute), r.seed)
-	st.now, st.rlNow = time.Now().UnixNano(), lim.Now()
+	st.rules.Begin(time.Now().UnixNano(), lim.Now())
 	frames := [][]byte{
 		search("", "10.77.0.255:5076", "search"),     // passes, then duplicate, then rate limited
 		search("", "10.77.0.255:5077", "x"),          // wrong port

@@ -9,16 +9,25 @@ import (
 	"time"
 
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/dedup"
-	"github.com/snowsignal/snowsignal/stages/ratelimit"
-	"github.com/snowsignal/snowsignal/stages/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/dedup"
+	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
+	"github.com/snowsignal/snowsignal/stages/shared/segment"
 )
 
-// perPacketStage returns a filter stage with no links, for calling its
-// per-packet step directly, and a full batch of distinct decoded searches
-// from 64 clients. With full set, the stage also suppresses duplicates,
-// knows a neighbour on its segment and rate-limits clients.
-func perPacketStage(tb testing.TB, full bool) (*Stage, *pipeline.Batch) {
+// perPacket is a filter stage with no links, for calling its per-packet
+// step directly, its counters, its clock and a batch.
+type perPacket struct {
+	s   *Stage
+	m   *pipeline.Metrics
+	b   *pipeline.Batch
+	now int64
+}
+
+// perPacketStage returns a filter stage with no links and a full batch of
+// distinct decoded searches from 64 clients. With full set, the stage also
+// suppresses duplicates, knows a neighbour on its segment and rate-limits
+// clients.
+func perPacketStage(tb testing.TB, full bool) *perPacket {
 	tb.Helper()
 	m := pipeline.NewMetrics()
 	cfg := Config{Ports: []uint16{5076, 5064}, Fragments: true}
@@ -48,20 +57,19 @@ func perPacketStage(tb testing.TB, full bool) (*Stage, *pipeline.Batch) {
 			tb.Fatal(err)
 		}
 	}
-	return s, b
+	return &perPacket{s: s, m: m, b: b, now: time.Now().UnixNano()}
 }
 
 // keepBatch runs the stage's per-packet step over the whole batch, as Run
 // does for each batch, once the window of the previous run has passed (so
 // the same datagrams are new to the dedup cache every time), and reports how
 // many packets it kept.
-func keepBatch(s *Stage, b *pipeline.Batch) int {
+func keepBatch(pp *perPacket) int {
+	b := pp.b
 	b.Pkts = b.Pkts[:pipeline.MaxBatch] // Keep moves dropped packets past len, buffers and all
-	s.now += int64(dedup.DefaultWindow) + 1
-	if s.cfg.Limiter != nil {
-		s.rlNow = s.now
-	}
-	b.Keep(s.keep)
+	pp.now += int64(dedup.DefaultWindow) + 1
+	pp.s.rules.Begin(pp.now, pp.now) // the limiter's clock too, when there is a limiter
+	b.Keep(pp.s.keep)
 	return len(b.Pkts)
 }
 
@@ -72,12 +80,11 @@ func keepBatch(s *Stage, b *pipeline.Batch) int {
 func TestKeepAllocs(t *testing.T) {
 	for _, full := range []bool{false, true} {
 		t.Run(fmt.Sprintf("full=%v", full), func(t *testing.T) {
-			s, b := perPacketStage(t, full)
-			s.now = time.Now().UnixNano()
+			pp := perPacketStage(t, full)
 			var kept int
-			allocs := testing.AllocsPerRun(100, func() { kept = keepBatch(s, b) })
+			allocs := testing.AllocsPerRun(100, func() { kept = keepBatch(pp) })
 			if kept != pipeline.MaxBatch {
-				t.Fatalf("kept %d of %d packets; drops %v", kept, pipeline.MaxBatch, s.m.DropCounts())
+				t.Fatalf("kept %d of %d packets; drops %v", kept, pipeline.MaxBatch, pp.m.DropCounts())
 			}
 			if allocs != 0 {
 				t.Errorf("%v allocations per batch of %d packets, want 0", allocs, pipeline.MaxBatch)
@@ -90,11 +97,10 @@ func TestKeepAllocs(t *testing.T) {
 func BenchmarkKeep(b *testing.B) {
 	for _, full := range []bool{false, true} {
 		b.Run(fmt.Sprintf("full=%v", full), func(b *testing.B) {
-			s, batch := perPacketStage(b, full)
-			s.now = time.Now().UnixNano()
+			pp := perPacketStage(b, full)
 			b.ReportAllocs()
 			for b.Loop() {
-				keepBatch(s, batch)
+				keepBatch(pp)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*pipeline.MaxBatch), "ns/packet")
 		})

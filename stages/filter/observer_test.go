@@ -5,21 +5,8 @@ import (
 	"testing"
 
 	"github.com/snowsignal/snowsignal/pipeline"
+	"github.com/snowsignal/snowsignal/stages/shared/stagetest"
 )
-
-// recorder is an Observer that remembers what it was told.
-type recorder struct {
-	tracing bool
-	batches int      // Tracing calls
-	kept    []int    // packets per Kept call
-	dropped []string // reasons, in order
-}
-
-func (o *recorder) Tracing() bool { o.batches++; return o.tracing }
-func (o *recorder) Dropped(_ *pipeline.Packet, r pipeline.Reason) {
-	o.dropped = append(o.dropped, r.String())
-}
-func (o *recorder) Kept(b *pipeline.Batch) { o.kept = append(o.kept, len(b.Pkts)) }
 
 func TestObserver(t *testing.T) {
 	batches := [][][]byte{
@@ -28,14 +15,14 @@ func TestObserver(t *testing.T) {
 	}
 	for _, tracing := range []bool{true, false} {
 		r := newRig(t)
-		o := &recorder{tracing: tracing}
+		o := &stagetest.Recorder{Trace: tracing}
 		r.cfg.Observer = o
 		if got := r.run(batches...); len(got) != 2 {
 			t.Fatalf("tracing %v: %d frames passed, want 2", tracing, len(got))
 		}
-		want := &recorder{tracing: tracing, batches: 2, kept: []int{1, 1}}
+		want := &stagetest.Recorder{Trace: tracing, Batches: 2, Passed: []int{1, 1}}
 		if tracing {
-			want.dropped = []string{"wrong_port", "bad_source"}
+			want.Drops = []string{"wrong_port", "bad_source"}
 		}
 		if !reflect.DeepEqual(o, want) {
 			t.Errorf("tracing %v: observer saw %+v, want %+v", tracing, o, want)
@@ -57,7 +44,7 @@ func TestObserverAllocatesNothing(t *testing.T) {
 	o := &countingObserver{}
 	r.cfg.Observer = o
 	st := New(r.cfg, nil, nil, r.m.Stage("filter"), r.m, nil, nil, r.seed)
-	st.trace = st.cfg.Observer.Tracing()
+	st.rules.Begin(0, 0) // asks the observer: it traces
 	p := &pipeline.Packet{Buf: make([]byte, pipeline.Headroom+2048), Off: pipeline.Headroom}
 	p.Len = copy(p.Buf[p.Off:], search("", "10.77.0.255:5077", "x")) // wrong port: dropped, traced
 	if err := p.Frame.Decode(p.Bytes()); err != nil {

@@ -5,7 +5,7 @@ package relay
 import (
 	"fmt"
 
-	"github.com/snowsignal/snowsignal/stages/ratelimit"
+	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
 )
 
 // buildLimits creates the rate limiters the configuration asks for.

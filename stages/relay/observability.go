@@ -8,9 +8,9 @@ import (
 	"net"
 	"time"
 
-	"github.com/snowsignal/snowsignal/stages/filter"
-	"github.com/snowsignal/snowsignal/stages/insight"
 	"github.com/snowsignal/snowsignal/stages/metricsserver"
+	"github.com/snowsignal/snowsignal/stages/shared/insight"
+	"github.com/snowsignal/snowsignal/stages/shared/rules"
 	"github.com/snowsignal/snowsignal/stages/statsserver"
 )
 
@@ -43,13 +43,13 @@ func newObservability() observability {
 
 // outboundObserver returns the filter stage's observer: EPICS insight and
 // sampled debug logs of the frames captured here.
-func (r *Relay) outboundObserver() filter.Observer {
+func (r *Relay) outboundObserver() rules.Observer {
 	return r.obs.insight.Observer(insight.Outbound, r.log.With().Str("stage", "filter").Logger())
 }
 
 // inboundObserver returns the rewrite stage's observer: EPICS insight and
 // sampled debug logs of the frames the mesh brought.
-func (r *Relay) inboundObserver() filter.Observer {
+func (r *Relay) inboundObserver() rules.Observer {
 	return r.obs.insight.Observer(insight.Inbound, r.log.With().Str("stage", "rewrite").Logger())
 }
 

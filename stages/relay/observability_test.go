@@ -26,7 +26,7 @@ import (
 
 	"github.com/snowsignal/snowsignal/netio/frame/frametest"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/insight"
+	"github.com/snowsignal/snowsignal/stages/shared/insight"
 )
 
 // newTestRelay builds, but never runs, a relay on lo with its mesh socket on

@@ -25,16 +25,17 @@ import (
 	"github.com/snowsignal/snowsignal/pipeline"
 	"github.com/snowsignal/snowsignal/stages/capture"
 	"github.com/snowsignal/snowsignal/stages/decode"
-	"github.com/snowsignal/snowsignal/stages/dedup"
 	"github.com/snowsignal/snowsignal/stages/discovery"
 	"github.com/snowsignal/snowsignal/stages/fanout"
 	"github.com/snowsignal/snowsignal/stages/filter"
+	"github.com/snowsignal/snowsignal/stages/hello"
 	"github.com/snowsignal/snowsignal/stages/inject"
 	"github.com/snowsignal/snowsignal/stages/listener"
-	"github.com/snowsignal/snowsignal/stages/peers"
-	"github.com/snowsignal/snowsignal/stages/ratelimit"
 	"github.com/snowsignal/snowsignal/stages/rewrite"
-	"github.com/snowsignal/snowsignal/stages/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/dedup"
+	"github.com/snowsignal/snowsignal/stages/shared/peers"
+	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
+	"github.com/snowsignal/snowsignal/stages/shared/segment"
 )
 
 // shutdownGrace is how long the pipeline may take to drain after a stop
@@ -185,15 +186,15 @@ func (r *Relay) build(info *iface.Info) error {
 	}, r.Peers, r.log)
 	sup.Add(st["discovery"], r.discovery, nil)
 
-	var hello *segment.HelloSender
+	var hellos *hello.Stage
 	if cfg.HelloInterval > 0 {
 		var id [4]byte
 		if _, err := rand.Read(id[:]); err != nil {
 			return fmt.Errorf("relay id: %w", err)
 		}
 		r.Segment = segment.NewTable(binary.BigEndian.Uint32(id[:]), helloExpiry*cfg.HelloInterval)
-		hello = segment.NewHelloSender(r.Segment, r.conn, sealer, r.Target, cfg.MeshPort, cfg.HelloInterval, r.log)
-		sup.Add(m.Stage("hello"), hello, nil)
+		hellos = hello.New(r.Segment, r.conn, sealer, r.Target, cfg.MeshPort, cfg.HelloInterval, r.log)
+		sup.Add(m.Stage("hello"), hellos, nil)
 	}
 	r.captureCoalescer = pipeline.NewCoalescer(cfg.Coalesce)
 	r.listenerCoalescer = pipeline.NewCoalescer(cfg.Coalesce)
@@ -214,8 +215,8 @@ func (r *Relay) build(info *iface.Info) error {
 		Fragments: fragments, Limiter: r.PeerLimit, OnUnknownPeer: func(netip.Addr) { r.discovery.Kick() },
 		Observer: r.inboundObserver(),
 		OnNewNeighbour: func() {
-			if hello != nil {
-				hello.Kick()
+			if hellos != nil {
+				hellos.Kick()
 			}
 		},
 	}, lisRew, rewInj, r.Target, r.Peers, opener, r.Dedup, r.Segment, seed, st["rewrite"], m, r.log)

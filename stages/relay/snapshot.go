@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/insight"
-	"github.com/snowsignal/snowsignal/stages/ratelimit"
+	"github.com/snowsignal/snowsignal/stages/shared/insight"
+	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
 )
 
 // SnapshotFormat is the version of the Snapshot JSON layout. It changes when

@@ -7,21 +7,8 @@ import (
 	"testing"
 
 	"github.com/snowsignal/snowsignal/pipeline"
+	"github.com/snowsignal/snowsignal/stages/shared/stagetest"
 )
-
-// recorder is a filter.Observer that remembers what it was told.
-type recorder struct {
-	tracing bool
-	batches int      // Tracing calls
-	kept    []int    // packets per Kept call
-	dropped []string // reason and peer, in order
-}
-
-func (o *recorder) Tracing() bool { o.batches++; return o.tracing }
-func (o *recorder) Dropped(p *pipeline.Packet, r pipeline.Reason) {
-	o.dropped = append(o.dropped, r.String()+" from "+p.Addr.String())
-}
-func (o *recorder) Kept(b *pipeline.Batch) { o.kept = append(o.kept, len(b.Pkts)) }
 
 // TestObserver: the observer sees each batch once, with the frames kept,
 // and, only while it traces, every drop with its reason and peer.
@@ -33,14 +20,14 @@ func TestObserver(t *testing.T) {
 	}
 	for _, tracing := range []bool{true, false} {
 		r := newRig(t)
-		o := &recorder{tracing: tracing}
+		o := &stagetest.Recorder{Trace: tracing}
 		r.cfg.Observer = o
 		if got := r.run(batches...); len(got) != 2 {
 			t.Fatalf("tracing %v: %d frames passed, want 2", tracing, len(got))
 		}
-		want := &recorder{tracing: tracing, batches: 2, kept: []int{1, 1}}
+		want := &stagetest.Recorder{Trace: tracing, Batches: 2, Passed: []int{1, 1}}
 		if tracing {
-			want.dropped = []string{"unknown_peer from " + stranger.String(), "wrong_port from " + peerA.String()}
+			want.Drops = []string{"unknown_peer from " + stranger.String(), "wrong_port from " + peerA.String()}
 		}
 		if !reflect.DeepEqual(o, want) {
 			t.Errorf("tracing %v: observer saw %+v, want %+v", tracing, o, want)

@@ -13,15 +13,17 @@ import (
 	"github.com/snowsignal/snowsignal/netio/iface"
 	"github.com/snowsignal/snowsignal/netio/mesh"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/dedup"
-	"github.com/snowsignal/snowsignal/stages/peers"
-	"github.com/snowsignal/snowsignal/stages/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/dedup"
+	"github.com/snowsignal/snowsignal/stages/shared/peers"
+	"github.com/snowsignal/snowsignal/stages/shared/segment"
 )
 
 // perPacket is a rewrite stage with no links, for calling its per-packet
 // step directly, and the mesh datagrams of one full batch.
 type perPacket struct {
 	s      *Stage
+	m      *pipeline.Metrics
+	now    int64
 	b      *pipeline.Batch
 	frames [][]byte     // the frames the datagrams carry, one per packet
 	sealer *mesh.Sealer // nil: legacy datagrams
@@ -48,7 +50,7 @@ func newPerPacket(tb testing.TB, full, auth bool) *perPacket {
 		r.opener = mesh.NewOpener(key1)
 		pp.sealer = mesh.NewSealer(key1, 7)
 	}
-	pp.s = r.stage(nil, nil)
+	pp.s, pp.m = r.stage(nil, nil), r.m
 	pp.b = r.pool.Get()
 	for i := range pipeline.MaxBatch {
 		payload := make([]byte, 100)
@@ -56,7 +58,7 @@ func newPerPacket(tb testing.TB, full, auth bool) *perPacket {
 		pp.frames = append(pp.frames, search("10.77.0.255:5076", string(payload)))
 		pp.b.Slot()
 	}
-	pp.s.now = time.Now().UnixNano()
+	pp.now = time.Now().UnixNano()
 	return pp
 }
 
@@ -82,7 +84,8 @@ func (pp *perPacket) run() int {
 		}
 	}
 	s := pp.s
-	s.now += int64(dedup.DefaultWindow) + 1
+	pp.now += int64(dedup.DefaultWindow) + 1
+	s.rules.Begin(pp.now, 0)
 	s.set = s.peers.Load()
 	s.info = s.target.Load()
 	b.Keep(s.keep)
@@ -100,19 +103,19 @@ func TestProcessAllocs(t *testing.T) {
 				pp := newPerPacket(t, full, auth)
 				var kept int
 				allocs := testing.AllocsPerRun(100, func() { kept = pp.run() })
-				other := pp.s.m.Drops(pipeline.ReasonOtherInjector)
+				other := pp.m.Drops(pipeline.ReasonOtherInjector)
 				if full && (kept == 0 || kept == pipeline.MaxBatch) {
-					t.Fatalf("kept %d of %d packets with a neighbour; drops %v", kept, pipeline.MaxBatch, pp.s.m.DropCounts())
+					t.Fatalf("kept %d of %d packets with a neighbour; drops %v", kept, pipeline.MaxBatch, pp.m.DropCounts())
 				}
 				if !full && kept != pipeline.MaxBatch {
-					t.Fatalf("kept %d of %d packets; drops %v", kept, pipeline.MaxBatch, pp.s.m.DropCounts())
+					t.Fatalf("kept %d of %d packets; drops %v", kept, pipeline.MaxBatch, pp.m.DropCounts())
 				}
 				var dropped uint64
 				for r := pipeline.Reason(0); r < pipeline.NumReasons; r++ {
-					dropped += pp.s.m.Drops(r)
+					dropped += pp.m.Drops(r)
 				}
 				if dropped != other {
-					t.Fatalf("drops %v, want other_injector only", pp.s.m.DropCounts())
+					t.Fatalf("drops %v, want other_injector only", pp.m.DropCounts())
 				}
 				if allocs != 0 {
 					t.Errorf("%v allocations per batch of %d packets, want 0", allocs, pipeline.MaxBatch)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/snowsignal/snowsignal/netio/mesh"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/segment"
 )
 
 var updateDoc = flag.Bool("update-doc", false, "rewrite the examples in docs/MESH-PROTOCOL.md from the code")

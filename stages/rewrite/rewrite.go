@@ -19,11 +19,11 @@ import (
 	"github.com/snowsignal/snowsignal/netio/iface"
 	"github.com/snowsignal/snowsignal/netio/mesh"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/dedup"
-	"github.com/snowsignal/snowsignal/stages/filter"
-	"github.com/snowsignal/snowsignal/stages/peers"
-	"github.com/snowsignal/snowsignal/stages/ratelimit"
-	"github.com/snowsignal/snowsignal/stages/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/dedup"
+	"github.com/snowsignal/snowsignal/stages/shared/peers"
+	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
+	"github.com/snowsignal/snowsignal/stages/shared/rules"
+	"github.com/snowsignal/snowsignal/stages/shared/segment"
 )
 
 // Config is what the rewrite stage checks and changes.
@@ -44,8 +44,8 @@ type Config struct {
 	// OnUnknownPeer, if set, is called (from the stage goroutine; it must not
 	// block) with the source of a datagram from outside the peer set.
 	OnUnknownPeer func(netip.Addr)
-	// Observer, if set, sees every batch's verdicts (see filter.Observer).
-	Observer filter.Observer
+	// Observer, if set, sees every batch's verdicts (see rules.Observer).
+	Observer rules.Observer
 	// Limiter, if set, limits the frames each peer (keyed by the mesh
 	// datagram's source address) gets injected (--rate-limit).
 	Limiter *ratelimit.Limiter
@@ -55,33 +55,30 @@ type Config struct {
 type Stage struct {
 	cfg     Config
 	in, out *pipeline.Link
-	c       *pipeline.StageCounters
-	m       *pipeline.Metrics
+	rules   *rules.Rules
 	log     zerolog.Logger
 	target  *iface.Current
 	peers   *peers.Table
-	opener  *mesh.Opener // nil: legacy "SS" format only
-	dedup   *dedup.Cache
+	opener  *mesh.Opener   // nil: legacy "SS" format only
 	segment *segment.Table // nil: no hellos, this relay assumes it is alone on its segment
-	seed    maphash.Seed
-	frags   *filter.Fragments
 
 	// per batch
-	now   int64
-	set   *peers.Set
-	info  *iface.Info
-	trace bool  // the observer traces this batch's drops
-	rlNow int64 // the limiter's clock, read once per batch
+	set  *peers.Set
+	info *iface.Info
+
+	// per packet
+	fr []byte // the frame the datagram carries, set by unwrap
 
 	unknown unknownSources
 }
 
-// New returns a rewrite stage from in to out. opener and d may be nil.
+// New returns a rewrite stage from in to out. opener, d and seg may be nil.
 func New(cfg Config, in, out *pipeline.Link, target *iface.Current, t *peers.Table, opener *mesh.Opener,
 	d *dedup.Cache, seg *segment.Table, seed maphash.Seed, c *pipeline.StageCounters, m *pipeline.Metrics, log zerolog.Logger) *Stage {
-	return &Stage{cfg: cfg, in: in, out: out, target: target, peers: t, opener: opener, dedup: d, segment: seg, seed: seed,
-		c: c, m: m, log: log.With().Str("stage", c.Name()).Logger(), frags: filter.NewFragments(1024),
-		unknown: unknownSources{m: map[netip.Addr]uint64{}}}
+	return &Stage{cfg: cfg, in: in, out: out, target: target, peers: t, opener: opener, segment: seg,
+		rules: rules.New(rules.Config{Ports: cfg.Ports, Fragments: cfg.Fragments, Limiter: cfg.Limiter,
+			Dedup: d, Segment: seg, Seed: seed, Observer: cfg.Observer}, c, m),
+		log: log.With().Str("stage", c.Name()).Logger(), unknown: unknownSources{m: map[netip.Addr]uint64{}}}
 }
 
 // Run rewrites until its input link is closed.
@@ -95,135 +92,133 @@ func (s *Stage) Run(ctx context.Context) error {
 // Handle rewrites one batch and passes it on. Run calls it for each batch;
 // benchmarks call it directly.
 func (s *Stage) Handle(b *pipeline.Batch) error {
-	s.c.In.Add(uint64(len(b.Pkts)))
-	s.now = time.Now().UnixNano()
 	s.set = s.peers.Load()
 	s.info = s.target.Load()
-	s.trace = s.cfg.Observer != nil && s.cfg.Observer.Tracing()
-	if s.cfg.Limiter != nil {
-		s.rlNow = s.cfg.Limiter.Now()
-	}
-	b.Keep(s.keep)
-	if s.cfg.Observer != nil {
-		s.cfg.Observer.Kept(b)
-	}
-	s.c.Pass(s.out, b)
+	s.rules.Handle(b, s.out, s.keep)
 	return nil
 }
 
-// consumed marks a control datagram (a hello) that was used, not dropped.
-const consumed = pipeline.NumReasons
-
+// keep takes one mesh datagram through the inbound steps, in order. The
+// first step that refuses it names the reason it is counted under; a hello
+// is used (rules.Used), not dropped, and counts as nothing.
+//
+// Only frames that would otherwise be injected spend rate-limit tokens, so
+// on an authenticated mesh datagrams forged with a peer's source address
+// cannot starve the peer.
 func (s *Stage) keep(p *pipeline.Packet) bool {
-	if r, ok := s.process(p); !ok {
-		if r != consumed {
-			s.m.Drop(r, 1)
-			if s.trace {
-				s.cfg.Observer.Dropped(p, r)
-			}
+	r, src := s.rules, p.Addr.Addr()
+	if s.notOwnHello(p, src) &&
+		s.fromPeer(p, src) &&
+		s.targetKnown() &&
+		s.unwrap(p, src) &&
+		r.NotFromNeighbour(p, src) &&
+		s.validate(p) &&
+		r.WithinRate(p, src) &&
+		r.FollowFragments(p) &&
+		s.rewrite(p) &&
+		s.deliverOnce(p) {
+		return true
+	}
+	return r.Drop(p)
+}
+
+// notOwnHello refuses our own hello (sealed, with a key), looped back by
+// the kernel like every broadcast.
+func (s *Stage) notOwnHello(p *pipeline.Packet, src netip.Addr) bool {
+	if s.info != nil && src == s.info.Addr && !s.set.Self {
+		if d := p.Bytes(); segment.IsHello(d) || mesh.Kind(d) == mesh.Auth {
+			return s.rules.Refuse(rules.Used)
 		}
-		return false
 	}
 	return true
 }
 
-// hello handles a neighbour's hello body b from src.
-func (s *Stage) hello(src netip.Addr, b []byte) (pipeline.Reason, bool) {
+// fromPeer admits datagrams from the peer set, and notes that the peer was
+// heard; with AcceptAnyPeer, any source (unknown_peer).
+func (s *Stage) fromPeer(p *pipeline.Packet, src netip.Addr) bool {
+	if peer := s.set.Lookup(src); peer != nil {
+		peer.Heard(s.rules.Now(), p.Len)
+	} else if !s.cfg.AcceptAnyPeer {
+		s.unknownPeer(src)
+		return s.rules.Refuse(pipeline.ReasonUnknownPeer)
+	}
+	return true
+}
+
+// targetKnown refuses every datagram while the target interface is not
+// known: there is nowhere to inject (send_error).
+func (s *Stage) targetKnown() bool {
+	if s.info == nil {
+		return s.rules.Refuse(pipeline.ReasonSendError)
+	}
+	return true
+}
+
+// unwrap opens (authenticated mesh) or decodes (legacy mesh) the datagram
+// and keeps the frame it carries in s.fr; a neighbour's hello goes to hello
+// instead. A relay with a key takes only sealed hellos.
+func (s *Stage) unwrap(p *pipeline.Packet, src netip.Addr) bool {
+	d := p.Bytes()
+	if s.opener == nil {
+		if segment.IsHello(d) {
+			return s.hello(src, d)
+		}
+		fr, err := mesh.DecodeLegacy(d)
+		if err != nil {
+			return s.rules.Refuse(meshReason(err, d))
+		}
+		s.fr = fr
+		return true
+	}
+	fr, _, _, err := s.opener.Open(d)
+	if err != nil {
+		return s.rules.Refuse(meshReason(err, d))
+	}
+	if segment.IsHello(fr) {
+		return s.hello(src, fr)
+	}
+	s.fr = fr
+	return true
+}
+
+// hello handles a neighbour's hello body b from src: it is used, not
+// injected, and not counted as a drop unless malformed (malformed_mesh).
+func (s *Stage) hello(src netip.Addr, b []byte) bool {
 	id, mac, ok := segment.ParseHello(b)
 	if !ok || s.segment == nil {
-		return pipeline.ReasonMalformedMesh, false
+		return s.rules.Refuse(pipeline.ReasonMalformedMesh)
 	}
-	if s.segment.Heard(s.now, src, id, mac) {
+	if s.segment.Heard(s.rules.Now(), src, id, mac) {
 		s.log.Info().Str("peer", src.String()).Msg("another relay shares this segment; sharing injections with it")
 		if s.cfg.OnNewNeighbour != nil {
 			s.cfg.OnNewNeighbour()
 		}
 	}
-	return consumed, false
+	return s.rules.Refuse(rules.Used)
 }
 
-func (s *Stage) process(p *pipeline.Packet) (pipeline.Reason, bool) {
-	src := p.Addr.Addr()
-	if s.info != nil && src == s.info.Addr && !s.set.Self {
-		if d := p.Bytes(); segment.IsHello(d) || mesh.Kind(d) == mesh.Auth {
-			// Our own hello (sealed, with a key), looped back by the
-			// kernel like every broadcast.
-			return consumed, false
-		}
-	}
-	peer := s.set.Lookup(src)
-	if peer != nil {
-		peer.Heard(s.now, p.Len)
-	} else if !s.cfg.AcceptAnyPeer {
-		s.unknownPeer(src)
-		return pipeline.ReasonUnknownPeer, false
-	}
-	if s.info == nil {
-		return pipeline.ReasonSendError, false
-	}
-
-	d := p.Bytes()
-	if s.opener == nil && segment.IsHello(d) {
-		return s.hello(src, d)
-	}
-	var fr []byte
-	if s.opener != nil {
-		var err error
-		if fr, _, _, err = s.opener.Open(d); err != nil {
-			return meshReason(err, d), false
-		}
-	} else {
-		var err error
-		if fr, err = mesh.DecodeLegacy(d); err != nil {
-			return meshReason(err, d), false
-		}
-	}
-	if s.opener != nil && segment.IsHello(fr) {
-		return s.hello(src, fr)
-	}
-	if s.segment != nil && s.segment.IsNeighbour(src) {
-		return pipeline.ReasonSameSegment, false
-	}
-	p.Off += len(d) - len(fr)
-	p.Len = len(fr)
-
+// rewrite turns the frame into a broadcast for this segment: Ethernet
+// padding cut (the NIC pads again if needed), the --rebroadcast-destination
+// policy applied, Ethernet source our MAC and destination broadcast, IP and
+// UDP checksums valid. It cannot fail.
+func (s *Stage) rewrite(p *pipeline.Packet) bool {
 	f := &p.Frame
-	if r, ok := s.validate(f, fr); !ok {
-		return r, false
-	}
-	// Only frames that would otherwise be injected spend tokens, so on an
-	// authenticated mesh datagrams forged with a peer's source address
-	// cannot starve the peer.
-	if l := s.cfg.Limiter; l != nil && !l.Allow(s.rlNow, src) {
-		return pipeline.ReasonRateLimited, false
-	}
-	if f.IsFragment() && f.HasUDPHeader() {
-		s.frags.Add(s.now+int64(2*time.Second), f)
-	}
-
-	p.Len = f.Len() // drop Ethernet padding; the NIC pads again if needed
+	p.Len = f.Len()
 	b := p.Bytes()
 	if dst, change := s.destination(f.Dst); change {
 		f.SetDst(b, dst)
 	}
 	frame.SetBroadcastEthernet(b, s.info.MAC)
 	f.FixChecksums(b)
+	return true
+}
 
-	// Self mode re-broadcasts our own captures on purpose, as the Python
-	// relay does for testing, so it skips duplicate suppression.
-	// Recording the key after the rewrite makes it match the frame that
-	// relays on our segment capture from our injection.
-	if s.dedup == nil && s.segment == nil || s.set.Self {
-		return 0, true
-	}
-	p.Key = f.Key(b, s.seed)
-	if s.dedup != nil && !s.dedup.Received(s.now, p.Key) {
-		return pipeline.ReasonDuplicate, false
-	}
-	if s.segment != nil && !s.segment.Owner(uint64(f.StableKey(b))) {
-		return pipeline.ReasonOtherInjector, false
-	}
-	return 0, true
+// deliverOnce refuses a frame already delivered (duplicate) and one another
+// relay on this segment injects (other_injector). Self mode re-broadcasts
+// our own captures on purpose, as the Python relay does for testing, so it
+// skips both.
+func (s *Stage) deliverOnce(p *pipeline.Packet) bool {
+	return s.set.Self || s.rules.FirstDelivery(p) && s.rules.OurInjection(p)
 }
 
 var limited = netip.AddrFrom4([4]byte{255, 255, 255, 255})
@@ -259,9 +254,10 @@ func (s *Stage) unknownPeer(src netip.Addr) {
 		u.m[src]++
 	}
 	n := u.m[src]
-	logNow := s.now-u.lastLog > int64(10*time.Second)
+	now := s.rules.Now()
+	logNow := now-u.lastLog > int64(10*time.Second)
 	if logNow {
-		u.lastLog = s.now
+		u.lastLog = now
 	}
 	u.mu.Unlock()
 	if logNow {

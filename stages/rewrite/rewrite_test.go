@@ -12,9 +12,10 @@ import (
 
 	"github.com/snowsignal/snowsignal/netio/mesh"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/dedup"
-	"github.com/snowsignal/snowsignal/stages/ratelimit"
-	"github.com/snowsignal/snowsignal/stages/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/dedup"
+	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
+	"github.com/snowsignal/snowsignal/stages/shared/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/stagetest"
 )
 
 var neighbourMAC = [6]byte{0x02, 0x00, 10, 77, 0, 3}
@@ -129,11 +130,8 @@ func TestDuplicates(t *testing.T) {
 // once per batch (a clock that moves a second per reading proves it).
 func TestRateLimit(t *testing.T) {
 	r := newRig(t)
-	readings := 0
-	lim, err := ratelimit.New(ratelimit.Config{Rate: 1, Burst: 2, Clock: func() int64 {
-		readings++
-		return int64(readings) * int64(time.Second)
-	}})
+	clock, readings := stagetest.SteppingClock()
+	lim, err := ratelimit.New(ratelimit.Config{Rate: 1, Burst: 2, Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,8 +152,8 @@ func TestRateLimit(t *testing.T) {
 		t.Errorf("%d frames passed on, want 5", len(out))
 	}
 	r.wantDrops(map[pipeline.Reason]uint64{pipeline.ReasonRateLimited: 7, pipeline.ReasonWrongPort: 1})
-	if readings != 2 {
-		t.Errorf("clock read %d times for 2 batches", readings)
+	if *readings != 2 {
+		t.Errorf("clock read %d times for 2 batches", *readings)
 	}
 	if got := lim.Sources(); len(got) != 1 || got[0] != (ratelimit.Source{Addr: peerA.Addr(), Dropped: 7}) {
 		t.Errorf("Sources = %v, want [{%v 7}]", got, peerA.Addr())
@@ -207,7 +205,8 @@ func TestKeepAllocatesNothing(t *testing.T) {
 				r.opener = mesh.NewOpener(key1)
 			}
 			st := New(r.cfg, nil, nil, r.target, r.peers, r.opener, r.dedup, r.seg, r.seed, r.m.Stage("rewrite"), r.m, zerolog.Nop())
-			st.now, st.set, st.info, st.rlNow = time.Now().UnixNano(), r.peers.Load(), r.target.Load(), lim.Now()
+			st.set, st.info = r.peers.Load(), r.target.Load()
+			st.rules.Begin(time.Now().UnixNano(), lim.Now())
 			p := &pipeline.Packet{Buf: make([]byte, pipeline.Headroom+2048)}
 			accepted := 0
 			allocs := testing.AllocsPerRun(200, func() {

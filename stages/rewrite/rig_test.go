@@ -4,7 +4,6 @@ package rewrite
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"hash/maphash"
 	"net/netip"
@@ -17,9 +16,10 @@ import (
 	"github.com/snowsignal/snowsignal/netio/iface"
 	"github.com/snowsignal/snowsignal/netio/mesh"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/dedup"
-	"github.com/snowsignal/snowsignal/stages/peers"
-	"github.com/snowsignal/snowsignal/stages/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/dedup"
+	"github.com/snowsignal/snowsignal/stages/shared/peers"
+	"github.com/snowsignal/snowsignal/stages/shared/segment"
+	"github.com/snowsignal/snowsignal/stages/shared/stagetest"
 )
 
 // The lab of the test vectors, seen from relay-b (10.77.0.2) on segment b.
@@ -99,11 +99,8 @@ func (r *rig) stage(in, out *pipeline.Link) *Stage {
 // returns copies of the frames it passed on, in order.
 func (r *rig) run(batches ...[]dgram) [][]byte {
 	r.t.Helper()
-	in := pipeline.NewLink("listener->rewrite", len(batches)+1, pipeline.Block, r.pool)
-	out := pipeline.NewLink("rewrite->inject", len(batches)+1, pipeline.Block, r.pool)
-	for _, dg := range batches {
-		b := r.pool.Get()
-		for _, d := range dg {
+	return stagetest.Run(r.t, r.pool, len(batches), func(i int, b *pipeline.Batch) {
+		for _, d := range batches[i] {
 			p := b.Slot()
 			if p == nil {
 				r.t.Fatal("more datagrams than a batch holds")
@@ -113,21 +110,7 @@ func (r *rig) run(batches ...[]dgram) [][]byte {
 				r.t.Fatalf("a %d-byte datagram does not fit the buffer", len(d.b))
 			}
 		}
-		in.Send(b)
-	}
-	in.Close()
-	if err := r.stage(in, out).Run(context.Background()); err != nil {
-		r.t.Fatalf("Run: %v", err)
-	}
-	out.Close()
-	var frames [][]byte
-	for b := range out.C() {
-		for i := range b.Pkts {
-			frames = append(frames, bytes.Clone(b.Pkts[i].Bytes()))
-		}
-		r.pool.Put(b)
-	}
-	return frames
+	}, func(in, out *pipeline.Link) stagetest.Stage { return r.stage(in, out) })
 }
 
 // one runs one batch of datagrams from one source.
@@ -140,32 +123,11 @@ func (r *rig) one(from netip.AddrPort, ds ...[]byte) [][]byte {
 	return r.run(dg)
 }
 
-// drops returns the non-zero drop counters.
-func (r *rig) drops() map[pipeline.Reason]uint64 {
-	out := map[pipeline.Reason]uint64{}
-	for x := pipeline.Reason(0); x < pipeline.NumReasons; x++ {
-		if n := r.m.Drops(x); n != 0 {
-			out[x] = n
-		}
-	}
-	return out
-}
-
 // wantDrops fails the test unless exactly the counters in want moved, by
 // exactly that much.
 func (r *rig) wantDrops(want map[pipeline.Reason]uint64) {
 	r.t.Helper()
-	got := r.drops()
-	if len(got) != len(want) {
-		r.t.Errorf("drops %v, want %v", got, want)
-		return
-	}
-	for k, v := range want {
-		if got[k] != v {
-			r.t.Errorf("drops %v, want %v", got, want)
-			return
-		}
-	}
+	stagetest.WantDrops(r.t, r.m, want)
 }
 
 // ones' complement sum of b as 16-bit big-endian words, computed

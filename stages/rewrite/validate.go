@@ -7,18 +7,18 @@ import (
 	"github.com/snowsignal/snowsignal/netio/iface"
 	"github.com/snowsignal/snowsignal/netio/mesh"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/filter"
 )
 
-// validate decodes fr, the frame a mesh datagram carries, into f and checks
-// that it is something a relay may put on this segment. The checks run in
-// this order, and the first that fails names the drop reason:
+// validate decodes the frame the datagram carries (s.fr), from here on the
+// packet's bytes, and checks that it is something a relay may put on this
+// segment. The checks run in this order, and the first that fails names the
+// drop reason:
 //
 //  1. Ethernet type IPv4, IP version 4 (not_ipv4);
 //  2. the headers, and the datagram the IPv4 total length announces, are
-//     all within fr (truncated_frame); IPv4 header length at least 20 and
-//     total length at least that, a fragment ending within 65535 bytes
-//     (bad_ip_header);
+//     all within the frame (truncated_frame); IPv4 header length at least
+//     20 and total length at least that, a fragment ending within 65535
+//     bytes (bad_ip_header);
 //  3. IP protocol UDP (not_udp);
 //  4. UDP length at least 8 and equal to the IP payload, or, for a first
 //     fragment, covering what it carries (bad_udp_length);
@@ -31,32 +31,48 @@ import (
 //     multicast, class E, limited or our own subnet's broadcast (bad_source);
 //  8. the frame fits the interface's MTU (too_big).
 //
-// Steps 1 to 4 are frame.Decode's, in the order it checks them. Bytes after
-// the IPv4 total length (Ethernet padding) are ignored, and cut before the
-// frame is injected.
-func (s *Stage) validate(f *frame.Frame, fr []byte) (pipeline.Reason, bool) {
-	if err := f.Decode(fr); err != nil {
-		return pipeline.FrameReason(err), false
+// Steps 1 to 4 are frame.Decode's, in the order it checks them; 5 and 7 are
+// the rules both directions share (stages/shared/rules). Bytes after the
+// IPv4 total length (Ethernet padding) are ignored, and cut before the frame
+// is injected.
+func (s *Stage) validate(p *pipeline.Packet) bool {
+	p.Off += p.Len - len(s.fr)
+	p.Len = len(s.fr)
+	if err := p.Frame.Decode(s.fr); err != nil {
+		return s.rules.Refuse(pipeline.FrameReason(err))
 	}
-	if f.HasUDPHeader() && !hasPort(s.cfg.Ports, f.DstPort) {
-		return pipeline.ReasonWrongPort, false
+	return s.rules.RelayedPort(p) &&
+		s.rules.Fragment(p) &&
+		s.broadcast(p) &&
+		s.rules.GoodSource(p) &&
+		s.notOurBroadcast(p) &&
+		s.fitsMTU(p)
+}
+
+// broadcast refuses a frame whose IP destination is not a broadcast address
+// (see isBroadcast).
+func (s *Stage) broadcast(p *pipeline.Packet) bool {
+	if !isBroadcast(p.Frame.Dst, s.info) {
+		return s.rules.Refuse(pipeline.ReasonNotBroadcast)
 	}
-	if f.IsFragment() && (!s.cfg.Fragments || !f.HasUDPHeader() && !s.frags.Match(s.now, f)) {
-		return pipeline.ReasonFragment, false
+	return true
+}
+
+// notOurBroadcast refuses our subnet's broadcast address as IP source, which
+// the shared source check cannot know (bad_source).
+func (s *Stage) notOurBroadcast(p *pipeline.Packet) bool {
+	if p.Frame.Src == s.info.Broadcast {
+		return s.rules.Refuse(pipeline.ReasonBadSource)
 	}
-	if !isBroadcast(f.Dst, s.info) {
-		return pipeline.ReasonNotBroadcast, false
+	return true
+}
+
+// fitsMTU refuses a frame larger than the target interface's MTU (too_big).
+func (s *Stage) fitsMTU(p *pipeline.Packet) bool {
+	if p.Frame.Len() > frame.EthLen+s.info.MTU {
+		return s.rules.Refuse(pipeline.ReasonTooBig)
 	}
-	if r, ok := filter.CheckSource(f.Src); !ok {
-		return r, false
-	}
-	if f.Src == s.info.Broadcast {
-		return pipeline.ReasonBadSource, false
-	}
-	if f.Len() > frame.EthLen+s.info.MTU {
-		return pipeline.ReasonTooBig, false
-	}
-	return 0, true
+	return true
 }
 
 // meshReason is the drop reason for the mesh datagram d that failed to open
@@ -94,13 +110,4 @@ func isBroadcast(a netip.Addr, info *iface.Info) bool {
 	}
 	b := a.As4()
 	return b[0] < 224 && b[0] != 127 && b[0] != 0 && b[3]&3 == 3
-}
-
-func hasPort(ports []uint16, p uint16) bool {
-	for _, q := range ports {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }

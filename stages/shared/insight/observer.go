@@ -11,7 +11,7 @@ import (
 )
 
 // An Observer feeds one direction's packets to its Insight and logs them at
-// debug level, sampled. It implements filter.Observer. Each stage has its
+// debug level, sampled. It implements rules.Observer. Each stage has its
 // own Observer: its methods must be called from one goroutine.
 type Observer struct {
 	in  *Insight

@@ -31,6 +31,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/snowsignal/snowsignal/stages/shared/splitmix"
 )
 
 // MinBurst is the smallest bucket: a source may always send this many
@@ -154,7 +156,7 @@ func (l *Limiter) Now() int64 { return l.clock() }
 // one bucket (the mesh and the captured frames are IPv4 only).
 func (l *Limiter) Allow(now int64, src netip.Addr) bool {
 	k := keyOf(src)
-	base := int(mix(k^l.seed)&l.setMask) * ways
+	base := int(splitmix.Mix(k^l.seed)&l.setMask) * ways
 	set := l.entries[base : base+ways : base+ways]
 	var victim *entry
 	var victimKey uint64
@@ -241,14 +243,4 @@ func keyOf(a netip.Addr) uint64 {
 	}
 	b := a.As4()
 	return 1<<32 | uint64(binary.BigEndian.Uint32(b[:]))
-}
-
-// mix is splitmix64's finalizer: a cheap, well-distributed 64-bit hash.
-func mix(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
 }

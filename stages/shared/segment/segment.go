@@ -25,6 +25,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/snowsignal/snowsignal/stages/shared/splitmix"
 )
 
 // HelloMagic starts a hello body.
@@ -200,7 +202,7 @@ func (t *Table) Owner(key uint64) bool {
 	}
 	best, bestH := uint64(0), uint64(0)
 	for _, h := range s.members {
-		if sc := mix(key ^ h); sc > best || (sc == best && h > bestH) {
+		if sc := splitmix.Mix(key ^ h); sc > best || (sc == best && h > bestH) {
 			best, bestH = sc, h
 		}
 	}
@@ -212,15 +214,5 @@ func addrHash(a netip.Addr) uint64 {
 		return 0
 	}
 	b := a.As4()
-	return mix(uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3]) | 1<<40)
-}
-
-// mix is splitmix64's finalizer: a cheap, well-distributed 64-bit hash.
-func mix(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
+	return splitmix.Mix(uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3]) | 1<<40)
 }

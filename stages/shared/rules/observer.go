@@ -1,9 +1,9 @@
-package filter
+package rules
 
 import "github.com/snowsignal/snowsignal/pipeline"
 
 // An Observer watches a stage's verdicts without changing them: the insight
-// stage learns from the packets kept which EPICS names are searched, and
+// package learns from the packets kept which EPICS names are searched, and
 // logs (sampled, at debug level) what was relayed and dropped. The filter
 // stage (outbound) and the rewrite stage (inbound) call it from their own
 // goroutine; it must not block, keep a packet after returning, or allocate.
@@ -16,12 +16,4 @@ type Observer interface {
 	Dropped(p *pipeline.Packet, r pipeline.Reason)
 	// Kept is called once per batch, with the packets about to be passed on.
 	Kept(b *pipeline.Batch)
-}
-
-// drop counts p as dropped for reason r and tells the observer if it traces.
-func (s *Stage) drop(p *pipeline.Packet, r pipeline.Reason) {
-	s.m.Drop(r, 1)
-	if s.trace {
-		s.cfg.Observer.Dropped(p, r)
-	}
 }

@@ -1,6 +1,9 @@
 //go:build linux
 
-package segment
+// Package hello is the actor that broadcasts this relay's segment hellos
+// (see stages/shared/segment for what they are for) and forgets neighbours
+// that fell silent.
+package hello
 
 import (
 	"context"
@@ -13,12 +16,13 @@ import (
 	"github.com/snowsignal/snowsignal/netio/mesh"
 	"github.com/snowsignal/snowsignal/netio/meshconn"
 	"github.com/snowsignal/snowsignal/pipeline"
+	"github.com/snowsignal/snowsignal/stages/shared/segment"
 )
 
-// HelloSender is the stage that broadcasts this relay's hellos and forgets
+// Stage is the actor that broadcasts this relay's hellos and forgets
 // silent neighbours.
-type HelloSender struct {
-	table    *Table
+type Stage struct {
+	table    *segment.Table
 	conn     *meshconn.Conn
 	sealer   *mesh.Sealer
 	target   *iface.Current
@@ -29,18 +33,18 @@ type HelloSender struct {
 	buf      []byte
 }
 
-// NewHelloSender returns a hello stage sending every interval to the target
+// New returns a hello stage sending every interval to the target
 // interface's broadcast address on port. With a sealer, hellos are
 // authenticated like every other mesh datagram.
-func NewHelloSender(t *Table, conn *meshconn.Conn, sealer *mesh.Sealer, target *iface.Current, port uint16, interval time.Duration, log zerolog.Logger) *HelloSender {
-	return &HelloSender{table: t, conn: conn, sealer: sealer, target: target, port: port, interval: interval,
+func New(t *segment.Table, conn *meshconn.Conn, sealer *mesh.Sealer, target *iface.Current, port uint16, interval time.Duration, log zerolog.Logger) *Stage {
+	return &Stage{table: t, conn: conn, sealer: sealer, target: target, port: port, interval: interval,
 		log: log.With().Str("stage", "hello").Logger(), kick: make(chan struct{}, 1),
-		buf: make([]byte, pipeline.Headroom+HelloLen)}
+		buf: make([]byte, pipeline.Headroom+segment.HelloLen)}
 }
 
 // Kick sends a hello now, so a relay that just appeared learns about us
 // without waiting an interval. It never blocks.
-func (h *HelloSender) Kick() {
+func (h *Stage) Kick() {
 	select {
 	case h.kick <- struct{}{}:
 	default:
@@ -48,7 +52,7 @@ func (h *HelloSender) Kick() {
 }
 
 // Run sends hellos until ctx is done.
-func (h *HelloSender) Run(ctx context.Context) error {
+func (h *Stage) Run(ctx context.Context) error {
 	t := time.NewTicker(h.interval)
 	defer t.Stop()
 	for {
@@ -65,16 +69,16 @@ func (h *HelloSender) Run(ctx context.Context) error {
 	}
 }
 
-func (h *HelloSender) send() {
+func (h *Stage) send() {
 	info := h.target.Load()
 	if info == nil || !info.Addr.IsValid() {
 		return
 	}
 	h.table.SetSelf(info.Addr)
-	PutHello(h.buf[pipeline.Headroom:], h.table.ID(), info.MAC)
+	segment.PutHello(h.buf[pipeline.Headroom:], h.table.ID(), info.MAC)
 	start := pipeline.Headroom
 	if h.sealer != nil {
-		start = h.sealer.Seal(h.buf, pipeline.Headroom, HelloLen)
+		start = h.sealer.Seal(h.buf, pipeline.Headroom, segment.HelloLen)
 	}
 	dst := netip.AddrPortFrom(info.Broadcast, h.port)
 	if err := h.conn.WriteTo(h.buf[start:], dst); err != nil {
