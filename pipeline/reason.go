@@ -71,18 +71,27 @@ func (r Reason) String() string {
 // not_udp) from a peer that cuts frames (truncated_frame: the Python relay
 // cuts every frame after 1024 bytes) or builds them wrong. The capture side
 // and the mesh side use the same reasons.
+//
+// The IPv6 errors (frame.Decode6, frame.CheckSource6, frame.CheckGroup) map
+// onto the same reasons; see docs/IPV6.md. A link-local source is
+// bad_source until the stages add its own reason, link_local_source.
 func FrameReason(err error) Reason {
 	switch err {
 	case frame.ErrTruncated:
 		return ReasonTruncatedFrame
-	case frame.ErrNotIPv4, frame.ErrBadIPVersion:
+	case frame.ErrNotIPv4, frame.ErrBadIPVersion, frame.ErrNotIPv6:
 		return ReasonNotIPv4
-	case frame.ErrBadIHL, frame.ErrBadTotalLength, frame.ErrBadFragment:
+	case frame.ErrBadIHL, frame.ErrBadTotalLength, frame.ErrBadFragment,
+		frame.ErrZeroPayloadLength, frame.ErrBadExtHeader, frame.ErrExtChainTooLong, frame.ErrRoutingHeader:
 		return ReasonBadIPHeader
-	case frame.ErrNotUDP:
+	case frame.ErrNotUDP, frame.ErrIPsec, frame.ErrUnknownExtHeader:
 		return ReasonNotUDP
 	case frame.ErrBadUDPLength:
 		return ReasonBadUDPLength
+	case frame.ErrBadSource, frame.ErrLinkLocalSource:
+		return ReasonBadSource
+	case frame.ErrNotLinkScope, frame.ErrGroupNotRelayed:
+		return ReasonNotBroadcast
 	}
 	return ReasonMalformedFrame
 }

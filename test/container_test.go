@@ -18,8 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/test/harness"
-	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 // No Docker engine runs where the tests run, so these tests check what can
@@ -364,7 +365,7 @@ func TestContainerRelayInEmptyRoot(t *testing.T) {
 	if err != nil {
 		t.Skip("no chroot binary (coreutils)")
 	}
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	root := emptyRoot(t, buildLikeDockerfile(t, "v0-test", "none"))
 	if err := os.MkdirAll(filepath.Join(root, "run", "snowsignal"), 0o755); err != nil {
 		t.Fatal(err)

@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/test/harness"
-	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 // demoTimeout bounds a whole demo run; it takes about 1.5 s.
@@ -24,7 +25,7 @@ const demoTimeout = 20 * time.Second
 // TestDemo runs `snowsignal demo` as a user would: it exits 0, reports
 // success, and leaves no namespace behind.
 func TestDemo(t *testing.T) {
-	lab.Require(t)
+	netlabtest.Require(t)
 	bin := harness.Binary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), demoTimeout)
 	defer cancel()
@@ -59,7 +60,7 @@ func TestDemo(t *testing.T) {
 // TestDemoInterrupted: Ctrl-C while the relays run stops them, removes
 // every namespace and exits non-zero.
 func TestDemoInterrupted(t *testing.T) {
-	lab.Require(t)
+	netlabtest.Require(t)
 	bin := harness.Binary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), demoTimeout)
 	defer cancel()
@@ -115,7 +116,7 @@ func TestDemoInterrupted(t *testing.T) {
 // TestDemoNeedsRoot: run as an unprivileged user, the demo explains that
 // it needs root and exits non-zero without making anything.
 func TestDemoNeedsRoot(t *testing.T) {
-	lab.Require(t) // root, to switch to another user
+	netlabtest.Require(t) // root, to switch to another user
 	bin := harness.Binary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), demoTimeout)
 	defer cancel()
@@ -136,8 +137,8 @@ func TestDemoNeedsRoot(t *testing.T) {
 // lab made by process pid is left.
 func checkNoNamespaces(t *testing.T, pid int) {
 	t.Helper()
-	prefix := lab.Prefix + strconv.Itoa(pid) + "-"
-	for _, dir := range []string{lab.NetNSDir, lab.EtcNetNSDir} {
+	prefix := netlab.Prefix + strconv.Itoa(pid) + "-"
+	for _, dir := range []string{netlab.NetNSDir, netlab.EtcNetNSDir} {
 		left, err := filepath.Glob(filepath.Join(dir, prefix+"*"))
 		if err != nil {
 			t.Fatal(err)

@@ -13,8 +13,10 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/test/harness"
-	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 // The discovery tests run real relays that find each other through a real
@@ -46,7 +48,7 @@ type labDNS struct {
 
 // startLabDNS serves DNS on h's port 53 until the test ends, and points the
 // resolver of every host in clients at it.
-func startLabDNS(t *testing.T, h *lab.Host, clients ...*lab.Host) *labDNS {
+func startLabDNS(t *testing.T, h *netlab.Host, clients ...*netlab.Host) *labDNS {
 	t.Helper()
 	conn, err := h.ListenUDP("0.0.0.0:53")
 	if err != nil {
@@ -80,7 +82,7 @@ func startLabDNS(t *testing.T, h *lab.Host, clients ...*lab.Host) *labDNS {
 }
 
 // set replaces the A records of name.
-func (d *labDNS) set(name string, hosts ...*lab.Host) {
+func (d *labDNS) set(name string, hosts ...*netlab.Host) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var addrs []netip.Addr
@@ -127,7 +129,7 @@ func (d *labDNS) queryCount() int {
 // probeWatch receives probe broadcasts on one host and remembers which
 // arrived. A probe is a sender tag byte and a sequence number.
 type probeWatch struct {
-	host *lab.Host
+	host *netlab.Host
 	conn *net.UDPConn
 
 	mu  sync.Mutex
@@ -150,7 +152,7 @@ func encodeProbe(id probeID) []byte {
 }
 
 // watchProbes listens on h's port 5076 until the test ends.
-func watchProbes(t *testing.T, h *lab.Host) *probeWatch {
+func watchProbes(t *testing.T, h *netlab.Host) *probeWatch {
 	t.Helper()
 	conn, err := h.ListenUDP("0.0.0.0:5076")
 	if err != nil {
@@ -195,7 +197,7 @@ type prober struct {
 	sent []time.Time // sent[i] is when probe i went out
 }
 
-func newProber(t *testing.T, h *lab.Host, tag byte) *prober {
+func newProber(t *testing.T, h *netlab.Host, tag byte) *prober {
 	t.Helper()
 	conn, err := h.BroadcastUDP("0.0.0.0:0")
 	if err != nil {
@@ -269,21 +271,21 @@ func (p *prober) firstSentAfter(at time.Time) uint64 {
 
 // threeSegmentDNSSwarm is one subnet over three segments with a relay on
 // each, a client on a, a server on b and c, and the DNS server on a.
-func threeSegmentDNSSwarm() lab.Spec {
+func threeSegmentDNSSwarm() netlab.Spec {
 	ip := netip.MustParseAddr
-	return lab.Spec{
+	return netlab.Spec{
 		Subnet: netip.MustParsePrefix("10.77.0.0/24"),
-		Segments: []lab.SegmentSpec{
-			{Name: "a", Hosts: []lab.HostSpec{
+		Segments: []netlab.SegmentSpec{
+			{Name: "a", Hosts: []netlab.HostSpec{
 				{Name: "client", Addr: ip("10.77.0.11")},
 				{Name: "relay-a", Addr: ip("10.77.0.1")},
 				{Name: "dns", Addr: discDNSAddr},
 			}},
-			{Name: "b", Hosts: []lab.HostSpec{
+			{Name: "b", Hosts: []netlab.HostSpec{
 				{Name: "server-b", Addr: ip("10.77.0.21")},
 				{Name: "relay-b", Addr: ip("10.77.0.2")},
 			}},
-			{Name: "c", Hosts: []lab.HostSpec{
+			{Name: "c", Hosts: []netlab.HostSpec{
 				{Name: "server-c", Addr: ip("10.77.0.31")},
 				{Name: "relay-c", Addr: ip("10.77.0.3")},
 			}},
@@ -297,18 +299,18 @@ func threeSegmentDNSSwarm() lab.Spec {
 // receives within one interval.
 func TestDiscoveryByDNS(t *testing.T) {
 	bin := harness.Binary(t)
-	l := lab.NewSwarmT(t, threeSegmentDNSSwarm())
+	l := netlabtest.NewSwarmT(t, threeSegmentDNSSwarm())
 	ra, rb, rc := l.Host("relay-a"), l.Host("relay-b"), l.Host("relay-c")
 	d := startLabDNS(t, l.Host("dns"), ra, rb, rc)
 	const name = "relays.lab.test"
 	d.set(name, ra, rb, rc)
 	args := []string{"--discover", name, "--discovery-interval", discInterval.String()}
-	relays := map[string]*harness.Relay{}
-	for _, h := range []*lab.Host{ra, rb, rc} {
+	relays := map[string]*labrelay.Relay{}
+	for _, h := range []*netlab.Host{ra, rb, rc} {
 		relays[h.Name] = harness.StartT(t, bin, h, args...)
 	}
 	for _, r := range relays {
-		e, err := r.WaitLog(harness.Msg("peer set changed"), 2*time.Second)
+		e, err := r.WaitLog(labrelay.Msg("peer set changed"), 2*time.Second)
 		if err != nil {
 			t.Fatalf("%s: %v", r.Host.Name, err)
 		}
@@ -394,21 +396,21 @@ func TestDiscoveryByDNS(t *testing.T) {
 // from a relay outside the set triggers an early resolution.
 func TestDiscoverySwarmServiceName(t *testing.T) {
 	bin := harness.Binary(t)
-	spec := lab.TwoSegmentSwarm()
-	spec.Segments[0].Hosts = append(spec.Segments[0].Hosts, lab.HostSpec{Name: "dns", Addr: discDNSAddr})
-	l := lab.NewSwarmT(t, spec)
+	spec := netlab.TwoSegmentSwarm()
+	spec.Segments[0].Hosts = append(spec.Segments[0].Hosts, netlab.HostSpec{Name: "dns", Addr: discDNSAddr})
+	l := netlabtest.NewSwarmT(t, spec)
 	ra, rb := l.Host("relay-a"), l.Host("relay-b")
 	d := startLabDNS(t, l.Host("dns"), ra, rb)
 	const interval = 30 * time.Second // long: only an early resolution can be fast enough
-	opts := harness.Options{Env: []string{"SERVICENAME=snowsignal", "DISCOVERY_INTERVAL=" + interval.String()}}
+	opts := labrelay.Options{Env: []string{"SERVICENAME=snowsignal", "DISCOVERY_INTERVAL=" + interval.String()}}
 
 	// relay-a is alone in the service.
 	d.set("tasks.snowsignal", ra)
 	a := startOpts(t, opts, bin, ra)
-	if _, err := a.WaitLog(harness.Msg("discovering peers by DNS, re-resolved every interval"), time.Second); err != nil {
+	if _, err := a.WaitLog(labrelay.Msg("discovering peers by DNS, re-resolved every interval"), time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if e, _ := a.WaitLog(harness.Msg("peer set changed"), 300*time.Millisecond); e != nil {
+	if e, _ := a.WaitLog(labrelay.Msg("peer set changed"), 300*time.Millisecond); e != nil {
 		t.Fatalf("relay-a alone in tasks.snowsignal changed its peer set: %v (its own address is never a peer)", e)
 	}
 	for _, e := range a.Logs() {
@@ -420,7 +422,7 @@ func TestDiscoverySwarmServiceName(t *testing.T) {
 	// relay-b joins the service: its own first lookup finds relay-a.
 	d.set("tasks.snowsignal", ra, rb)
 	b := startOpts(t, opts, bin, rb)
-	if e, err := b.WaitLog(harness.Msg("peer set changed"), 2*time.Second); err != nil || !sameStrings(e["joined"], []string{meshAddr(ra)}) {
+	if e, err := b.WaitLog(labrelay.Msg("peer set changed"), 2*time.Second); err != nil || !sameStrings(e["joined"], []string{meshAddr(ra)}) {
 		t.Fatalf("relay-b: %v %v, want relay-a joined", e, err)
 	}
 
@@ -436,27 +438,27 @@ func TestDiscoverySwarmServiceName(t *testing.T) {
 	if _, err := newProber(t, l.Host("client"), 'a').reaches(t, time.Second, watchB); err != nil {
 		t.Fatalf("client to server: %v", err)
 	}
-	e, err := a.WaitLog(harness.Msg("peer set changed"), 0)
+	e, err := a.WaitLog(labrelay.Msg("peer set changed"), 0)
 	if err != nil || !sameStrings(e["joined"], []string{meshAddr(rb)}) {
 		t.Fatalf("relay-a: %v %v, want relay-b joined", e, err)
 	}
 }
 
 // startOpts is harness.StartT with options.
-func startOpts(t *testing.T, o harness.Options, bin string, h *lab.Host, args ...string) *harness.Relay {
+func startOpts(t *testing.T, o labrelay.Options, bin string, h *netlab.Host, args ...string) *labrelay.Relay {
 	t.Helper()
 	r, err := o.Start(t.Context(), bin, h, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.StopOnCleanup(t)
+	harness.StopOnCleanup(t, r)
 	return r
 }
 
-func meshAddr(h *lab.Host) string { return netip.AddrPortFrom(h.IP, 7124).String() }
+func meshAddr(h *netlab.Host) string { return netip.AddrPortFrom(h.IP, 7124).String() }
 
 // otherMeshAddrs returns the mesh addresses of hosts other than self.
-func otherMeshAddrs(self *lab.Host, hosts ...*lab.Host) []string {
+func otherMeshAddrs(self *netlab.Host, hosts ...*netlab.Host) []string {
 	var out []string
 	for _, h := range hosts {
 		if h != self {
@@ -483,7 +485,7 @@ func sameStrings(v any, want []string) bool {
 }
 
 // hasLeft reports whether r logged a peer set change with addr leaving.
-func hasLeft(r *harness.Relay, addr string) bool {
+func hasLeft(r *labrelay.Relay, addr string) bool {
 	for _, e := range r.Logs() {
 		if e["message"] != "peer set changed" {
 			continue

@@ -25,11 +25,13 @@ import (
 
 	"golang.org/x/net/ipv4"
 
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout"
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout/statsserver"
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/relay"
-	"github.com/snowsignal/snowsignal/stages/statsserver"
 	"github.com/snowsignal/snowsignal/test/harness"
-	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 // Limits the issue sets.
@@ -121,7 +123,7 @@ func mustCross(t *testing.T, paths []faultPath, limit time.Duration, when string
 }
 
 // snapshot asks a running relay for its counters over its stats socket.
-func snapshot(t *testing.T, r *harness.Relay) relay.Snapshot {
+func snapshot(t *testing.T, r *labrelay.Relay) readout.Snapshot {
 	t.Helper()
 	if r.StatsSocket == "" {
 		t.Fatalf("%s: the relay has no stats socket", r.Host.Name)
@@ -132,7 +134,7 @@ func snapshot(t *testing.T, r *harness.Relay) relay.Snapshot {
 	if err != nil {
 		t.Fatalf("%s: %v", r.Host.Name, err)
 	}
-	var s relay.Snapshot
+	var s readout.Snapshot
 	if err := json.Unmarshal(raw, &s); err != nil || s.Format == 0 {
 		t.Fatalf("%s: snapshot %.200s: %v", r.Host.Name, raw, err)
 	}
@@ -140,7 +142,7 @@ func snapshot(t *testing.T, r *harness.Relay) relay.Snapshot {
 }
 
 // logSnapshot logs what r counted, for a failing test.
-func logSnapshot(t *testing.T, r *harness.Relay) {
+func logSnapshot(t *testing.T, r *labrelay.Relay) {
 	t.Helper()
 	s := snapshot(t, r)
 	var b strings.Builder
@@ -159,7 +161,7 @@ func logSnapshot(t *testing.T, r *harness.Relay) {
 }
 
 // stageOf returns a stage's counters from a snapshot.
-func stageOf(t *testing.T, s relay.Snapshot, name string) pipeline.StageStats {
+func stageOf(t *testing.T, s readout.Snapshot, name string) pipeline.StageStats {
 	t.Helper()
 	st, ok := s.Stage(name)
 	if !ok {
@@ -186,7 +188,7 @@ func msgContains(sub string, kv ...string) func(map[string]any) bool {
 }
 
 // mustLog waits for a matching log line of r.
-func mustLog(t *testing.T, r *harness.Relay, what string, match func(map[string]any) bool) map[string]any {
+func mustLog(t *testing.T, r *labrelay.Relay, what string, match func(map[string]any) bool) map[string]any {
 	t.Helper()
 	e, err := r.WaitLog(match, recoverWithin)
 	if err != nil {
@@ -196,7 +198,7 @@ func mustLog(t *testing.T, r *harness.Relay, what string, match func(map[string]
 }
 
 // mustRun fails the test if r's process has exited.
-func mustRun(t *testing.T, r *harness.Relay) {
+func mustRun(t *testing.T, r *labrelay.Relay) {
 	t.Helper()
 	select {
 	case <-r.Done():
@@ -295,7 +297,7 @@ func TestFaultInterfaceDownUp(t *testing.T) {
 // naming --target-interface and listing the interfaces there are.
 func TestFaultWaitForInterface(t *testing.T) {
 	bin := harness.Binary(t)
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	s := &swarm{lab: l, client: l.Host("client"), server: l.Host("server"), relayA: l.Host("relay-a"), relayB: l.Host("relay-b")}
 	s.a = harness.StartT(t, bin, s.relayA, "--other-relays", s.relayB.IP.String())
 	paths := faultPaths(t, s)
@@ -304,31 +306,31 @@ func TestFaultWaitForInterface(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := harness.Options{NoReadyWait: true}.Start(context.Background(), bin, s.relayB,
+	b, err := labrelay.Options{NoReadyWait: true}.Start(context.Background(), bin, s.relayB,
 		"--other-relays", s.relayA.IP.String(), "--wait-for-interface")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.StopOnCleanup(t)
+	harness.StopOnCleanup(t, b)
 	mustLog(t, b, "waiting for the interface", msgContains("does not exist yet; waiting for it"))
 	mustLog(t, b, "capture: waiting", msgContains("waiting for it", "stage", "capture"))
 	mustLog(t, b, "inject: waiting", msgContains("does not exist", "stage", "inject"))
 	time.Sleep(300 * time.Millisecond)
 	mustRun(t, b)
-	if _, err := b.WaitLog(harness.Level("error", "fatal"), 0); err == nil {
+	if _, err := b.WaitLog(labrelay.Level("error", "fatal"), 0); err == nil {
 		t.Errorf("relay-b logged an error while waiting:\n%s", b.Output())
 	}
 
 	if err := rl.Restore(); err != nil {
 		t.Fatal(err)
 	}
-	mustLog(t, b, "capturing", harness.Msg("capturing", "stage", "capture"))
-	mustLog(t, b, "injecting", harness.Msg("injecting", "stage", "inject"))
+	mustLog(t, b, "capturing", labrelay.Msg("capturing", "stage", "capture"))
+	mustLog(t, b, "injecting", labrelay.Msg("injecting", "stage", "inject"))
 	mustCross(t, paths, recoverWithin, "after the interface appeared")
 
 	t.Run("without the flag", func(t *testing.T) {
 		start := time.Now()
-		_, err := harness.Start(context.Background(), bin, s.relayB, "-t", "eth1", "--mesh-port", "7125")
+		_, err := labrelay.Start(context.Background(), bin, s.relayB, "-t", "eth1", "--mesh-port", "7125")
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() == 0 {
 			t.Fatalf("start with a missing interface: %v, want a non-zero exit", err)
@@ -481,15 +483,15 @@ func TestFaultOverload(t *testing.T) {
 	// of fourteen relays: forwarding a frame costs thirteen datagrams. That,
 	// not a faster sender, is how one sender on a two-core machine offers
 	// about ten times what the relay can forward.
-	spec := lab.TwoSegmentSwarm()
+	spec := netlab.TwoSegmentSwarm()
 	peersA := []string{"10.77.0.2"}
 	for i := 1; i <= sinks; i++ {
 		a := netip.AddrFrom4([4]byte{10, 77, 0, byte(30 + i)})
-		spec.Segments[1].Hosts = append(spec.Segments[1].Hosts, lab.HostSpec{Name: fmt.Sprintf("sink-%d", i), Addr: a})
+		spec.Segments[1].Hosts = append(spec.Segments[1].Hosts, netlab.HostSpec{Name: fmt.Sprintf("sink-%d", i), Addr: a})
 		peersA = append(peersA, a.String())
 	}
 	bin := harness.Binary(t)
-	l := lab.NewSwarmT(t, spec)
+	l := netlabtest.NewSwarmT(t, spec)
 	s := &swarm{lab: l, client: l.Host("client"), server: l.Host("server"), relayA: l.Host("relay-a"), relayB: l.Host("relay-b")}
 	for i := 1; i <= sinks; i++ {
 		listen(t, l.Host(fmt.Sprintf("sink-%d", i)), fmt.Sprintf("0.0.0.0:%d", meshPort))
@@ -514,7 +516,7 @@ func TestFaultOverload(t *testing.T) {
 	rss := map[string][2]uint64{}
 	for i, at := range []time.Duration{storm / 2, storm} {
 		time.Sleep(time.Until(start.Add(at)))
-		for _, r := range []*harness.Relay{s.a, s.b} {
+		for _, r := range []*labrelay.Relay{s.a, s.b} {
 			mustRun(t, r)
 			v := rss[r.Host.Name]
 			v[i] = procStatus(t, r.Pid(), "VmRSS")
@@ -547,7 +549,7 @@ func TestFaultOverload(t *testing.T) {
 		}
 	}
 
-	for _, r := range []*harness.Relay{s.a, s.b} {
+	for _, r := range []*labrelay.Relay{s.a, s.b} {
 		mustRun(t, r)
 		v, hwm := rss[r.Host.Name], procStatus(t, r.Pid(), "VmHWM")
 		t.Logf("%s: VmRSS %d KiB at %s, %d KiB at %s; VmHWM %d KiB", r.Host.Name, v[0]>>10, storm/2, v[1]>>10, storm, hwm>>10)
@@ -589,7 +591,7 @@ func TestFaultOverload(t *testing.T) {
 // for its interface.
 func TestFaultSIGTERM(t *testing.T) {
 	bin := harness.Binary(t)
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	s := &swarm{lab: l, client: l.Host("client"), server: l.Host("server"), relayA: l.Host("relay-a"), relayB: l.Host("relay-b")}
 	sockA := filepath.Join(t.TempDir(), "a.sock")
 	s.a = harness.StartT(t, bin, s.relayA, "--other-relays", s.relayB.IP.String(), "--stats-socket", sockA)
@@ -617,7 +619,7 @@ func TestFaultSIGTERM(t *testing.T) {
 	defer func() { close(stop); <-done }()
 	time.Sleep(100 * time.Millisecond)
 
-	check := func(t *testing.T, r *harness.Relay, sock string) {
+	check := func(t *testing.T, r *labrelay.Relay, sock string) {
 		t.Helper()
 		start := time.Now()
 		if err := r.Stop(); err != nil {
@@ -628,7 +630,7 @@ func TestFaultSIGTERM(t *testing.T) {
 			t.Errorf("%s: took %s to exit after SIGTERM, want under %s", r.Host.Name, d, stopWithin)
 		}
 		t.Logf("%s exited %s after SIGTERM", r.Host.Name, d.Round(time.Millisecond))
-		if _, err := r.WaitLog(harness.Msg("relay stopped"), 0); err != nil {
+		if _, err := r.WaitLog(labrelay.Msg("relay stopped"), 0); err != nil {
 			t.Errorf("%s: no \"relay stopped\" line", r.Host.Name)
 		}
 		if sock != "" {
@@ -648,12 +650,12 @@ func TestFaultSIGTERM(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer rl.Restore()
-		w, err := harness.Options{NoReadyWait: true}.Start(context.Background(), bin, s.relayB,
+		w, err := labrelay.Options{NoReadyWait: true}.Start(context.Background(), bin, s.relayB,
 			"--other-relays", s.relayA.IP.String(), "--wait-for-interface", "--mesh-port", "7125")
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.StopOnCleanup(t)
+		harness.StopOnCleanup(t, w)
 		mustLog(t, s.b, "capture: waiting", msgContains("waiting for it", "stage", "capture"))
 		mustLog(t, w, "capture: waiting", msgContains("waiting for it", "stage", "capture"))
 		mustLog(t, w, "inject: waiting", msgContains("does not exist", "stage", "inject"))

@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/test/harness"
-	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 // TestRelayRejectsBadFlags runs the binary with bad flags in a lab host:
@@ -17,7 +18,7 @@ import (
 // full list of errors is tested in cmd/snowsignal.)
 func TestRelayRejectsBadFlags(t *testing.T) {
 	bin := harness.Binary(t)
-	h := lab.NewSwarmT(t, lab.TwoSegmentSwarm()).Host("relay-a")
+	h := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm()).Host("relay-a")
 	for _, tc := range []struct {
 		args []string
 		want []string // in the output

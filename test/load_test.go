@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/net/ipv4"
 
-	"github.com/snowsignal/snowsignal/test/harness"
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
 )
 
 // loadCounter counts the distinct sequence numbers a socket receives.
@@ -109,7 +109,7 @@ func TestLoadCoalescing(t *testing.T) {
 	const light = 200
 	sendPaced(t, cl, dst, 0, light, 1, 5*time.Millisecond)
 	waitCount(t, lc, 0, light, light)
-	for name, r := range map[string]*harness.Relay{"relay-a": s.a, "relay-b": s.b} {
+	for name, r := range map[string]*labrelay.Relay{"relay-a": s.a, "relay-b": s.b} {
 		c := snapshot(t, r).Coalesce
 		if c.CapturePauses != 0 || c.ListenerPauses != 0 {
 			t.Errorf("%s: light traffic (one broadcast every 5ms) made its readers wait: %+v", name, c)

@@ -19,12 +19,14 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout"
 	"github.com/snowsignal/snowsignal/netio/frame"
 	"github.com/snowsignal/snowsignal/netio/frame/frametest"
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/relay"
 	"github.com/snowsignal/snowsignal/test/harness"
-	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 // obsMetricsAddr is where relays serve /metrics in this test, inside their
@@ -33,13 +35,13 @@ const obsMetricsAddr = "127.0.0.1:9124"
 
 // obsStats runs `snowsignal stats --json` against r's stats socket and
 // decodes its output.
-func obsStats(t *testing.T, bin string, r *harness.Relay) relay.Snapshot {
+func obsStats(t *testing.T, bin string, r *labrelay.Relay) readout.Snapshot {
 	t.Helper()
 	out, err := exec.Command(bin, "stats", "--socket", r.StatsSocket, "--json").Output()
 	if err != nil {
 		t.Fatalf("%s: snowsignal stats --json: %v", r.Host.Name, obsExitErr(err))
 	}
-	var s relay.Snapshot
+	var s readout.Snapshot
 	if err := json.Unmarshal(out, &s); err != nil {
 		t.Fatalf("%s: snowsignal stats --json printed %q: %v", r.Host.Name, out, err)
 	}
@@ -70,7 +72,7 @@ type obsStageWant struct{ in, out uint64 }
 
 // obsCheck checks that the snapshot's stages counted exactly want (stages
 // not named: nothing), that no packet was dropped, and that every stage runs.
-func obsCheck(t *testing.T, who string, s relay.Snapshot, want map[string]obsStageWant) {
+func obsCheck(t *testing.T, who string, s readout.Snapshot, want map[string]obsStageWant) {
 	t.Helper()
 	for _, st := range s.Stages {
 		if st.Name == "discovery" {
@@ -108,7 +110,7 @@ func obsCheck(t *testing.T, who string, s relay.Snapshot, want map[string]obsSta
 
 // obsScrape fetches /metrics from inside host's namespace and parses it as
 // the Prometheus text format.
-func obsScrape(t *testing.T, h *lab.Host) map[string]*dto.MetricFamily {
+func obsScrape(t *testing.T, h *netlab.Host) map[string]*dto.MetricFamily {
 	t.Helper()
 	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -162,7 +164,7 @@ func obsSeries(fams map[string]*dto.MetricFamily) map[string]float64 {
 // socket, and removes its own on exit.
 func TestObservability(t *testing.T) {
 	bin := harness.Binary(t)
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	// No hellos: they would move listener/rewrite counters with traffic of
 	// their own. Debug level on relay-a: it logs the PV searches.
 	common := []string{"-t", "eth0", "-b", "5076,5064", "--hello-interval", "0",
@@ -217,7 +219,7 @@ func TestObservability(t *testing.T) {
 
 	// The counters reach the stages that handled the packets.
 	three := obsStageWant{3, 3}
-	var sa, sb relay.Snapshot
+	var sa, sb readout.Snapshot
 	obsWait(t, "relay-a's fan-out and relay-b's inject counted 3", func() bool {
 		sa, sb = obsStats(t, bin, a), obsStats(t, bin, b)
 		fa, _ := sa.Stage("fanout")
@@ -238,7 +240,7 @@ func TestObservability(t *testing.T) {
 	if sa.Peers[0].TxBytes != sb.Peers[0].RxBytes || sa.Peers[0].TxBytes == 0 {
 		t.Errorf("relay-a sent %d bytes, relay-b received %d", sa.Peers[0].TxBytes, sb.Peers[0].RxBytes)
 	}
-	for who, s := range map[string]relay.Snapshot{"relay-a": sa, "relay-b": sb} {
+	for who, s := range map[string]readout.Snapshot{"relay-a": sa, "relay-b": sb} {
 		e := s.EPICS
 		c, other := e.Outbound, e.Inbound
 		if who == "relay-b" {
@@ -295,7 +297,7 @@ func TestObservability(t *testing.T) {
 	}
 
 	// Healthy; then relay-a's eth0 goes down and its capture is not up.
-	health := func(r *harness.Relay) (string, error) {
+	health := func(r *labrelay.Relay) (string, error) {
 		out, err := exec.Command(bin, "health", "--socket", r.StatsSocket).CombinedOutput()
 		return string(out), err
 	}
@@ -319,7 +321,7 @@ func TestObservability(t *testing.T) {
 	}
 
 	// A third relay on relay-a's host may not take its stats socket.
-	_, err = harness.Options{ReadyTimeout: 3 * time.Second}.Start(context.Background(), bin, l.Host("relay-a"),
+	_, err = labrelay.Options{ReadyTimeout: 3 * time.Second}.Start(context.Background(), bin, l.Host("relay-a"),
 		"-t", "eth0", "--mesh-port", "7199", "--stats-socket", a.StatsSocket)
 	if err == nil || !strings.Contains(err.Error(), "--stats-socket "+a.StatsSocket) || !strings.Contains(err.Error(), "another snowsignal is running") {
 		t.Errorf("third relay on a live socket: %v", err)

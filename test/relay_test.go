@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/snowsignal/snowsignal/test/harness"
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
+	"github.com/snowsignal/snowsignal/netio/netlab"
 )
 
 // Ports of the lab's traffic.
@@ -80,14 +80,14 @@ func TestRelayIgnoresOtherTraffic(t *testing.T) {
 	if got := recvFor(t, srvOther, 0); len(got) != 0 {
 		t.Errorf("server received %d datagrams on port %d, want none", len(got), otherPort)
 	}
-	meshOut, err := mesh.Collect(drainWait, func(f lab.Frame) bool { return isMeshTo(f, s.relayB.IP) })
+	meshOut, err := mesh.Collect(drainWait, func(f netlab.Frame) bool { return isMeshTo(f, s.relayB.IP) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(meshOut) != 0 {
 		t.Errorf("relay-a sent %d mesh datagrams to relay-b, want none", len(meshOut))
 	}
-	injected, err := segB.Collect(drainWait, func(f lab.Frame) bool {
+	injected, err := segB.Collect(drainWait, func(f netlab.Frame) bool {
 		_, _, _, ok := f.UDP()
 		return ok && f.IsIPv4Broadcast() && bytes.Equal(f.Src(), s.relayB.MAC) && !toPort(f, meshPort)
 	})
@@ -104,7 +104,7 @@ func TestRelayIgnoresOtherTraffic(t *testing.T) {
 	if _, err := recvMatching(t, srvPVA, p); err != nil {
 		t.Fatalf("a relayed broadcast after the ignored ones: %v", err)
 	}
-	if meshOut, err := mesh.Collect(drainWait, func(f lab.Frame) bool { return isMeshTo(f, s.relayB.IP) }); err != nil || len(meshOut) != 1 {
+	if meshOut, err := mesh.Collect(drainWait, func(f netlab.Frame) bool { return isMeshTo(f, s.relayB.IP) }); err != nil || len(meshOut) != 1 {
 		t.Errorf("relay-a sent %d mesh datagrams for one relayed broadcast (%v), want 1", len(meshOut), err)
 	}
 	if injected, err := segB.Collect(drainWait, fromMAC(s.relayB.MAC, pvaPort)); err != nil || len(injected) != 1 {
@@ -117,7 +117,7 @@ func TestRelayIgnoresOtherTraffic(t *testing.T) {
 
 // checkCounters stops r and compares the Out counters of its stages, from
 // its final log line, with want.
-func checkCounters(t *testing.T, r *harness.Relay, want map[string]uint64) {
+func checkCounters(t *testing.T, r *labrelay.Relay, want map[string]uint64) {
 	t.Helper()
 	if err := r.Stop(); err != nil {
 		t.Errorf("%s: exit: %v", r.Host.Name, err)
@@ -199,7 +199,7 @@ func TestRelayStopsOnSIGTERM(t *testing.T) {
 	if _, err := recvMatching(t, srv, p); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range []*harness.Relay{s.b, s.a} {
+	for _, r := range []*labrelay.Relay{s.b, s.a} {
 		start := time.Now()
 		err := r.Stop()
 		took := time.Since(start)
@@ -214,13 +214,13 @@ func TestRelayStopsOnSIGTERM(t *testing.T) {
 
 // isMeshTo reports an IPv4 UDP frame (or fragment) addressed to dst: what
 // a relay sends its peer.
-func isMeshTo(f lab.Frame, dst netip.Addr) bool {
+func isMeshTo(f netlab.Frame, dst netip.Addr) bool {
 	d := f.Data
 	return f.EtherType() == 0x0800 && len(d) >= 34 && d[14+9] == 17 && netip.AddrFrom4([4]byte(d[30:34])) == dst
 }
 
 // toPort reports an unfragmented UDP frame to port.
-func toPort(f lab.Frame, port uint16) bool {
+func toPort(f netlab.Frame, port uint16) bool {
 	_, dst, _, ok := f.UDP()
 	return ok && dst.Port() == port
 }

@@ -19,10 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
 	"github.com/snowsignal/snowsignal/netio/frame/frametest"
 	"github.com/snowsignal/snowsignal/netio/mesh"
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/test/harness"
-	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 const (
@@ -39,13 +41,13 @@ const (
 // server and relay-b on segment b.
 type secLab struct {
 	bin                            string
-	client, server, relayA, relayB *lab.Host
+	client, server, relayA, relayB *netlab.Host
 }
 
 func newSecLab(t *testing.T) *secLab {
 	t.Helper()
 	bin := harness.Binary(t)
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	return &secLab{bin: bin, client: l.Host("client"), server: l.Host("server"), relayA: l.Host("relay-a"), relayB: l.Host("relay-b")}
 }
 
@@ -54,7 +56,7 @@ func newSecLab(t *testing.T) *secLab {
 // its discovery stage has published the static peers, and until then it
 // counts the peer's datagrams as unknown_peer. It stops when the (sub)test
 // ends.
-func (s *secLab) relay(t *testing.T, h, peer *lab.Host, args ...string) *harness.Relay {
+func (s *secLab) relay(t *testing.T, h, peer *netlab.Host, args ...string) *labrelay.Relay {
 	t.Helper()
 	r := harness.StartT(t, s.bin, h, append([]string{"--other-relays", peer.IP.String()}, args...)...)
 	want := netip.AddrPortFrom(peer.IP, secMeshPort).String()
@@ -117,7 +119,7 @@ func secLegacy(fr []byte) []byte { return append([]byte(mesh.LegacyMagic), fr...
 // port, in order, in groups of 16 with a short pause, so that the relay's
 // socket and queues (which drop when full, by design) never overflow and
 // every datagram is counted.
-func (s *secLab) sendMesh(t *testing.T, h *lab.Host, dst *lab.Host, ds ...[]byte) {
+func (s *secLab) sendMesh(t *testing.T, h *netlab.Host, dst *netlab.Host, ds ...[]byte) {
 	t.Helper()
 	c, err := h.ListenUDP("0.0.0.0:0")
 	if err != nil {
@@ -140,7 +142,7 @@ func (s *secLab) sendMesh(t *testing.T, h *lab.Host, dst *lab.Host, ds ...[]byte
 type secWatch struct {
 	s   *secLab
 	srv *net.UDPConn
-	sn  *lab.Sniffer
+	sn  *netlab.Sniffer
 }
 
 func (s *secLab) watch(t *testing.T) *secWatch {
@@ -199,10 +201,10 @@ func (w *secWatch) expect(t *testing.T, payload []byte) {
 // injected returns the frames relay-b put on segment b since the watch
 // began (or the last call): IPv4 frames from its MAC other than mesh
 // traffic (its hellos, its datagrams to relay-a).
-func (w *secWatch) injected(t *testing.T) []lab.Frame {
+func (w *secWatch) injected(t *testing.T) []netlab.Frame {
 	t.Helper()
 	mac := w.s.relayB.MAC
-	fs, err := w.sn.Collect(100*time.Millisecond, func(f lab.Frame) bool {
+	fs, err := w.sn.Collect(100*time.Millisecond, func(f netlab.Frame) bool {
 		if f.EtherType() != 0x0800 || !bytes.Equal(f.Src(), mac) {
 			return false
 		}
@@ -233,7 +235,7 @@ func (s *secLab) broadcast(t *testing.T, tag string) []byte {
 
 // secDrops stops r and returns its non-zero drop counters, from the final
 // counters it logs.
-func secDrops(t *testing.T, r *harness.Relay) map[string]uint64 {
+func secDrops(t *testing.T, r *labrelay.Relay) map[string]uint64 {
 	t.Helper()
 	if err := r.Stop(); err != nil {
 		t.Errorf("%s: exit: %v", r.Host.Name, err)
@@ -565,7 +567,7 @@ func TestSecurityRateLimit(t *testing.T) {
 
 	t.Run("out of range", func(t *testing.T) {
 		for _, arg := range []string{"--rate-limit=-1", "--rate-limit=10000001", "--peer-rate-limit=-1"} {
-			r, err := harness.Start(t.Context(), s.bin, s.relayA, arg)
+			r, err := labrelay.Start(t.Context(), s.bin, s.relayA, arg)
 			if err == nil {
 				r.Stop()
 				t.Errorf("%s: the relay started", arg)

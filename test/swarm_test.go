@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
 	"github.com/snowsignal/snowsignal/netio/frame"
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/test/harness"
-	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 // Waits. deliveryTimeout bounds the wait for a datagram that must arrive;
@@ -30,10 +32,10 @@ const (
 // swarm is the TwoSegmentSwarm lab with a relay on each segment, each
 // peered with the other.
 type swarm struct {
-	lab            *lab.Lab
-	client, server *lab.Host
-	relayA, relayB *lab.Host
-	a, b           *harness.Relay
+	lab            *netlab.Lab
+	client, server *netlab.Host
+	relayA, relayB *netlab.Host
+	a, b           *labrelay.Relay
 }
 
 // startSwarm builds the lab and starts the real binary on relay-a and
@@ -42,15 +44,15 @@ type swarm struct {
 func startSwarm(t *testing.T, extra ...string) *swarm {
 	t.Helper()
 	bin := harness.Binary(t)
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	s := &swarm{lab: l, client: l.Host("client"), server: l.Host("server"), relayA: l.Host("relay-a"), relayB: l.Host("relay-b")}
 	s.a = harness.StartT(t, bin, s.relayA, append([]string{"--other-relays", s.relayB.IP.String()}, extra...)...)
 	s.b = harness.StartT(t, bin, s.relayB, append([]string{"--other-relays", s.relayA.IP.String()}, extra...)...)
 	// A relay is ready (capturing, injecting) a moment before its discovery
 	// stage has filled the peer set; until then it drops mesh datagrams
 	// from the other relay as unknown_peer. Wait for the peer sets.
-	for _, r := range []*harness.Relay{s.a, s.b} {
-		if _, err := r.WaitLog(harness.Msg("peer set changed", "stage", "discovery"), deliveryTimeout); err != nil {
+	for _, r := range []*labrelay.Relay{s.a, s.b} {
+		if _, err := r.WaitLog(labrelay.Msg("peer set changed", "stage", "discovery"), deliveryTimeout); err != nil {
 			t.Fatalf("%s: %v", r.Host.Name, err)
 		}
 	}
@@ -58,7 +60,7 @@ func startSwarm(t *testing.T, extra ...string) *swarm {
 }
 
 // listen opens a UDP socket on h bound to addr, failing the test on error.
-func listen(t *testing.T, h *lab.Host, addr string) *net.UDPConn {
+func listen(t *testing.T, h *netlab.Host, addr string) *net.UDPConn {
 	t.Helper()
 	c, err := h.ListenUDP(addr)
 	if err != nil {
@@ -68,7 +70,7 @@ func listen(t *testing.T, h *lab.Host, addr string) *net.UDPConn {
 }
 
 // broadcaster opens a UDP socket on h that may send broadcasts.
-func broadcaster(t *testing.T, h *lab.Host) *net.UDPConn {
+func broadcaster(t *testing.T, h *netlab.Host) *net.UDPConn {
 	t.Helper()
 	c, err := h.BroadcastUDP("0.0.0.0:0")
 	if err != nil {
@@ -86,7 +88,7 @@ func send(t *testing.T, c *net.UDPConn, payload []byte, dst netip.AddrPort) {
 }
 
 // localAddr returns the address a socket on h bound to 0.0.0.0 sends from.
-func localAddr(h *lab.Host, c *net.UDPConn) netip.AddrPort {
+func localAddr(h *netlab.Host, c *net.UDPConn) netip.AddrPort {
 	return netip.AddrPortFrom(h.IP, c.LocalAddr().(*net.UDPAddr).AddrPort().Port())
 }
 
@@ -151,7 +153,7 @@ func payload(t *testing.T, n int) []byte {
 }
 
 // sniff starts a capture on h's eth0 for the rest of the test.
-func sniff(t *testing.T, h *lab.Host) *lab.Sniffer {
+func sniff(t *testing.T, h *netlab.Host) *netlab.Sniffer {
 	t.Helper()
 	s, err := h.Sniff(t.Context())
 	if err != nil {
@@ -184,8 +186,8 @@ func checkChecksums(b []byte) error {
 
 // fromMAC returns a Sniffer filter for IPv4 UDP broadcast frames from mac
 // to UDP port.
-func fromMAC(mac net.HardwareAddr, port uint16) func(lab.Frame) bool {
-	return func(f lab.Frame) bool {
+func fromMAC(mac net.HardwareAddr, port uint16) func(netlab.Frame) bool {
+	return func(f netlab.Frame) bool {
 		_, dst, _, ok := f.UDP()
 		return ok && f.IsIPv4Broadcast() && bytes.Equal(f.Src(), mac) && dst.Port() == port
 	}

@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/snowsignal/snowsignal/stages/inject"
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
+	"github.com/snowsignal/snowsignal/stages/locals"
 	"github.com/snowsignal/snowsignal/test/harness"
-	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 // Issue 3: every real topology. Several relays per segment in a full mesh
@@ -51,19 +53,19 @@ func topoPayload(tag string, i int) []byte {
 
 // meshSpec builds a Swarm spec: segment i holds relays[i] relays named
 // r<seg><n> and one listener named l<seg>; segment a also holds the client.
-func meshSpec(relays []int) lab.Spec {
-	spec := lab.Spec{Subnet: netip.MustParsePrefix("10.78.0.0/24")}
+func meshSpec(relays []int) netlab.Spec {
+	spec := netlab.Spec{Subnet: netip.MustParsePrefix("10.78.0.0/24")}
 	for i, n := range relays {
 		seg := string(rune('a' + i))
-		var hosts []lab.HostSpec
+		var hosts []netlab.HostSpec
 		if i == 0 {
-			hosts = append(hosts, lab.HostSpec{Name: "client"})
+			hosts = append(hosts, netlab.HostSpec{Name: "client"})
 		}
-		hosts = append(hosts, lab.HostSpec{Name: "l" + seg})
+		hosts = append(hosts, netlab.HostSpec{Name: "l" + seg})
 		for j := 0; j < n; j++ {
-			hosts = append(hosts, lab.HostSpec{Name: fmt.Sprintf("r%s%d", seg, j)})
+			hosts = append(hosts, netlab.HostSpec{Name: fmt.Sprintf("r%s%d", seg, j)})
 		}
-		spec.Segments = append(spec.Segments, lab.SegmentSpec{Name: seg, Hosts: hosts})
+		spec.Segments = append(spec.Segments, netlab.SegmentSpec{Name: seg, Hosts: hosts})
 	}
 	return spec
 }
@@ -71,16 +73,16 @@ func meshSpec(relays []int) lab.Spec {
 // startMesh starts a relay on every host whose name starts with "r", each
 // peered with all the others, and waits until relays sharing a segment have
 // heard each other's hellos.
-func startMesh(t *testing.T, l *lab.Lab, extra ...string) []*harness.Relay {
+func startMesh(t *testing.T, l *netlab.Lab, extra ...string) []*labrelay.Relay {
 	t.Helper()
 	bin := harness.Binary(t)
-	var hosts []*lab.Host
+	var hosts []*netlab.Host
 	for _, h := range l.Hosts() {
 		if strings.HasPrefix(h.Name, "r") {
 			hosts = append(hosts, h)
 		}
 	}
-	var relays []*harness.Relay
+	var relays []*labrelay.Relay
 	for _, h := range hosts {
 		var others []string
 		for _, o := range hosts {
@@ -94,7 +96,7 @@ func startMesh(t *testing.T, l *lab.Lab, extra ...string) []*harness.Relay {
 	for i, h := range hosts {
 		for _, o := range hosts {
 			if o != h && o.Segment == h.Segment {
-				if _, err := relays[i].WaitLog(harness.Msg("another relay shares this segment; sharing injections with it", "peer", o.IP.String()), 3*time.Second); err != nil {
+				if _, err := relays[i].WaitLog(labrelay.Msg("another relay shares this segment; sharing injections with it", "peer", o.IP.String()), 3*time.Second); err != nil {
 					t.Fatalf("%s never heard %s on its segment: %v", h.Name, o.Name, err)
 				}
 			}
@@ -113,7 +115,7 @@ func TestTopologiesDeliverExactlyOnce(t *testing.T) {
 		{"1a+1b+1c", []int{1, 1, 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := lab.NewSwarmT(t, meshSpec(tc.relays))
+			l := netlabtest.NewSwarmT(t, meshSpec(tc.relays))
 			listeners := map[string]*net.UDPConn{}
 			for i := range tc.relays {
 				seg := string(rune('a' + i))
@@ -157,7 +159,7 @@ func TestTopologiesDeliverExactlyOnce(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				frames, _ := sn.Collect(300*time.Millisecond, func(f lab.Frame) bool {
+				frames, _ := sn.Collect(300*time.Millisecond, func(f netlab.Frame) bool {
 					_, dst, payload, ok := f.UDP()
 					return ok && dst.Port() == 7124 && bytes.HasPrefix(payload, []byte("SS"))
 				})
@@ -184,8 +186,8 @@ func TestClientsAndServersOnTheRelayHost(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		for i := 0; snapshot(t, s.b).LocalListeners != want; i++ {
-			if time.Since(start) > 3*inject.ListenersEvery {
-				t.Fatalf("relay-b: local_listeners is not %v after %s of traffic", want, 3*inject.ListenersEvery)
+			if time.Since(start) > 3*locals.Every {
+				t.Fatalf("relay-b: local_listeners is not %v after %s of traffic", want, 3*locals.Every)
 			}
 			send(t, cl, topoPayload("warm", i), netip.MustParseAddrPort("10.77.0.255:5076"))
 			time.Sleep(20 * time.Millisecond)
@@ -234,7 +236,7 @@ func TestRoutedSubnets(t *testing.T) {
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			bin := harness.Binary(t)
-			l := lab.NewRoutedT(t, lab.TwoSubnetRouted())
+			l := netlabtest.NewRoutedT(t, netlab.TwoSubnetRouted())
 			client, server := l.Host("client"), l.Host("server")
 			ra, rb := l.Host("relay-a"), l.Host("relay-b")
 			harness.StartT(t, bin, ra, "--other-relays", rb.IP.String(), "--rebroadcast-destination", tc.mode)
@@ -327,7 +329,7 @@ func TestLargeDatagrams(t *testing.T) {
 // relayed every time, with several relays per segment; a repeat inside the
 // window is a duplicate.
 func TestRepeatAfterWindowIsRelayed(t *testing.T) {
-	l := lab.NewSwarmT(t, meshSpec([]int{2, 2}))
+	l := netlabtest.NewSwarmT(t, meshSpec([]int{2, 2}))
 	lb := listen(t, l.Host("lb"), "0.0.0.0:5076")
 	startMesh(t, l, "--dedup-window", "100ms")
 	client := broadcaster(t, l.Host("client"))

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/snowsignal/snowsignal/netio/frame/frametest"
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab"
 )
 
 // TestRelayReplaysPythonMeshDatagram: the mesh datagram the Python relay
@@ -22,7 +22,7 @@ import (
 func TestRelayReplaysPythonMeshDatagram(t *testing.T) {
 	segA := frametest.Vector(t, "python-relay-segA-capture-and-mesh.pcap")
 	segBVec := frametest.Vector(t, "python-relay-segB-rebroadcast.pcap")
-	clientFrame, meshFrame, wantFrame := lab.Frame{Data: segA[0]}, lab.Frame{Data: segA[1]}, segBVec[0]
+	clientFrame, meshFrame, wantFrame := netlab.Frame{Data: segA[0]}, netlab.Frame{Data: segA[1]}, segBVec[0]
 	clientSrc, clientDst, clientPayload, ok := clientFrame.UDP()
 	if !ok {
 		t.Fatal("vector packet 1 is not a UDP frame")

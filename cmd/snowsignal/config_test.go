@@ -1,10 +1,13 @@
 package main
 
 import (
+	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/assembly"
 )
 
 // TestConfigDefaults: the defaults (as kong fills them) make the Python
@@ -135,5 +138,28 @@ func TestConfigUnresolvablePeerIsNotAnError(t *testing.T) {
 	}
 	if !reflect.DeepEqual(cfg.Peers, []string{"no-such-relay.invalid"}) {
 		t.Errorf("peers %q", cfg.Peers)
+	}
+}
+
+// TestFlagDefaultsAreTheAssemblys: the defaults kong fills in (the
+// run command's tags, shown in its help) are assembly.Default()'s, so the
+// two cannot drift apart.
+func TestFlagDefaultsAreTheAssemblys(t *testing.T) {
+	cleanEnv(t)
+	for _, k := range obsEnv {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	c := parseRun(t)
+	d := assembly.Default()
+	ports, _, err := c.parse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TargetInterface != d.Interface || !reflect.DeepEqual(ports.BroadcastPorts, d.BroadcastPorts) || ports.MeshPort != d.MeshPort ||
+		c.DiscoveryInterval != d.DiscoveryInterval || c.DedupWindow != d.DedupWindow || c.HelloInterval != d.HelloInterval ||
+		c.LocalDelivery != d.LocalDelivery || c.InjectMark != d.Mark || c.Coalesce != d.Coalesce ||
+		c.StatsSocket != d.Observability.StatsSocket || c.SummaryInterval != d.Observability.SummaryInterval {
+		t.Errorf("flag defaults %+v\nassembly.Default() %+v", c, d)
 	}
 }

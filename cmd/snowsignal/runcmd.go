@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -13,11 +12,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/assembly"
 	"github.com/snowsignal/snowsignal/netio/iface"
 	"github.com/snowsignal/snowsignal/netio/mesh"
-	"github.com/snowsignal/snowsignal/stages/relay"
 	"github.com/snowsignal/snowsignal/stages/rewrite"
-	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
 )
 
 // RunCmd relays broadcasts. Flags, environment variables and defaults match
@@ -52,17 +50,31 @@ type RunCmd struct {
 	DebugAddress    string        `env:"DEBUG_ADDRESS" hidden:"" placeholder:"HOST:PORT" help:"Serve Go's profiling endpoints (net/http/pprof) on this address; off when empty."`
 }
 
-// config turns the flags into a relay.Config, or an error naming the flag at
-// fault and what it allows.
-func (c *RunCmd) config() (cfg relay.Config, warnings []string, err error) {
-	cfg, err = c.build(&warnings)
-	return cfg, warnings, err
+// config turns the flags into an assembly.Config, or an error naming the
+// flag at fault and what it allows: the flags are parsed here, the values
+// checked by Config.Validate, and the interface looked up last.
+func (c *RunCmd) config() (cfg assembly.Config, warnings []string, err error) {
+	cfg, warnings, err = c.parse()
+	if err != nil {
+		return cfg, warnings, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, warnings, err
+	}
+	if !c.WaitForInterface {
+		if _, err := iface.Lookup(c.TargetInterface); err != nil {
+			return cfg, warnings, fmt.Errorf("--target-interface: %w", err)
+		}
+	}
+	return cfg, warnings, nil
 }
 
-func (c *RunCmd) build(warn *[]string) (relay.Config, error) {
+// parse converts the flags' text into a Config; only what cannot be
+// represented in one (a port number beyond 65535, an unknown destination
+// mode, an unreadable key file) is an error here.
+func (c *RunCmd) parse() (assembly.Config, []string, error) {
 	var warnings []string
-	defer func() { *warn = warnings }()
-	cfg := relay.Config{
+	cfg := assembly.Config{
 		Interface:         c.TargetInterface,
 		DiscoveryInterval: c.DiscoveryInterval,
 		DedupWindow:       c.DedupWindow,
@@ -72,36 +84,27 @@ func (c *RunCmd) build(warn *[]string) (relay.Config, error) {
 		LocalDelivery:     c.LocalDelivery,
 		Mark:              c.InjectMark,
 		Coalesce:          c.Coalesce,
-	}
-	if c.TargetInterface == "" {
-		return cfg, errors.New("--target-interface: must not be empty")
+		RateLimit:         c.RateLimit,
+		PeerRateLimit:     c.PeerRateLimit,
+		Observability:     c.observabilityConfig(),
 	}
 	if c.MeshPort < 1 || c.MeshPort > 65535 {
-		return cfg, fmt.Errorf("--mesh-port: %d is out of range (allowed: 1-65535)", c.MeshPort)
+		return cfg, warnings, fmt.Errorf("--mesh-port: %d is out of range (allowed: 1-65535)", c.MeshPort)
 	}
 	cfg.MeshPort = uint16(c.MeshPort)
 	for _, s := range c.BroadcastPort {
 		for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
 			p, err := parsePort(f)
 			if err != nil {
-				return cfg, fmt.Errorf("--broadcast-port: %w", err)
-			}
-			if p == cfg.MeshPort {
-				return cfg, fmt.Errorf("--broadcast-port: %d is also the mesh port (--mesh-port); they must differ", p)
+				return cfg, warnings, fmt.Errorf("--broadcast-port: %w", err)
 			}
 			if !slices.Contains(cfg.BroadcastPorts, p) {
 				cfg.BroadcastPorts = append(cfg.BroadcastPorts, p)
 			}
 		}
 	}
-	if len(cfg.BroadcastPorts) == 0 {
-		return cfg, errors.New("--broadcast-port: at least one port is required (allowed: 1-65535)")
-	}
 	for _, s := range c.OtherRelays {
 		for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
-			if a, err := netip.ParseAddr(f); err == nil && !a.Unmap().Is4() {
-				return cfg, fmt.Errorf("--other-relays: %s is not an IPv4 address (the mesh is IPv4)", f)
-			}
 			if !slices.Contains(cfg.Peers, f) {
 				cfg.Peers = append(cfg.Peers, f)
 			}
@@ -115,25 +118,14 @@ func (c *RunCmd) build(warn *[]string) (relay.Config, error) {
 	if s := strings.TrimSpace(c.ServiceName); s != "" && !slices.Contains(cfg.Discover, "tasks."+s) {
 		cfg.Discover = append(cfg.Discover, "tasks."+s)
 	}
-	if c.DiscoveryInterval < time.Second {
-		return cfg, fmt.Errorf("--discovery-interval: %s is too short (allowed: 1s or more)", c.DiscoveryInterval)
-	}
-	if c.DedupWindow < 0 || c.DedupWindow > time.Minute {
-		return cfg, fmt.Errorf("--dedup-window: %s is out of range (allowed: 0 to 1m)", c.DedupWindow)
-	}
-	if c.Coalesce < 0 || c.Coalesce > 10*time.Millisecond {
-		return cfg, fmt.Errorf("--coalesce: %s is out of range (allowed: 0 to disable, up to 10ms)", c.Coalesce)
-	}
-	if c.HelloInterval != 0 && (c.HelloInterval < 100*time.Millisecond || c.HelloInterval > time.Minute) {
-		return cfg, fmt.Errorf("--hello-interval: %s is out of range (allowed: 0 to disable, or 100ms to 1m)", c.HelloInterval)
-	}
 	mode, err := rewrite.ParseDestMode(c.RebroadcastDestination)
 	if err != nil {
-		return cfg, fmt.Errorf("--rebroadcast-destination: %w", err)
+		return cfg, warnings, fmt.Errorf("--rebroadcast-destination: %w", err)
 	}
 	cfg.RebroadcastDestination = mode
-	if len(c.MeshKeyFile) > 2 {
-		return cfg, fmt.Errorf("--mesh-key-file: given %d times (allowed: once, or twice during key rotation)", len(c.MeshKeyFile))
+	if len(c.MeshKeyFile) > assembly.MaxMeshKeys {
+		// Before reading any of the files: Validate would say the same.
+		return cfg, warnings, fmt.Errorf("--mesh-key-file: given %d times (allowed: once, or twice during key rotation)", len(c.MeshKeyFile))
 	}
 	for _, path := range c.MeshKeyFile {
 		key, err := mesh.LoadKeyFile(path)
@@ -142,31 +134,11 @@ func (c *RunCmd) build(warn *[]string) (relay.Config, error) {
 			// Swarm mounts secrets 0444 unless told otherwise: warn, go on.
 			warnings = append(warnings, fmt.Sprintf("--mesh-key-file: %v", err))
 		} else if err != nil {
-			return cfg, fmt.Errorf("--mesh-key-file: %w", err)
+			return cfg, warnings, fmt.Errorf("--mesh-key-file: %w", err)
 		}
 		cfg.MeshKeys = append(cfg.MeshKeys, key)
 	}
-	if c.RateLimit < 0 || c.RateLimit > ratelimit.MaxRate {
-		return cfg, fmt.Errorf("--rate-limit: %d is out of range (allowed: 0 to disable, or 1-%d packets per second)", c.RateLimit, ratelimit.MaxRate)
-	}
-	if c.PeerRateLimit < 0 || c.PeerRateLimit > ratelimit.MaxRate {
-		return cfg, fmt.Errorf("--peer-rate-limit: %d is out of range (allowed: 0 for --rate-limit's, or 1-%d packets per second)", c.PeerRateLimit, ratelimit.MaxRate)
-	}
-	cfg.RateLimit, cfg.PeerRateLimit = c.RateLimit, c.PeerRateLimit
-	if cfg.PeerRateLimit == 0 {
-		cfg.PeerRateLimit = c.RateLimit
-	}
-	obs, err := c.observability()
-	if err != nil {
-		return cfg, err
-	}
-	cfg.Observability = obs
-	if !c.WaitForInterface {
-		if _, err := iface.Lookup(c.TargetInterface); err != nil {
-			return cfg, fmt.Errorf("--target-interface: %w", err)
-		}
-	}
-	return cfg, nil
+	return cfg, warnings, nil
 }
 
 func parsePort(s string) (uint16, error) {
@@ -207,7 +179,7 @@ func (c *RunCmd) Run() error {
 			return err
 		}
 	}
-	r, err := relay.New(cfg, log)
+	r, err := assembly.New(cfg, log)
 	if err != nil {
 		return err
 	}

@@ -9,8 +9,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/snowsignal/snowsignal/stages/relay"
-	"github.com/snowsignal/snowsignal/stages/statsserver"
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout"
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout/statsserver"
 )
 
 // StatsCmd prints a running relay's counters.
@@ -26,20 +26,20 @@ const fetchTimeout = 5 * time.Second
 
 // fetchSnapshot asks the relay at path for a snapshot and checks that this
 // binary reads its format. It returns the decoded snapshot and its JSON.
-func fetchSnapshot(ctx context.Context, path string) (relay.Snapshot, json.RawMessage, error) {
+func fetchSnapshot(ctx context.Context, path string) (readout.Snapshot, json.RawMessage, error) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	raw, err := statsserver.Fetch(ctx, path, "snapshot")
 	if err != nil {
-		return relay.Snapshot{}, nil, err
+		return readout.Snapshot{}, nil, err
 	}
-	var s relay.Snapshot
+	var s readout.Snapshot
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return relay.Snapshot{}, nil, fmt.Errorf("socket %s: snapshot: %w", path, err)
+		return readout.Snapshot{}, nil, fmt.Errorf("socket %s: snapshot: %w", path, err)
 	}
-	if s.Format != relay.SnapshotFormat {
-		return relay.Snapshot{}, nil, fmt.Errorf("version mismatch: the relay at %s sends snapshot format %d, this snowsignal (%s) reads format %d (use the snowsignal binary the relay runs)",
-			path, s.Format, version, relay.SnapshotFormat)
+	if s.Format != readout.SnapshotFormat {
+		return readout.Snapshot{}, nil, fmt.Errorf("version mismatch: the relay at %s sends snapshot format %d, this snowsignal (%s) reads format %d (use the snowsignal binary the relay runs)",
+			path, s.Format, version, readout.SnapshotFormat)
 	}
 	return s, raw, nil
 }
@@ -84,7 +84,7 @@ const clearScreen = "\x1b[H\x1b[2J"
 func (c *StatsCmd) watch(ctx context.Context, o *stdio) error {
 	t := time.NewTicker(c.Interval)
 	defer t.Stop()
-	var prev *relay.Snapshot
+	var prev *readout.Snapshot
 	for {
 		s, _, err := fetchSnapshot(ctx, c.Socket)
 		fmt.Fprint(o.Out, clearScreen)

@@ -13,15 +13,15 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout"
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout/statsserver"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/stages/relay"
 	"github.com/snowsignal/snowsignal/stages/shared/insight"
-	"github.com/snowsignal/snowsignal/stages/statsserver"
 )
 
 // fakeRelay serves snap() on a stats socket, as a relay does, until the
 // test ends, and returns the socket's path.
-func fakeRelay(t *testing.T, snap func() relay.Snapshot) string {
+func fakeRelay(t *testing.T, snap func() readout.Snapshot) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "relay.sock")
 	ln, err := statsserver.Listen(path)
@@ -42,18 +42,18 @@ func fakeRelay(t *testing.T, snap func() relay.Snapshot) string {
 }
 
 // snapshot is a relay that relayed a pvget search to one peer.
-func snapshot(at time.Time) relay.Snapshot {
+func snapshot(at time.Time) readout.Snapshot {
 	heard := at.Add(-3 * time.Second)
-	return relay.Snapshot{
-		Format: relay.SnapshotFormat, Version: "1.2.3", Commit: "abc", Time: at, StartTime: at.Add(-time.Hour - 2*time.Minute),
+	return readout.Snapshot{
+		Format: readout.SnapshotFormat, Version: "1.2.3", Commit: "abc", Time: at, StartTime: at.Add(-time.Hour - 2*time.Minute),
 		UptimeSeconds: 3720, CaptureUp: true,
-		Config: relay.ConfigSummary{Interface: "eth0", BroadcastPorts: []uint16{5076, 5064}, MeshPort: 7124, CoalesceSeconds: 150e-6},
+		Config: readout.ConfigSummary{Interface: "eth0", BroadcastPorts: []uint16{5076, 5064}, MeshPort: 7124, CoalesceSeconds: 150e-6},
 		Stages: []pipeline.StageStats{{Name: "capture", State: "running", In: 10, Out: 10},
 			{Name: "fanout", State: "running", In: 10, Out: 10}},
 		Links: []pipeline.LinkStats{{Name: "capture->decode", Len: 1, Cap: 16, Packets: 10}},
 		Drops: map[string]uint64{"wrong_port": 4, "duplicate": 0}, MeshKernelDrops: 6,
-		Peers:    []relay.PeerStats{{Addr: "10.77.0.2:7124", Sources: "static", TxPackets: 10, TxBytes: 900, LastHeard: &heard}},
-		Coalesce: relay.CoalesceStats{CapturePauses: 12, ListenerPauses: 3},
+		Peers:    []readout.PeerStats{{Addr: "10.77.0.2:7124", Sources: "static", TxPackets: 10, TxBytes: 900, LastHeard: &heard}},
+		Coalesce: readout.CoalesceStats{CapturePauses: 12, ListenerPauses: 3},
 		EPICS: insight.Stats{WindowSeconds: 60, Outbound: insight.Counters{PVASearches: 2, CASearches: 1, Names: 4},
 			TopNames:   []insight.Top{{Name: "EP:TEMP", Count: 3}, {Name: "EP:COUNT", Count: 1}},
 			TopClients: []insight.Top{{Name: "10.77.0.11", Count: 4}}},
@@ -62,7 +62,7 @@ func snapshot(at time.Time) relay.Snapshot {
 
 func TestStatsTable(t *testing.T) {
 	now := time.Now()
-	path := fakeRelay(t, func() relay.Snapshot { return snapshot(now) })
+	path := fakeRelay(t, func() readout.Snapshot { return snapshot(now) })
 	code, out, errOut := runCLI("stats", "--socket", path)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -98,7 +98,7 @@ func TestStatsTable(t *testing.T) {
 
 	// Coalescing off (--coalesce 0): no window, no pauses.
 	off := snapshot(now)
-	off.Config.CoalesceSeconds, off.Coalesce = 0, relay.CoalesceStats{}
+	off.Config.CoalesceSeconds, off.Coalesce = 0, readout.CoalesceStats{}
 	var buf bytes.Buffer
 	if err := renderStats(&buf, &off, nil); err != nil {
 		t.Fatal(err)
@@ -109,16 +109,16 @@ func TestStatsTable(t *testing.T) {
 }
 
 func TestStatsJSON(t *testing.T) {
-	path := fakeRelay(t, func() relay.Snapshot { return snapshot(time.Now()) })
+	path := fakeRelay(t, func() readout.Snapshot { return snapshot(time.Now()) })
 	code, out, errOut := runCLI("stats", "--socket", path, "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	var s relay.Snapshot
+	var s readout.Snapshot
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
 		t.Fatalf("not one JSON document: %v\n%s", err, out)
 	}
-	if s.Format != relay.SnapshotFormat || s.Drops["wrong_port"] != 4 || s.EPICS.TopNames[0].Name != "EP:TEMP" {
+	if s.Format != readout.SnapshotFormat || s.Drops["wrong_port"] != 4 || s.EPICS.TopNames[0].Name != "EP:TEMP" {
 		t.Errorf("decoded %+v", s)
 	}
 }
@@ -132,7 +132,7 @@ func TestStatsErrors(t *testing.T) {
 			t.Errorf("%s without relay: exit %d, %q; want 1, %q", cmd, code, errOut, want)
 		}
 	}
-	future := fakeRelay(t, func() relay.Snapshot { s := snapshot(time.Now()); s.Format = 99; return s })
+	future := fakeRelay(t, func() readout.Snapshot { s := snapshot(time.Now()); s.Format = 99; return s })
 	code, _, errOut := runCLI("stats", "--socket", future)
 	if code != 1 || !strings.Contains(errOut, "version mismatch: the relay at "+future+" sends snapshot format 99, this snowsignal") {
 		t.Errorf("future format: exit %d, %q", code, errOut)
@@ -140,12 +140,12 @@ func TestStatsErrors(t *testing.T) {
 }
 
 func TestHealthCmd(t *testing.T) {
-	healthy := fakeRelay(t, func() relay.Snapshot { return snapshot(time.Now()) })
+	healthy := fakeRelay(t, func() readout.Snapshot { return snapshot(time.Now()) })
 	code, out, errOut := runCLI("health", "--socket", healthy)
 	if code != 0 || out != "ok: 2 stages running, capturing on eth0, 1 peers\n" {
 		t.Errorf("healthy: exit %d, %q %q", code, out, errOut)
 	}
-	sick := fakeRelay(t, func() relay.Snapshot {
+	sick := fakeRelay(t, func() readout.Snapshot {
 		s := snapshot(time.Now())
 		s.CaptureUp = false
 		s.Stages[1].State, s.Stages[1].LastError = "backoff", "sendmmsg: boom"
@@ -161,7 +161,7 @@ func TestHealthCmd(t *testing.T) {
 func TestStatsWatch(t *testing.T) {
 	start := time.Now()
 	n := 0
-	path := fakeRelay(t, func() relay.Snapshot {
+	path := fakeRelay(t, func() readout.Snapshot {
 		// Every query one second later, with 5 more packets captured, 3
 		// more dropped by the kernel on the mesh socket and 4 more pauses
 		// of the capture reader.

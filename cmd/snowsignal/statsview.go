@@ -9,14 +9,14 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/snowsignal/snowsignal/stages/relay"
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout"
 	"github.com/snowsignal/snowsignal/stages/shared/insight"
 )
 
 // renderStats writes the compact human view of snapshot s: a header, then
 // stages, links, drops, peers, neighbours, coalescing and EPICS top lists.
 // With prev, the snapshot before it, counters get per-second rates.
-func renderStats(w io.Writer, s, prev *relay.Snapshot) error {
+func renderStats(w io.Writer, s, prev *readout.Snapshot) error {
 	var dt float64
 	if prev != nil {
 		dt = s.Time.Sub(prev.Time).Seconds()
@@ -78,7 +78,7 @@ func renderStats(w io.Writer, s, prev *relay.Snapshot) error {
 	slices.Sort(reasons)
 	// The kernel's drops, after the relay's own reasons.
 	const kernelCapture, kernelMesh = "kernel (capture queue full)", "kernel (mesh socket buffer full)"
-	kernel := func(snap *relay.Snapshot, r string) (uint64, bool) {
+	kernel := func(snap *readout.Snapshot, r string) (uint64, bool) {
 		switch r {
 		case kernelCapture:
 			return snap.KernelDrops, true

@@ -45,6 +45,63 @@ func perPacket(b []byte) map[string]func() {
 	}
 }
 
+// benchFrame6 returns a valid IPv6 frame, with a hop-by-hop header, with an
+// n-byte UDP payload.
+func benchFrame6(n int) []byte {
+	return frametest.UDP6{
+		Src:     netip.MustParseAddrPort("[fd00:77::11]:38726"),
+		Dst:     netip.MustParseAddrPort("[ff02::1]:5076"),
+		Ext:     []frametest.ExtHeader{{Type: 0, Body: []byte{0x05, 0x02, 0, 0, 0x01, 0x00}}},
+		Payload: make([]byte, n),
+	}.Frame()
+}
+
+// perPacket6 lists the IPv6 per-packet operations; none may allocate.
+func perPacket6(b []byte) map[string]func() {
+	var f frame.Frame
+	if err := f.Decode6(b); err != nil {
+		panic(err)
+	}
+	seed := maphash.MakeSeed()
+	mac := [6]byte{0xb2, 0x04, 0x81, 0xe1, 0x15, 0x09}
+	groups := []netip.Addr{netip.MustParseAddr("ff02::1:3"), netip.MustParseAddr("ff02::1")}
+	return map[string]func(){
+		"Decode6":              func() { var g frame.Frame; sinkErr = g.Decode6(b) },
+		"DecodeIP":             func() { var g frame.Frame; sinkErr = g.DecodeIP(b) },
+		"Decode6Error":         func() { var g frame.Frame; sinkErr = g.Decode6(b[:50]) },
+		"FixChecksums":         func() { f.FixChecksums(b) },
+		"SetMulticastEthernet": func() { frame.SetMulticastEthernet(b, f.Dst, mac) },
+		"Key":                  func() { sink64 = f.Key(b, seed) },
+		"StableKey":            func() { sink32 = f.StableKey(b) },
+		"CheckGroup":           func() { sinkErr = frame.CheckGroup(f.Dst, groups) },
+		"CheckSource6":         func() { sinkErr = frame.CheckSource6(f.Src) },
+	}
+}
+
+func TestAllocs6(t *testing.T) {
+	for _, n := range []int{16, 1424} {
+		for name, fn := range perPacket6(benchFrame6(n)) {
+			if allocs := testing.AllocsPerRun(1000, fn); allocs != 0 {
+				t.Errorf("IPv6 %s (%d-byte payload): %v allocations, want 0", name, n, allocs)
+			}
+		}
+	}
+}
+
+func BenchmarkDecode6(b *testing.B) {
+	for _, n := range []int{16, 1424} {
+		buf := benchFrame6(n)
+		fn := perPacket6(buf)["Decode6"]
+		b.Run(sizeName(n), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(buf)))
+			for b.Loop() {
+				fn()
+			}
+		})
+	}
+}
+
 func TestAllocs(t *testing.T) {
 	for _, n := range []int{16, 1472} {
 		for name, fn := range perPacket(benchFrame(n)) {
@@ -73,7 +130,7 @@ func sizeName(n int) string {
 	switch n {
 	case 16:
 		return "small"
-	case 1472:
+	case 1472, 1424:
 		return "mtu"
 	}
 	return "other"

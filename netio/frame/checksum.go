@@ -77,7 +77,15 @@ func pseudoHeaderSum(b []byte, udpLen int) uint32 {
 // The UDP checksum of a fragment is left alone: it covers the reassembled
 // datagram, which no single frame holds. (The kernel completes offloaded
 // checksums before it fragments, so fragments never carry partial ones.)
+//
+// For IPv6 (no header checksum) it does the same to the UDP checksum, with
+// the IPv6 pseudo-header; a zero UDP checksum is not allowed there, so it is
+// always filled in.
 func (f *Frame) FixChecksums(b []byte) {
+	if f.IPv6 {
+		f.fixChecksums6(b)
+		return
+	}
 	h := f.ipHeader(b)
 	h[10], h[11] = 0, 0
 	binary.BigEndian.PutUint16(h[10:], Fold(Checksum(h, 0)))
@@ -85,8 +93,15 @@ func (f *Frame) FixChecksums(b []byte) {
 		return
 	}
 	udp := f.ipPayload(b)
+	setUDPChecksum(udp, pseudoHeaderSum(b, len(udp)))
+}
+
+// setUDPChecksum computes the checksum of the UDP datagram udp, whose
+// pseudo-header sums to pseudo, from scratch and stores it. A computed 0 is
+// sent as 0xffff: 0 means "no checksum" (RFC 768), which IPv6 forbids.
+func setUDPChecksum(udp []byte, pseudo uint32) {
 	udp[udpOffCsum], udp[udpOffCsum+1] = 0, 0
-	sum := Fold(Checksum(udp, pseudoHeaderSum(b, len(udp))))
+	sum := Fold(Checksum(udp, pseudo))
 	if sum == 0 {
 		sum = 0xffff
 	}

@@ -1,5 +1,5 @@
-// Package frame decodes and rewrites Ethernet II / IPv4 / UDP frames in place,
-// without allocating.
+// Package frame decodes and rewrites Ethernet II / IPv4 / UDP and
+// Ethernet II / IPv6 / UDP frames in place, without allocating.
 //
 // A [Frame] holds what [Frame.Decode] found as plain values and offsets into
 // the caller's buffer, never pointers into it, so a Frame can be kept in a
@@ -69,7 +69,23 @@ const (
 	ErrBadTotalLength                        // IPv4 total length smaller than the header
 	ErrNotUDP                                // IP protocol is not UDP
 	ErrBadUDPLength                          // UDP length field below 8 or inconsistent with the IP length
-	ErrBadFragment                           // fragment would end past the 65535-byte IPv4 limit
+	ErrBadFragment                           // fragment would end past the 65535-byte limit; IPv6: a second fragment header, or a non-last fragment not a multiple of 8 long
+
+	// IPv6 (Decode6, DecodeIP); ErrTruncated, ErrBadIPVersion, ErrNotUDP,
+	// ErrBadUDPLength and ErrBadFragment apply to IPv6 too.
+	ErrNotIPv6           // Decode6: EtherType is not IPv6
+	ErrZeroPayloadLength // IPv6 payload length 0: a jumbogram (RFC 2675) or no payload
+	ErrBadExtHeader      // an extension header runs past the payload, or hop-by-hop options not first
+	ErrExtChainTooLong   // more than MaxExtHeaders extension headers before UDP
+	ErrRoutingHeader     // a routing header with segments left: the destination is not the final one
+	ErrIPsec             // ESP or AH: the UDP header, if any, is not readable or not ours to change
+	ErrUnknownExtHeader  // mobility, HIP, shim6 or experimental extension header
+
+	// Checks on a decoded IPv6 frame's addresses (CheckSource6, CheckGroup).
+	ErrLinkLocalSource // IPv6 source is link-local (fe80::/10): no server off the segment can reply
+	ErrBadSource       // IPv6 source is unspecified, loopback, multicast or IPv4-mapped
+	ErrNotLinkScope    // IPv6 destination is not link-scope multicast (ff02::/16)
+	ErrGroupNotRelayed // IPv6 destination is a link-scope group that is not configured
 	numDecodeErrors
 )
 
@@ -83,6 +99,18 @@ var decodeErrorNames = [numDecodeErrors]string{
 	ErrNotUDP:         "not_udp",
 	ErrBadUDPLength:   "bad_udp_length",
 	ErrBadFragment:    "bad_fragment",
+
+	ErrNotIPv6:           "not_ipv6",
+	ErrZeroPayloadLength: "zero_payload_length",
+	ErrBadExtHeader:      "bad_ext_header",
+	ErrExtChainTooLong:   "ext_chain_too_long",
+	ErrRoutingHeader:     "routing_header",
+	ErrIPsec:             "ipsec",
+	ErrUnknownExtHeader:  "unknown_ext_header",
+	ErrLinkLocalSource:   "link_local_source",
+	ErrBadSource:         "bad_source",
+	ErrNotLinkScope:      "not_link_scope",
+	ErrGroupNotRelayed:   "group_not_relayed",
 }
 
 // String returns the error's metric label, e.g. "truncated".
@@ -96,22 +124,30 @@ func (e DecodeError) String() string {
 // Error implements error; it returns the same word as String.
 func (e DecodeError) Error() string { return e.String() }
 
-// Frame holds what Decode found in an Ethernet/IPv4/UDP frame, as values and
-// offsets into the caller's buffer (no pointers into it).
+// Frame holds what Decode (IPv4) or Decode6 (IPv6) found in an Ethernet/IP/UDP
+// frame, as values and offsets into the caller's buffer (no pointers into
+// it). The zero IPv6 field means IPv4, so IPv4 frames read as they always did.
 type Frame struct {
-	IHL       int        // IPv4 header length in bytes, 20..60
-	IPLen     int        // IPv4 total length in bytes
-	Proto     uint8      // IPv4 protocol, always ProtoUDP after a successful Decode
-	ID        uint16     // IPv4 identification
+	// IHL is the IP header length in bytes: for IPv4 20..60; for IPv6 the
+	// fixed 40 bytes and every extension header up to and including the
+	// fragment header, that is where the UDP header (or the fragment's data)
+	// starts.
+	IHL       int
+	IPLen     int        // IP datagram length in bytes: IPv4 total length; IPv6 40 + payload length
+	Proto     uint8      // IP protocol or final next header, always ProtoUDP after a successful decode
+	ID        uint16     // IPv4 identification; zero for IPv6 (see ID6, FragmentID)
 	FragOff   uint16     // fragment offset in 8-byte units
-	MoreFrags bool       // the "more fragments" flag
-	Src, Dst  netip.Addr // IPv4 source and destination
+	MoreFrags bool       // the "more fragments" flag (IPv6: M)
+	Src, Dst  netip.Addr // IP source and destination
 	SrcPort   uint16     // UDP source port; zero for non-first fragments
 	DstPort   uint16     // UDP destination port; zero for non-first fragments
 	UDPLen    int        // UDP length field; zero for non-first fragments
+	IPv6      bool       // decoded by Decode6
+	ID6       uint32     // IPv6 fragment header identification; zero without one
 }
 
-// Decode parses the Ethernet frame b into f. b may carry trailing bytes after
+// Decode parses the Ethernet/IPv4 frame b into f; any other EtherType, IPv6
+// included, is ErrNotIPv4 (see Decode6 and DecodeIP). b may carry trailing bytes after
 // the IPv4 datagram (Ethernet pads frames to 60 bytes); they are ignored, and
 // Len reports where the datagram ends.
 //
@@ -166,6 +202,7 @@ func (f *Frame) Decode(b []byte) error {
 	f.Src = netip.AddrFrom4([4]byte(b[offSrc : offSrc+4]))
 	f.Dst = netip.AddrFrom4([4]byte(b[offDst : offDst+4]))
 	f.SrcPort, f.DstPort, f.UDPLen = 0, 0, 0
+	f.IPv6, f.ID6 = false, 0
 
 	ipPayload := ipLen - ihl
 	if f.FragOff != 0 {
@@ -176,21 +213,28 @@ func (f *Frame) Decode(b []byte) error {
 		}
 		return nil
 	}
-	if ipPayload < UDPLen {
+	return f.decodeUDP(b[EthLen+ihl:EthLen+ipLen], MaxDatagram-ihl)
+}
+
+// decodeUDP reads the UDP header at the start of udp, the rest of an
+// unfragmented datagram or a first fragment, into f. A first fragment's UDP
+// length may announce at most maxLen bytes: what fits the largest datagram.
+func (f *Frame) decodeUDP(udp []byte, maxLen int) error {
+	if len(udp) < UDPLen {
 		// Also rejects tiny first fragments that split the UDP header
 		// (RFC 1858): the ports must be in the first fragment.
 		return ErrTruncated
 	}
-	udp := b[EthLen+ihl:]
 	udpLen := int(binary.BigEndian.Uint16(udp[udpOffLen:]))
 	switch {
 	case udpLen < UDPLen:
+		// Includes 0, the UDP length of an IPv6 jumbogram (RFC 2675).
 		return ErrBadUDPLength
-	case !f.MoreFrags && udpLen != ipPayload:
+	case !f.MoreFrags && udpLen != len(udp):
 		return ErrBadUDPLength
-	case f.MoreFrags && (udpLen < ipPayload || udpLen > MaxDatagram-ihl):
+	case f.MoreFrags && (udpLen < len(udp) || udpLen > maxLen):
 		// A first fragment carries part of the datagram, never more than
-		// it, and the whole must fit in one IPv4 datagram.
+		// it, and the whole must fit in one datagram.
 		return ErrBadUDPLength
 	}
 	f.SrcPort = binary.BigEndian.Uint16(udp[0:])
@@ -200,7 +244,7 @@ func (f *Frame) Decode(b []byte) error {
 }
 
 // Len returns the number of bytes of b that belong to the frame: the Ethernet
-// header and the IPv4 datagram, without trailing padding.
+// header and the IP datagram, without trailing padding.
 func (f *Frame) Len() int { return EthLen + f.IPLen }
 
 // IsFragment reports whether the datagram is a fragment (first, middle or last).
@@ -221,8 +265,10 @@ func (f *Frame) Payload(b []byte) []byte {
 	return b[start:f.Len()]
 }
 
-// ipHeader returns the IPv4 header bytes of b.
+// ipHeader returns the IPv4 header bytes of b (for IPv6, the fixed header
+// and the extension headers).
 func (f *Frame) ipHeader(b []byte) []byte { return b[offIP : offIP+f.IHL] }
 
-// ipPayload returns the bytes after the IPv4 header, up to the total length.
+// ipPayload returns the bytes after the IP header (IPv6: after the extension
+// headers), up to the datagram's end.
 func (f *Frame) ipPayload(b []byte) []byte { return b[offIP+f.IHL : f.Len()] }

@@ -278,11 +278,17 @@ func TestFrameHelpers(t *testing.T) {
 		{"first fragment", decodeTests[4].b, 1514, true, true, 42},
 		{"middle fragment", decodeTests[5].b, 1514, true, false, 34},
 		{"last fragment", decodeTests[6].b, 82, true, false, 34},
+		{"IPv6 unfragmented", decode6Tests[0].b, 78, false, true, 62},
+		{"IPv6 hop-by-hop", decode6Tests[1].b, 86, false, true, 70},
+		{"IPv6 atomic fragment", decode6Tests[4].b, 86, false, true, 70},
+		{"IPv6 first fragment", decode6Tests[5].b, 1502, true, true, 70},
+		{"IPv6 middle fragment", decode6Tests[6].b, 1502, true, false, 62},
+		{"IPv6 trailing bytes", decode6Tests[9].b, 78, false, true, 62},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var f frame.Frame
-			if err := f.Decode(tt.b); err != nil {
+			if err := f.DecodeIP(tt.b); err != nil {
 				t.Fatal(err)
 			}
 			if f.Len() != tt.len || f.IsFragment() != tt.frag || f.HasUDPHeader() != tt.hdr {

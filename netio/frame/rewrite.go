@@ -17,8 +17,9 @@ func SetBroadcastEthernet(b []byte, src [6]byte) {
 	copy(b[6:12], src[:])
 }
 
-// SetDst rewrites the IPv4 destination of the decoded frame b to dst, which
-// must be an IPv4 address, and updates f.Dst. The IPv4 header checksum is
+// SetDst rewrites the IPv4 destination of the decoded IPv4 frame b to dst,
+// which must be an IPv4 address, and updates f.Dst. IPv6 frames keep their
+// destination group (see SetMulticastEthernet). The IPv4 header checksum is
 // updated incrementally, and so is the UDP checksum when this frame carries
 // the UDP header and the checksum is in use (non-zero): the pseudo-header
 // includes the destination, and for a first fragment the checksum covers the

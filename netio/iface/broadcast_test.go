@@ -6,14 +6,15 @@ import (
 	"testing"
 
 	"github.com/snowsignal/snowsignal/netio/iface"
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 )
 
 // The broadcast address is the one configured on the interface, and the
 // prefix's last address when none is configured.
 func TestLookupBroadcastConfiguredOrComputed(t *testing.T) {
-	l := lab.NewSwarmT(t, lab.Spec{Subnet: netip.MustParsePrefix("10.79.0.0/24"),
-		Segments: []lab.SegmentSpec{{Name: "a", Hosts: lab.HostNames("h")}}})
+	l := netlabtest.NewSwarmT(t, netlab.Spec{Subnet: netip.MustParsePrefix("10.79.0.0/24"),
+		Segments: []netlab.SegmentSpec{{Name: "a", Hosts: netlab.HostNames("h")}}})
 	h := l.Host("h")
 	addr := h.IP.String() + "/24"
 	for _, tc := range []struct {

@@ -1,7 +1,8 @@
 //go:build linux
 
 // Package iface describes the relay's target interface: index, MTU, MAC,
-// IPv4 address and the broadcast address of its subnet.
+// IPv4 address and the broadcast address of its subnet, and its IPv6
+// addresses.
 package iface
 
 import (
@@ -35,6 +36,59 @@ type Info struct {
 	// Broadcast is the subnet's broadcast address: the one configured on the
 	// interface, or the prefix's last address when none is set.
 	Broadcast netip.Addr
+	// Addrs6 are the interface's usable IPv6 addresses that are not
+	// link-local (global and unique-local), with their prefixes, in the
+	// kernel's order. Tentative, deprecated and duplicate addresses are left
+	// out: neither the mesh nor a client should start using one.
+	Addrs6 []netip.Prefix
+	// LinkLocal6 is the interface's link-local IPv6 address (fe80::/10),
+	// zoned with the interface name; invalid when it has none. It is what
+	// the interface's own MLD reports and neighbour discovery use, never a
+	// mesh address (it does not reach other segments).
+	LinkLocal6 netip.Addr
+}
+
+// Addr6 returns the IPv6 address the mesh binds on this interface: the first
+// global unicast address, else the first unique-local one (fc00::/7); invalid
+// when there is neither.
+func (i *Info) Addr6() netip.Addr {
+	var ula netip.Addr
+	for _, p := range i.Addrs6 {
+		a := p.Addr()
+		if uniqueLocal.Contains(a) {
+			if !ula.IsValid() {
+				ula = a
+			}
+			continue
+		}
+		return a
+	}
+	return ula
+}
+
+// uniqueLocal is fc00::/7 (RFC 4193).
+var uniqueLocal = netip.MustParsePrefix("fc00::/7")
+
+// unusable6 are the flags of an IPv6 address not (or no longer) to be used.
+const unusable6 = unix.IFA_F_TENTATIVE | unix.IFA_F_DEPRECATED | unix.IFA_F_DADFAILED
+
+// addrs6 fills in the IPv6 addresses of info from the kernel's list.
+func addrs6(info *Info, addrs []netlink.Addr) {
+	for _, ad := range addrs {
+		ip, ok := netip.AddrFromSlice(ad.IP)
+		if !ok || !ip.Is6() || ip.Is4In6() || ad.Flags&unusable6 != 0 {
+			continue
+		}
+		switch {
+		case ip.IsLinkLocalUnicast():
+			if !info.LinkLocal6.IsValid() {
+				info.LinkLocal6 = ip.WithZone(info.Name)
+			}
+		case ip.IsGlobalUnicast():
+			ones, _ := ad.Mask.Size()
+			info.Addrs6 = append(info.Addrs6, netip.PrefixFrom(ip, ones))
+		}
+	}
 }
 
 // Interface returns the net.Interface for the sockets packages.
@@ -75,6 +129,11 @@ func Lookup(name string) (*Info, error) {
 		}
 		break
 	}
+	addrs, err = netlink.AddrList(link, unix.AF_INET6)
+	if err != nil {
+		return nil, fmt.Errorf("interface %q: IPv6 addresses: %w", name, err)
+	}
+	addrs6(info, addrs)
 	return info, nil
 }
 

@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/snowsignal/snowsignal/netio/mmsg"
 )
 
 // Why the mesh socket reads its error queue
@@ -70,8 +72,8 @@ type errQueue struct {
 	mu   sync.Mutex
 	hdr  unix.Msghdr
 	iov  unix.Iovec
-	name unix.RawSockaddrInet4
-	data [64]byte // the start of the offending datagram: not needed, but recvmsg(2) wants room
+	name unix.RawSockaddrInet6 // room for either family's address
+	data [64]byte              // the start of the offending datagram: not needed, but recvmsg(2) wants room
 	oob  [128]byte
 }
 
@@ -96,7 +98,7 @@ func (q *errQueue) drain(fd uintptr) int {
 	for n < maxDrain {
 		q.iov.Base = &q.data[0]
 		q.iov.SetLen(len(q.data))
-		q.hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&q.name)), Namelen: unix.SizeofSockaddrInet4, Iov: &q.iov,
+		q.hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&q.name)), Namelen: unix.SizeofSockaddrInet6, Iov: &q.iov,
 			Control: &q.oob[0]}
 		q.hdr.SetIovlen(1)
 		q.hdr.SetControllen(len(q.oob))
@@ -117,9 +119,9 @@ func (q *errQueue) drain(fd uintptr) int {
 	return n
 }
 
-// parse decodes the IP_RECVERR control message of the entry just read: a
-// struct sock_extended_err followed by the offender's struct sockaddr_in
-// (SO_EE_OFFENDER), per ip(7).
+// parse decodes the IP_RECVERR (or IPV6_RECVERR) control message of the
+// entry just read: a struct sock_extended_err followed by the offender's
+// socket address (SO_EE_OFFENDER), per ip(7) and ipv6(7).
 func (q *errQueue) parse() (PeerError, bool) {
 	oob := q.oob[:q.hdr.Controllen]
 	for len(oob) >= unix.SizeofCmsghdr {
@@ -128,18 +130,15 @@ func (q *errQueue) parse() (PeerError, bool) {
 			return PeerError{}, false
 		}
 		data := oob[unix.SizeofCmsghdr:h.Len]
-		if h.Level == unix.SOL_IP && h.Type == unix.IP_RECVERR && len(data) >= sizeofSockExtendedErr {
+		recvErr := h.Level == unix.SOL_IP && h.Type == unix.IP_RECVERR || h.Level == unix.SOL_IPV6 && h.Type == unix.IPV6_RECVERR
+		if recvErr && len(data) >= sizeofSockExtendedErr {
 			ee := (*unix.SockExtendedErr)(unsafe.Pointer(&data[0]))
 			pe := PeerError{Err: syscall.Errno(ee.Errno), Origin: ee.Origin, Type: ee.Type, Code: ee.Code}
-			if q.name.Family == unix.AF_INET {
-				p := (*[2]byte)(unsafe.Pointer(&q.name.Port))
-				pe.Dst = netip.AddrPortFrom(netip.AddrFrom4(q.name.Addr), uint16(p[0])<<8|uint16(p[1]))
-			}
-			if off := data[sizeofSockExtendedErr:]; len(off) >= unix.SizeofSockaddrInet4 {
-				sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&off[0]))
-				if sa.Family == unix.AF_INET {
-					pe.From = netip.AddrFrom4(sa.Addr)
-				}
+			pe.Dst = mmsg.SockaddrAddrPort(&q.name)
+			var sa unix.RawSockaddrInet6 // the offender, copied: the message need not be aligned for it
+			n := copy(unsafe.Slice((*byte)(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet6), data[sizeofSockExtendedErr:])
+			if sa.Family == unix.AF_INET && n >= unix.SizeofSockaddrInet4 || sa.Family == unix.AF_INET6 && n == unix.SizeofSockaddrInet6 {
+				pe.From = mmsg.SockaddrAddrPort(&sa).Addr()
 			}
 			return pe, true
 		}
@@ -176,17 +175,20 @@ func icmpErr(err error) bool {
 const stallPoll = 50 * time.Millisecond
 
 // readStalled reads once with the poller bypassed, for when it fails reads
-// after an EPOLLERR-only event: it reads the error queue, then the
-// datagrams waiting, if any; if there are none, it waits up to stallPoll for
-// some with poll(2). poll(2) is level-triggered, and with the error queue
-// read and the pending error consumed, only data (or a new error) ends the
-// wait early: the loop in ReadBatch cannot spin. The next event with data
-// clears the poller's error state and ReadBatch is back to the poller.
+// after an EPOLLERR-only event (EPOLLERR without EPOLLIN or EPOLLOUT: an
+// ICMP error while the send buffer was more than half full; Go's poller
+// fails reads with "not pollable" until it sees an event of another kind).
+// It reads the error queue, then the datagrams waiting, if any; if there are
+// none, it waits up to stallPoll for some with poll(2). poll(2) is
+// level-triggered, and with the error queue read and the pending error
+// consumed, only data (or a new error) ends the wait early: the read loop
+// cannot spin. The next event with data clears the poller's error state and
+// the reader is back to the poller.
 func (c *Conn) readStalled() error {
 	var perr error
 	cerr := c.rc.Control(func(fd uintptr) {
 		c.errq.drain(fd)
-		if c.readFn(fd) {
+		if c.r.Attempt(fd) {
 			return
 		}
 		fds := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}

@@ -18,8 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snowsignal/snowsignal/netio/mmsg"
-	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -27,8 +27,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // putErrQueueEntry fills q as recvmsg(MSG_ERRQUEUE) would for an ICMP port
 // unreachable from 10.0.0.9 about a datagram sent to 10.0.0.9:7124.
 func putErrQueueEntry(q *errQueue, level, typ int32) {
-	q.name = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: [4]byte{10, 0, 0, 9}}
-	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&q.name.Port))[:], 7124)
+	name := (*unix.RawSockaddrInet4)(unsafe.Pointer(&q.name))
+	*name = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: [4]byte{10, 0, 0, 9}}
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&name.Port))[:], 7124)
 	clear(q.oob[:])
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&q.oob[0]))
 	h.Level, h.Type = level, typ
@@ -51,6 +52,21 @@ func TestParseErrQueueEntry(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { q.parse() }); n != 0 {
 		t.Errorf("parse allocates %v times", n)
+	}
+
+	// The same over IPv6: an ICMPv6 port unreachable (type 1, code 4).
+	dst := netip.MustParseAddrPort("[fd00:77::9]:7124")
+	mmsg.PutSockaddr(&q.name, dst)
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&q.oob[0]))
+	h.Level, h.Type = unix.SOL_IPV6, unix.IPV6_RECVERR
+	h.SetLen(unix.CmsgLen(sizeofSockExtendedErr + unix.SizeofSockaddrInet6))
+	ee := (*unix.SockExtendedErr)(unsafe.Pointer(&q.oob[unix.SizeofCmsghdr]))
+	*ee = unix.SockExtendedErr{Errno: uint32(unix.ECONNREFUSED), Origin: unix.SO_EE_ORIGIN_ICMP6, Type: 1, Code: 4}
+	mmsg.PutSockaddr((*unix.RawSockaddrInet6)(unsafe.Pointer(&q.oob[unix.SizeofCmsghdr+sizeofSockExtendedErr])), dst)
+	q.hdr.SetControllen(unix.CmsgSpace(sizeofSockExtendedErr + unix.SizeofSockaddrInet6))
+	want6 := PeerError{Dst: dst, From: dst.Addr(), Err: unix.ECONNREFUSED, Origin: unix.SO_EE_ORIGIN_ICMP6, Type: 1, Code: 4}
+	if got, ok := q.parse(); !ok || got != want6 {
+		t.Errorf("parse over IPv6 = %+v, %v; want %+v", got, ok, want6)
 	}
 
 	putErrQueueEntry(&q, unix.SOL_SOCKET, unix.SO_TIMESTAMP) // another control message
@@ -83,7 +99,7 @@ func (l *errLog) get() []PeerError {
 }
 
 // listen opens a mesh socket in h's namespace, closed when the test ends.
-func listen(t *testing.T, h *lab.Host) *Conn {
+func listen(t *testing.T, h *netlab.Host) *Conn {
 	t.Helper()
 	var c *Conn
 	err := h.Do(func() (err error) {
@@ -102,14 +118,12 @@ func listen(t *testing.T, h *lab.Host) *Conn {
 func readAll(c *Conn) (n <-chan int, done <-chan error) {
 	count, fin := make(chan int, 1024), make(chan error, 1)
 	go func() {
-		pool := pipeline.NewPool(2048)
+		bufs, sizes, addrs := newBufs(64)
 		for {
-			b := pool.Get()
-			_, err := c.ReadBatch(b)
-			if len(b.Pkts) > 0 {
-				count <- len(b.Pkts)
+			n, _, err := c.ReadBatch(bufs, 0, sizes, addrs)
+			if n > 0 {
+				count <- n
 			}
-			pool.Put(b)
 			if err != nil {
 				fin <- err
 				return
@@ -117,6 +131,16 @@ func readAll(c *Conn) (n <-chan int, done <-chan error) {
 		}
 	}()
 	return count, fin
+}
+
+// newBufs returns n buffers to read datagrams into, with room for their
+// lengths and senders.
+func newBufs(n int) ([][]byte, []int, []netip.AddrPort) {
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, 2048)
+	}
+	return bufs, make([]int, n), make([]netip.AddrPort, n)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -136,7 +160,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // error an ICMP message leaves on the socket must neither cost nor be blamed
 // on the next datagram, whoever consumes it, a send or the listener.
 func TestSendAttributesICMPErrorsToThePeer(t *testing.T) {
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	c := listen(t, l.Host("relay-a"))
 	var log errLog
 	c.OnPeerError(log.add)
@@ -170,15 +194,14 @@ func TestSendAttributesICMPErrorsToThePeer(t *testing.T) {
 			// with one to the live peer: the error the last one leaves
 			// pending is reported on the first of the next round.
 			const rounds, perRound = 12, 8
-			mm := mmsg.NewBatch(perRound)
 			payload := make([]byte, 32)
+			bufs, to := make([][]byte, perRound), make([]netip.AddrPort, perRound)
+			for i := range perRound {
+				bufs[i], to[i] = payload, liveAddr
+			}
+			to[perRound-1] = tc.dead
 			for r := 0; r < rounds; r++ {
-				mm.Reset()
-				for i := 0; i < perRound-1; i++ {
-					mm.Add(payload, liveAddr)
-				}
-				mm.Add(payload, tc.dead)
-				failed, err := c.Send(mm, func(i int, err error) { t.Errorf("round %d: datagram %d refused: %v", r, i, err) })
+				failed, err := c.WriteBatch(bufs, to, func(i int, err error) { t.Errorf("round %d: datagram %d refused: %v", r, i, err) })
 				if err != nil || failed != 0 {
 					t.Fatalf("round %d: Send = %d failed, %v", r, failed, err)
 				}
@@ -222,7 +245,7 @@ func cpuTime(t *testing.T) time.Duration {
 // ReadBatch, ICMP errors arrive (EPOLLERR). It must read them, go back to
 // sleep, and still receive the next datagram.
 func TestListenerDoesNotSpinOnICMPErrors(t *testing.T) {
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	c := listen(t, l.Host("relay-a"))
 	var log errLog
 	c.OnPeerError(log.add)
@@ -268,20 +291,27 @@ func TestListenerDoesNotSpinOnICMPErrors(t *testing.T) {
 // fails reads after an EPOLLERR-only event: it reads queued errors and
 // waiting datagrams, and otherwise waits a bounded time without spinning.
 func TestReadStalled(t *testing.T) {
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	c := listen(t, l.Host("relay-a"))
 	var log errLog
 	c.OnPeerError(log.add)
-	pool := pipeline.NewPool(2048)
-	c.batch = pool.Get()
+	bufs, sizes, addrs := newBufs(64)
+	c.r.Start(bufs, 0, sizes, addrs)
+	read := func() int {
+		n, _, err := c.r.Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
 
 	start, cpu0 := time.Now(), cpuTime(t)
 	if err := c.readStalled(); err != nil {
 		t.Fatal(err)
 	}
 	wall, cpu := time.Since(start), cpuTime(t)-cpu0
-	if len(c.batch.Pkts) != 0 || wall < 40*time.Millisecond || wall > time.Second || cpu > wall/2 {
-		t.Errorf("with nothing to read: %d packets after %s (%s CPU), want 0 after ~%s asleep", len(c.batch.Pkts), wall, cpu, stallPoll)
+	if n := read(); n != 0 || wall < 40*time.Millisecond || wall > time.Second || cpu > wall/2 {
+		t.Errorf("with nothing to read: %d packets after %s (%s CPU), want 0 after ~%s asleep", n, wall, cpu, stallPoll)
 	}
 
 	// An ICMP error is queued (WriteTo drains nothing: no error is pending
@@ -301,36 +331,35 @@ func TestReadStalled(t *testing.T) {
 		if err := c.readStalled(); err != nil {
 			t.Fatal(err)
 		}
-		return len(c.batch.Pkts) == 1
+		return read() == 1
 	})
-	if string(c.batch.Pkts[0].Bytes()) != "data" || len(log.get()) != 1 || log.get()[0].Err != syscall.ECONNREFUSED {
-		t.Errorf("read %q with errors %+v; want \"data\" and one ECONNREFUSED", c.batch.Pkts[0].Bytes(), log.get())
+	if got := bufs[0][:sizes[0]]; string(got) != "data" || len(log.get()) != 1 || log.get()[0].Err != syscall.ECONNREFUSED {
+		t.Errorf("read %q with errors %+v; want \"data\" and one ECONNREFUSED", got, log.get())
 	}
-	pool.Put(c.batch)
 }
 
 // TestSendAndReadAllocateNothing: a round of Send and ReadBatch, with an
 // ICMP error to read on every round (a datagram to a closed port of this
 // host: the kernel does not rate-limit ICMP on loopback), allocates nothing.
 func TestSendAndReadAllocateNothing(t *testing.T) {
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	c := listen(t, l.Host("relay-a"))
 	var errs int
 	c.OnPeerError(func(PeerError) { errs++ }) // read in this goroutine only: Send and ReadBatch run here
-	mm := mmsg.NewBatch(2)
 	payload := make([]byte, 100)
-	mm.Add(payload, netip.MustParseAddrPort("10.77.0.1:7124")) // this socket
-	mm.Add(payload, netip.MustParseAddrPort("10.77.0.1:7999")) // nobody
-	pool := pipeline.NewPool(2048)
-	b := pool.Get()
+	out := [][]byte{payload, payload}
+	to := []netip.AddrPort{
+		netip.MustParseAddrPort("10.77.0.1:7124"), // this socket
+		netip.MustParseAddrPort("10.77.0.1:7999"), // nobody
+	}
+	bufs, sizes, addrs := newBufs(64)
 	round := func() {
-		if failed, err := c.Send(mm, nil); err != nil || failed != 0 {
-			t.Fatalf("Send: %d failed, %v", failed, err)
+		if failed, err := c.WriteBatch(out, to, nil); err != nil || failed != 0 {
+			t.Fatalf("WriteBatch: %d failed, %v", failed, err)
 		}
-		if _, err := c.ReadBatch(b); err != nil {
+		if _, _, err := c.ReadBatch(bufs, 0, sizes, addrs); err != nil {
 			t.Fatal(err)
 		}
-		b.Pkts = b.Pkts[:0]
 	}
 	round() // warm up
 	if n := testing.AllocsPerRun(200, round); n != 0 {
@@ -339,5 +368,4 @@ func TestSendAndReadAllocateNothing(t *testing.T) {
 	if errs < 100 {
 		t.Errorf("%d ICMP errors read in 201 rounds, want most of them", errs)
 	}
-	pool.Put(b)
 }

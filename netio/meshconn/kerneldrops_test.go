@@ -14,7 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 )
 
 // procUDPDrops returns the "drops" column of /proc/net/udp for the socket
@@ -45,7 +46,7 @@ func procUDPDrops(port uint16) (uint64, error) {
 // before the socket, never more). (netio/sockmem tests the wrap of the
 // kernel's 32-bit counter.)
 func TestKernelDrops(t *testing.T) {
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	h := l.Host("relay-a")
 	c := listen(t, h)
 	if d, err := c.KernelDrops(); err != nil || d != 0 {

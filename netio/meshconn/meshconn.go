@@ -19,27 +19,21 @@ import (
 
 	"github.com/snowsignal/snowsignal/netio/mmsg"
 	"github.com/snowsignal/snowsignal/netio/sockmem"
-	"github.com/snowsignal/snowsignal/pipeline"
 )
 
 // BufferSize is the socket's send and receive buffer (best effort; without
 // CAP_NET_ADMIN the kernel caps it at rmem_max/wmem_max).
 const BufferSize = 4 << 20
 
-// A Conn is a UDP socket bound to the mesh port.
+// A Conn is a UDP socket bound to the mesh port. One goroutine may read
+// (ReadBatch) while others send (WriteBatch from one goroutine at a time,
+// WriteTo from any).
 type Conn struct {
 	uc   *net.UDPConn
 	rc   syscall.RawConn
 	addr netip.AddrPort
 
-	rmm    *mmsg.Batch
-	batch  *pipeline.Batch
-	rstart int  // first slot of batch that rmm describes
-	rready bool // rmm describes batch's free slots (see readFn)
-	trunc  int
-	rerr   error
-	waited bool // readFn ran before in this rc.Read: the poller woke us
-	rfn    func(fd uintptr) bool
+	r *mmsg.Reader
 
 	wmm    *mmsg.Batch
 	woff   int
@@ -62,8 +56,10 @@ func Listen(addr netip.AddrPort) (*Conn, error) {
 		uc.Close()
 		return nil, fmt.Errorf("mesh socket %s: %w", addr, err)
 	}
-	c := &Conn{uc: uc, rc: rc, addr: addr, rmm: mmsg.NewBatch(pipeline.MaxBatch)}
-	c.rfn, c.wfn = c.readFn, c.writeFn
+	c := &Conn{uc: uc, rc: rc, addr: addr, r: mmsg.NewReader(mmsg.MaxBatch), wmm: mmsg.NewBatch(mmsg.MaxBatch)}
+	c.r.From = true
+	c.r.OnError, c.r.OnEmpty, c.r.OnPollError = c.readError, c.readEmpty, c.readStalled
+	c.wfn = c.writeFn
 	var serr error
 	_ = rc.Control(func(fd uintptr) {
 		for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
@@ -88,87 +84,64 @@ func Listen(addr netip.AddrPort) (*Conn, error) {
 // LocalAddr is the address the socket is bound to.
 func (c *Conn) LocalAddr() netip.AddrPort { return c.uc.LocalAddr().(*net.UDPAddr).AddrPort() }
 
-// ReadBatch fills b with the datagrams waiting, at least one, blocking until
-// one arrives or the socket is closed. Each datagram lands at the packet's
-// Off with its sender in Addr. Datagrams larger than the buffers are
-// discarded and counted in tooBig.
-func (c *Conn) ReadBatch(b *pipeline.Batch) (tooBig int, err error) {
-	c.batch, c.trunc, c.rerr, c.rready = b, 0, nil, false
-	for {
-		c.waited = false
-		if err := c.rc.Read(c.rfn); err != nil {
-			if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
-				return 0, fmt.Errorf("mesh socket %s: %w", c.addr, err)
-			}
-			// The poller saw an error event alone (EPOLLERR without EPOLLIN
-			// or EPOLLOUT: an ICMP error while the send buffer was more than
-			// half full), and Go's poller fails reads ("not pollable") until
-			// it sees an event of another kind. Read around it meanwhile.
-			if err := c.readStalled(); err != nil {
-				return 0, fmt.Errorf("mesh socket %s: %w", c.addr, err)
-			}
-		}
-		if c.rerr != nil {
-			return 0, fmt.Errorf("mesh socket %s: %w", c.addr, os.NewSyscallError("recvmmsg", c.rerr))
-		}
-		tooBig, c.trunc = c.trunc, 0
-		if len(b.Pkts) > 0 || tooBig > 0 {
-			return tooBig, nil
-		}
+// ReadBatch reads the datagrams waiting, at least one, blocking until one
+// arrives or the socket is closed or its read deadline passes. Datagram k
+// lands at bufs[k][offset:], with its length in sizes[k] and its sender in
+// addrs[k], for k < n; one call reads at most mmsg.MaxBatch. Datagrams
+// larger than their buffer are discarded and counted in tooBig, and their
+// buffers move to the end of bufs: a caller that tracks buffers by position
+// takes bufs back in its new order.
+func (c *Conn) ReadBatch(bufs [][]byte, offset int, sizes []int, addrs []netip.AddrPort) (n, tooBig int, err error) {
+	n, tooBig, err = c.r.Read(c.rc, bufs, offset, sizes, addrs)
+	if err != nil {
+		return 0, 0, fmt.Errorf("mesh socket %s: %w", c.addr, err)
 	}
+	return n, tooBig, nil
 }
 
-func (c *Conn) readFn(fd uintptr) bool {
-	b := c.batch
-	// Describe the batch's slots once per ReadBatch, not once per attempt:
-	// a relay woken for each datagram tries twice per wake-up (the second
-	// try finds nothing and waits), and a read that finds nothing leaves
-	// the descriptions as they were.
-	if !c.rready {
-		c.rstart, c.rready = c.rmm.Prepare(b, true), true
-	}
-	start := c.rstart
-	n, err := c.rmm.Recv(fd, 0)
-	switch {
-	case err == unix.EAGAIN:
-		// Woken with nothing to read: the wake-up may have been an EPOLLERR
-		// for a queued error whose pending copy a send consumed first.
-		if c.waited {
-			c.errq.drain(fd)
-		}
-		c.waited = true
-		return false
-	case err == unix.EINTR:
-		return true // nothing read; ReadBatch calls again at once
-	case err != nil && (c.errq.drain(fd) > 0 || icmpErr(err)):
-		// The pending error an ICMP message for an earlier send left (see
-		// errqueue.go), not a fault of this read. Datagrams may be waiting
-		// behind it, and the edge-triggered poller will not say so again:
-		// with the error queue read, ReadBatch reads again at once.
-		return true
-	case err != nil:
-		c.rerr = err
-		return true
-	}
-	c.trunc += c.rmm.Collect(b, start, n, true)
-	c.rready = false // the kernel and Collect changed them
-	return true
+// readError tells the reader whether a recvmmsg(2) error is the pending
+// error an ICMP message for an earlier send left (see errqueue.go), not a
+// fault of this read: then, with the error queue read, it reads again.
+func (c *Conn) readError(fd uintptr, err error) bool {
+	return c.errq.drain(fd) > 0 || icmpErr(err)
 }
 
-// Send sends the datagrams described by mm, in as few sendmmsg(2) calls as
-// the kernel allows, waiting while the send buffer is full. A datagram the
-// kernel refuses is skipped; failed reports how many were, and onError (if
-// not nil) is told the index and error of each.
-func (c *Conn) Send(mm *mmsg.Batch, onError func(i int, err error)) (failed int, err error) {
-	c.wmm, c.woff, c.werr, c.wretry = mm, 0, nil, false
-	for c.woff < mm.Len() {
+// readEmpty reads the error queue when the reader was woken with nothing to
+// read: the wake-up may have been an EPOLLERR for a queued error whose
+// pending copy a send consumed first.
+func (c *Conn) readEmpty(fd uintptr) { c.errq.drain(fd) }
+
+// WriteBatch sends bufs[i] to addrs[i] for every i, in as few sendmmsg(2)
+// calls as the kernel allows, waiting while the send buffer is full. A
+// datagram the kernel refuses is skipped; failed reports how many were, and
+// onError (if not nil) is told the index and error of each.
+func (c *Conn) WriteBatch(bufs [][]byte, addrs []netip.AddrPort, onError func(i int, err error)) (failed int, err error) {
+	for base := 0; base < len(bufs); base += c.wmm.Cap() {
+		c.wmm.Reset()
+		for i := base; i < min(base+c.wmm.Cap(), len(bufs)); i++ {
+			c.wmm.Add(bufs[i], addrs[i])
+		}
+		f, err := c.send(base, onError)
+		failed += f
+		if err != nil {
+			return failed, err
+		}
+	}
+	return failed, nil
+}
+
+// send sends the datagrams described in wmm, the first of which is
+// datagram base of the caller's batch.
+func (c *Conn) send(base int, onError func(i int, err error)) (failed int, err error) {
+	c.woff, c.werr, c.wretry = 0, nil, false
+	for c.woff < c.wmm.Len() {
 		if err := c.rc.Write(c.wfn); err != nil {
 			return failed, fmt.Errorf("mesh socket %s: %w", c.addr, err)
 		}
 		if c.werr != nil {
 			// The datagram at woff failed: count it and go on with the rest.
 			if onError != nil {
-				onError(c.woff, c.werr)
+				onError(base+c.woff, c.werr)
 			}
 			failed++
 			c.woff++
@@ -245,7 +218,7 @@ func (c *Conn) CloseOnDone(ctx context.Context) (stop func() bool) {
 // pending read at once.
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.uc.SetReadDeadline(t) }
 
-// SetWriteDeadline sets the deadline for Send and WriteTo; a past time
+// SetWriteDeadline sets the deadline for WriteBatch and WriteTo; a past time
 // unblocks a send waiting for buffer space at once.
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.uc.SetWriteDeadline(t) }
 

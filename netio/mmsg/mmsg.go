@@ -7,6 +7,11 @@
 // values, but the relay also batches on AF_PACKET sockets and needs the
 // source address of each datagram as a netip.AddrPort without an allocation,
 // so the few lines of message-header plumbing live here instead.
+//
+// The batch shape callers see is that of wireguard-go's conn package: plain
+// buffers ([][]byte), their lengths ([]int) and addresses
+// ([]netip.AddrPort), which the layers above adapt their own elements to.
+// Nothing here knows the pipeline that uses it.
 package mmsg
 
 import (
@@ -14,9 +19,12 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/snowsignal/snowsignal/pipeline"
 )
+
+// MaxBatch is the most datagrams a socket of this layer moves in one system
+// call. Callers may hand over more: reads fill up to MaxBatch, writes go out
+// in several calls.
+const MaxBatch = 256
 
 // mmsghdr is struct mmsghdr from <sys/socket.h>.
 type mmsghdr struct {
@@ -28,9 +36,11 @@ type mmsghdr struct {
 // A Batch holds the kernel-facing message headers for up to Cap datagrams.
 // It is reused across calls and is not safe for concurrent use.
 type Batch struct {
-	hdrs  []mmsghdr
-	iovs  []unix.Iovec
-	names []unix.RawSockaddrInet4
+	hdrs []mmsghdr
+	iovs []unix.Iovec
+	// names hold the datagrams' addresses: room for an IPv6 socket
+	// address, which also fits an IPv4 one.
+	names []unix.RawSockaddrInet6
 	n     int
 }
 
@@ -39,7 +49,7 @@ func NewBatch(size int) *Batch {
 	return &Batch{
 		hdrs:  make([]mmsghdr, size),
 		iovs:  make([]unix.Iovec, size),
-		names: make([]unix.RawSockaddrInet4, size),
+		names: make([]unix.RawSockaddrInet6, size),
 	}
 }
 
@@ -54,7 +64,7 @@ func (b *Batch) Len() int { return b.n }
 
 // Add describes one more datagram: buf to receive into or send from, and for
 // sends on an unconnected UDP socket, its destination (the zero AddrPort for
-// none). It reports false when the batch is full.
+// none; IPv4 or IPv6). It reports false when the batch is full.
 func (b *Batch) Add(buf []byte, to netip.AddrPort) bool {
 	if b.n == len(b.hdrs) {
 		return false
@@ -68,13 +78,9 @@ func (b *Batch) Add(buf []byte, to netip.AddrPort) bool {
 	*h = mmsghdr{}
 	h.hdr.Iov = iov
 	h.hdr.SetIovlen(1)
-	name := &b.names[i]
 	if to.IsValid() {
-		*name = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: to.Addr().As4()}
-		p := (*[2]byte)(unsafe.Pointer(&name.Port))
-		p[0], p[1] = byte(to.Port()>>8), byte(to.Port())
-		h.hdr.Name = (*byte)(unsafe.Pointer(name))
-		h.hdr.Namelen = unix.SizeofSockaddrInet4
+		h.hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		h.hdr.Namelen = PutSockaddr(&b.names[i], to)
 	}
 	return true
 }
@@ -86,9 +92,9 @@ func (b *Batch) AddRecv(buf []byte) bool {
 		return false
 	}
 	i := b.n - 1
-	b.names[i] = unix.RawSockaddrInet4{}
+	b.names[i] = unix.RawSockaddrInet6{}
 	b.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
-	b.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet4
+	b.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
 	return true
 }
 
@@ -99,15 +105,9 @@ func (b *Batch) N(i int) int { return int(b.hdrs[i].len) }
 // Truncated reports whether datagram i did not fit its buffer.
 func (b *Batch) Truncated(i int) bool { return b.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0 }
 
-// From returns the IPv4 source address of datagram i after Recv.
-func (b *Batch) From(i int) netip.AddrPort {
-	n := &b.names[i]
-	if n.Family != unix.AF_INET {
-		return netip.AddrPort{}
-	}
-	p := (*[2]byte)(unsafe.Pointer(&n.Port))
-	return netip.AddrPortFrom(netip.AddrFrom4(n.Addr), uint16(p[0])<<8|uint16(p[1]))
-}
+// From returns the source address of datagram i after Recv, IPv4 or IPv6
+// (see SockaddrAddrPort).
+func (b *Batch) From(i int) netip.AddrPort { return SockaddrAddrPort(&b.names[i]) }
 
 // Both calls below are raw system calls: they never block (MSG_DONTWAIT), so
 // they need none of what unix.Syscall6 does around a call that may block.
@@ -149,48 +149,90 @@ func (b *Batch) Send(fd uintptr, off int) (int, error) {
 	return int(r), nil
 }
 
-// Prepare describes every free slot of b, from index start on, as a buffer
-// to receive into (with from set, asking for each sender's address), for a
-// Recv followed by Collect. b keeps its length: Collect adds the packets
-// that arrive.
-func (m *Batch) Prepare(b *pipeline.Batch, from bool) (start int) {
-	m.Reset()
-	start = len(b.Pkts)
-	for !b.Full() {
-		p := b.Slot()
+// PrepareRecv describes bufs[i][offset:] as the buffers to receive into, as
+// many as the batch holds, for a Recv followed by Collect; with from set it
+// asks for each sender's address. It returns how many it described.
+func (b *Batch) PrepareRecv(bufs [][]byte, offset int, from bool) int {
+	b.Reset()
+	for _, buf := range bufs {
+		var ok bool
 		if from {
-			m.AddRecv(p.Buf[p.Off:])
+			ok = b.AddRecv(buf[offset:])
 		} else {
-			m.Add(p.Buf[p.Off:], netip.AddrPort{})
+			ok = b.Add(buf[offset:], netip.AddrPort{})
+		}
+		if !ok {
+			break
 		}
 	}
-	b.Pkts = b.Pkts[:start]
-	return start
+	return b.n
 }
 
-// Collect appends to b the n datagrams a Recv just read into the buffers of
-// b's slots from index start on (the slots Add or AddRecv was given, in the
-// same order: see Prepare). Datagrams that
-// did not fit their buffer are skipped and counted in truncated; the buffer
-// of a skipped slot moves to the end rather than leaving a gap, so no bytes
-// are copied. With from set, each packet's Addr is its sender.
-func (m *Batch) Collect(b *pipeline.Batch, start, n int, from bool) (truncated int) {
-	all := b.Pkts[:cap(b.Pkts)]
-	w := 0
+// Collect reports the n datagrams a Recv just read into the buffers
+// PrepareRecv described: datagram k's length in sizes[k] and, with addrs
+// not nil, its sender in addrs[k], for k < got. Datagrams that did not fit
+// their buffer are skipped and counted in truncated; the buffer of a
+// skipped datagram moves towards the end of bufs rather than leaving a gap,
+// so no bytes are copied. Callers that track buffers by position must take
+// back bufs in its new order.
+func (b *Batch) Collect(bufs [][]byte, sizes []int, addrs []netip.AddrPort, n int) (got, truncated int) {
 	for i := 0; i < n; i++ {
-		if m.Truncated(i) {
+		if b.Truncated(i) {
 			truncated++
 			continue
 		}
-		if w != i {
-			all[start+w].Buf, all[start+i].Buf = all[start+i].Buf, all[start+w].Buf
+		if got != i {
+			bufs[got], bufs[i] = bufs[i], bufs[got]
 		}
-		p := b.Slot()
-		p.Len = m.N(i)
-		if from {
-			p.Addr = m.From(i)
+		sizes[got] = b.N(i)
+		if addrs != nil {
+			addrs[got] = b.From(i)
 		}
-		w++
+		got++
 	}
-	return truncated
+	return got, truncated
+}
+
+// PutSockaddr writes ap into sa as a struct sockaddr_in (IPv4, including an
+// IPv4-mapped address) or sockaddr_in6 and returns the length to pass to the
+// kernel. Per udpv6_sendmsg a dual-stack IPv6 socket takes a sockaddr_in
+// destination too. An IPv6 zone is not carried (scope id 0).
+func PutSockaddr(sa *unix.RawSockaddrInet6, ap netip.AddrPort) uint32 {
+	a := ap.Addr()
+	if a.Is4() || a.Is4In6() {
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		*sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.Unmap().As4()}
+		putPort(&sa4.Port, ap.Port())
+		return unix.SizeofSockaddrInet4
+	}
+	*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
+	putPort(&sa.Port, ap.Port())
+	return unix.SizeofSockaddrInet6
+}
+
+// SockaddrAddrPort decodes the struct sockaddr_in or sockaddr_in6 in sa; the
+// zero AddrPort for any other family. An IPv4-mapped address (an IPv4 peer
+// of a dual-stack socket) comes back as IPv4, so a peer is the same
+// netip.AddrPort whichever socket family saw it.
+func SockaddrAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
+	switch sa.Family {
+	case unix.AF_INET:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port(&sa4.Port))
+	case unix.AF_INET6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port(&sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// putPort and port convert between a port and the network byte order the
+// sockaddr structures keep it in.
+func putPort(p *uint16, v uint16) {
+	b := (*[2]byte)(unsafe.Pointer(p))
+	b[0], b[1] = byte(v>>8), byte(v)
+}
+
+func port(p *uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(p))
+	return uint16(b[0])<<8 | uint16(b[1])
 }

@@ -6,17 +6,14 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"syscall"
 	"time"
 
 	"github.com/mdlayher/socket"
-	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/snowsignal/snowsignal/netio/mmsg"
 	"github.com/snowsignal/snowsignal/netio/sockmem"
-	"github.com/snowsignal/snowsignal/pipeline"
 )
 
 // DefaultReadBuffer is the capture socket's receive buffer. Per socket(7) the
@@ -27,102 +24,48 @@ const DefaultReadBuffer = 4 << 20
 // A Capture is an AF_PACKET socket bound to one interface with the capture
 // filter attached.
 type Capture struct {
-	conn  *socket.Conn
-	rc    syscall.RawConn
-	ifi   *net.Interface
-	mm    *mmsg.Batch
-	batch *pipeline.Batch
-	start int  // first slot of batch that mm describes
-	ready bool // mm describes batch's free slots (see readFn)
-	got   int
-	err   error
-	read  func(fd uintptr) bool
+	conn *socket.Conn
+	rc   syscall.RawConn
+	ifi  *net.Interface
+	r    *mmsg.Reader
 
 	drops uint64 // kernel drops accumulated from PACKET_STATISTICS
 	mem   sockmem.Reader
 }
 
-// ListenCapture opens a capture socket on ifi with the filter from cfg.
-// Following mdlayher/packet, the socket is created with protocol 0 so it
-// receives nothing, the filter is attached, and only then is it bound with
-// ETH_P_ALL: no unfiltered frame can slip in before the filter.
+// ListenCapture opens a capture socket on ifi with the filter from cfg,
+// bound with ETH_P_ALL once the filter is attached (see open).
 func ListenCapture(ifi *net.Interface, cfg FilterConfig) (*Capture, error) {
 	prog, err := CaptureFilter(cfg)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := socket.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0, "capture", nil)
+	conn, rc, err := open(ifi, "capture", unix.ETH_P_ALL, prog, func(conn *socket.Conn) error {
+		// Best effort: without CAP_NET_ADMIN the kernel caps it at rmem_max.
+		_ = conn.SetReadBuffer(DefaultReadBuffer)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("capture on %s: %w", ifi.Name, err)
 	}
-	c := &Capture{conn: conn, ifi: ifi, mm: mmsg.NewBatch(pipeline.MaxBatch)}
-	if err := c.setup(prog); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("capture on %s: %w", ifi.Name, err)
-	}
-	c.read = c.readFn
+	c := &Capture{conn: conn, rc: rc, ifi: ifi, r: mmsg.NewReader(mmsg.MaxBatch)}
+	c.r.Flags = unix.MSG_TRUNC // a frame's real length, to tell one cut short
 	return c, nil
 }
 
-func (c *Capture) setup(prog []bpf.RawInstruction) error {
-	if err := c.conn.SetBPF(prog); err != nil {
-		return err
-	}
-	// Best effort: without CAP_NET_ADMIN the kernel caps it at rmem_max.
-	_ = c.conn.SetReadBuffer(DefaultReadBuffer)
-	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: c.ifi.Index}
-	if err := c.conn.Bind(sa); err != nil {
-		return err
-	}
-	rc, err := c.conn.SyscallConn()
+// ReadBatch reads the frames waiting on the socket, at least one, blocking
+// until one arrives or the socket is closed or its read deadline passes.
+// Frame k lands at bufs[k][offset:] with its length in sizes[k], for k < n;
+// one call reads at most mmsg.MaxBatch. Frames too large for their buffer
+// are discarded and counted in tooBig, and their buffers move to the end of
+// bufs: a caller that tracks buffers by position takes bufs back in its new
+// order.
+func (c *Capture) ReadBatch(bufs [][]byte, offset int, sizes []int) (n, tooBig int, err error) {
+	n, tooBig, err = c.r.Read(c.rc, bufs, offset, sizes, nil)
 	if err != nil {
-		return err
+		return 0, 0, fmt.Errorf("capture on %s: %w", c.ifi.Name, err)
 	}
-	c.rc = rc
-	return nil
-}
-
-// ReadBatch fills b with the frames waiting on the socket, at least one,
-// blocking until one arrives or the socket is closed. Each frame lands at
-// the packet's Off. Frames too large for the packet buffers are discarded
-// and counted in tooBig.
-func (c *Capture) ReadBatch(b *pipeline.Batch) (tooBig int, err error) {
-	c.batch, c.got, c.err, c.ready = b, 0, nil, false
-	for {
-		if err := c.rc.Read(c.read); err != nil {
-			return 0, fmt.Errorf("capture on %s: %w", c.ifi.Name, err)
-		}
-		if c.err != nil {
-			return 0, fmt.Errorf("capture on %s: %w", c.ifi.Name, os.NewSyscallError("recvmmsg", c.err))
-		}
-		tooBig = c.got
-		c.got = 0
-		if len(b.Pkts) > 0 || tooBig > 0 {
-			return tooBig, nil
-		}
-	}
-}
-
-// readFn is the RawConn read callback: one recvmmsg(2) for as many frames as
-// the batch has room for. Returning false asks the poller to wait.
-func (c *Capture) readFn(fd uintptr) bool {
-	b := c.batch
-	// Once per ReadBatch: a read that finds nothing changes nothing.
-	if !c.ready {
-		c.start, c.ready = c.mm.Prepare(b, false), true
-	}
-	start := c.start
-	n, err := c.mm.Recv(fd, unix.MSG_TRUNC)
-	if err == unix.EAGAIN || err == unix.EINTR {
-		return false
-	}
-	if err != nil {
-		c.err = err
-		return true
-	}
-	c.got += c.mm.Collect(b, start, n, false) // counted as too big by the caller
-	c.ready = false
-	return true
+	return n, tooBig, nil
 }
 
 // KernelDrops returns how many frames the kernel dropped for this socket
@@ -157,5 +100,3 @@ func (c *Capture) SetReadDeadline(t time.Time) error { return c.conn.SetReadDead
 func (c *Capture) CloseOnDone(ctx context.Context) (stop func() bool) {
 	return context.AfterFunc(ctx, func() { c.conn.Close() })
 }
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }

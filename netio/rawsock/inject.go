@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snowsignal/snowsignal/netio/mmsg"
-	"github.com/snowsignal/snowsignal/pipeline"
 )
 
 // An Injector writes whole Ethernet frames onto one interface.
@@ -44,57 +43,43 @@ var dropAll = []bpf.RawInstruction{{Op: 0x06, K: 0}} // ret #0
 // mark in skb->mark (SO_MARK), which the capture filter uses to recognise the
 // relay's own injections; zero leaves the mark unset.
 func ListenInject(ifi *net.Interface, mark uint32) (*Injector, error) {
-	conn, err := socket.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0, "inject", nil)
+	conn, rc, err := open(ifi, "inject", unix.ETH_P_IP, dropAll, func(conn *socket.Conn) error {
+		if mark == 0 {
+			return nil
+		}
+		return conn.SetsockoptInt(unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+	})
 	if err != nil {
 		return nil, fmt.Errorf("inject on %s: %w", ifi.Name, err)
 	}
-	in := &Injector{conn: conn, ifi: ifi, mm: mmsg.NewBatch(pipeline.MaxBatch)}
-	if err := in.setup(mark); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("inject on %s: %w", ifi.Name, err)
-	}
+	in := &Injector{conn: conn, rc: rc, ifi: ifi, mm: mmsg.NewBatch(mmsg.MaxBatch)}
 	in.wfn = in.writeFn
 	return in, nil
 }
 
-func (in *Injector) setup(mark uint32) error {
-	if err := in.conn.SetBPF(dropAll); err != nil {
-		return err
-	}
-	if mark != 0 {
-		if err := in.conn.SetsockoptInt(unix.SOL_SOCKET, unix.SO_MARK, int(mark)); err != nil {
-			return err
+// WriteBatch sends every buffer of bufs as one Ethernet frame, in one
+// sendmmsg(2) per mmsg.MaxBatch frames when the kernel takes them all. It
+// waits while the socket's send buffer is full. It returns how many frames
+// were sent and the error that stopped it, if any; frames after a failed
+// one are not sent.
+func (in *Injector) WriteBatch(bufs [][]byte) (int, error) {
+	sent := 0
+	for base := 0; base < len(bufs); base += in.mm.Cap() {
+		in.mm.Reset()
+		for _, b := range bufs[base:min(base+in.mm.Cap(), len(bufs))] {
+			in.mm.Add(b, netip.AddrPort{})
+		}
+		in.off, in.sent, in.err, in.retried = 0, 0, nil, false
+		err := in.rc.Write(in.wfn)
+		sent += in.sent
+		if err != nil {
+			return sent, fmt.Errorf("inject on %s: %w", in.ifi.Name, err)
+		}
+		if in.err != nil {
+			return sent, fmt.Errorf("inject on %s: %w", in.ifi.Name, os.NewSyscallError("sendmmsg", in.err))
 		}
 	}
-	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: in.ifi.Index}
-	if err := in.conn.Bind(sa); err != nil {
-		return err
-	}
-	rc, err := in.conn.SyscallConn()
-	if err != nil {
-		return err
-	}
-	in.rc = rc
-	return nil
-}
-
-// WriteBatch sends every packet in b as one Ethernet frame, in one
-// sendmmsg(2) when the kernel takes them all. It waits while the socket's
-// send buffer is full. It returns how many frames were sent and the error
-// that stopped it, if any; frames after a failed one are not sent.
-func (in *Injector) WriteBatch(b *pipeline.Batch) (int, error) {
-	in.mm.Reset()
-	for i := range b.Pkts {
-		in.mm.Add(b.Pkts[i].Bytes(), netip.AddrPort{})
-	}
-	in.off, in.sent, in.err, in.retried = 0, 0, nil, false
-	if err := in.rc.Write(in.wfn); err != nil {
-		return in.sent, fmt.Errorf("inject on %s: %w", in.ifi.Name, err)
-	}
-	if in.err != nil {
-		return in.sent, fmt.Errorf("inject on %s: %w", in.ifi.Name, os.NewSyscallError("sendmmsg", in.err))
-	}
-	return in.sent, nil
+	return sent, nil
 }
 
 func (in *Injector) writeFn(fd uintptr) bool {

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 )
 
 // TestCaptureCountsKernelDrops: a capture socket nobody reads overflows;
@@ -20,10 +20,10 @@ import (
 // frame sent is either read or counted as dropped (or lost before the
 // socket, never more).
 func TestCaptureCountsKernelDrops(t *testing.T) {
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	var c *Capture
 	err := l.Host("relay-a").Do(func() error {
-		ifi, err := net.InterfaceByName(lab.IfName)
+		ifi, err := net.InterfaceByName(netlab.IfName)
 		if err != nil {
 			return err
 		}
@@ -60,14 +60,15 @@ func TestCaptureCountsKernelDrops(t *testing.T) {
 		t.Errorf("second KernelDrops = %d, %v; want %d again", again, err, drops)
 	}
 
-	pool := pipeline.NewPool(2048)
+	bufs, sizes := make([][]byte, 64), make([]int, 64)
+	for i := range bufs {
+		bufs[i] = make([]byte, 2048)
+	}
 	read := 0
 	for {
 		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		b := pool.Get()
-		_, err := c.ReadBatch(b)
-		read += len(b.Pkts)
-		pool.Put(b)
+		n, _, err := c.ReadBatch(bufs, 0, sizes)
+		read += n
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			break
 		}

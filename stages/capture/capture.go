@@ -38,6 +38,7 @@ type Stage struct {
 	m    *pipeline.Metrics
 	co   *pipeline.Coalescer
 	log  zerolog.Logger
+	bufs *pipeline.Buffers // the batch being read, as the socket sees it
 
 	up          atomic.Bool   // the capture socket is open and the link is up
 	kernelDrops atomic.Uint64 // PACKET_STATISTICS drops, over all sockets opened
@@ -46,7 +47,8 @@ type Stage struct {
 // New returns a capture stage that sends into out, spacing its reads under
 // load with co (nil: never).
 func New(cfg Config, pool *pipeline.Pool, out *pipeline.Link, c *pipeline.StageCounters, m *pipeline.Metrics, co *pipeline.Coalescer, log zerolog.Logger) *Stage {
-	return &Stage{cfg: cfg, pool: pool, out: out, c: c, m: m, co: co, log: log.With().Str("stage", c.Name()).Str("iface", cfg.Interface).Logger()}
+	return &Stage{cfg: cfg, pool: pool, out: out, c: c, m: m, co: co, log: log.With().Str("stage", c.Name()).Str("iface", cfg.Interface).Logger(),
+		bufs: pipeline.NewBuffers()}
 }
 
 // Up reports whether the capture socket is open on an interface that is up.
@@ -79,7 +81,9 @@ func (s *Stage) Run(ctx context.Context) error {
 	lastStats := time.Now()
 	for {
 		b := s.pool.Get()
-		tooBig, err := sock.ReadBatch(b)
+		s.bufs.Free(b)
+		n, tooBig, err := sock.ReadBatch(s.bufs.Bufs, pipeline.Headroom, s.bufs.Sizes)
+		s.bufs.Filled(b, n, false)
 		if err != nil {
 			s.pool.Put(b)
 			if ctx.Err() != nil {
@@ -109,7 +113,6 @@ func (s *Stage) Run(ctx context.Context) error {
 		if tooBig > 0 {
 			s.m.Drop(pipeline.ReasonTooBig, tooBig)
 		}
-		n := len(b.Pkts)
 		s.c.In.Add(uint64(n))
 		s.c.PassFrom(s.out, b, sock)
 		s.co.Pause(n)

@@ -15,9 +15,10 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/netio/rawsock"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -45,13 +46,13 @@ func (s *syncBuffer) String() string {
 // captures again), is removed (Run fails, as it must for the supervisor to
 // restart it), and is made again while a new Run waits for it.
 func TestCaptureFollowsItsInterface(t *testing.T) {
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	h := l.Host("relay-a")
 	pool := pipeline.NewPool(2048)
 	m := pipeline.NewMetrics()
 	out := pipeline.NewLink("capture->decode", 64, pipeline.Drop, pool)
 	var logs syncBuffer
-	s := New(Config{Interface: lab.IfName, Filter: rawsock.FilterConfig{Ports: []uint16{5076}}}, pool, out, m.Stage("capture"), m, nil, zerolog.New(&logs))
+	s := New(Config{Interface: netlab.IfName, Filter: rawsock.FilterConfig{Ports: []uint16{5076}}}, pool, out, m.Stage("capture"), m, nil, zerolog.New(&logs))
 	cl, err := l.Host("client").BroadcastUDP("0.0.0.0:0")
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ package fanout
 
 import (
 	"context"
+	"net/netip"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -18,14 +19,28 @@ import (
 	"github.com/snowsignal/snowsignal/stages/shared/peers"
 )
 
-// sendBatch is how many datagrams go into one sendmmsg(2) call.
-const sendBatch = 256
+// sendBatch is how many datagrams the stage hands the socket at once: as
+// many as one sendmmsg(2) call carries.
+const sendBatch = mmsg.MaxBatch
+
+// Conn is what the fan-out needs of the mesh socket (netio/meshconn.Conn
+// in the relay, a fake in tests).
+type Conn interface {
+	// WriteBatch sends bufs[i] to addrs[i] for every i, waiting for buffer
+	// space; a datagram refused is skipped, counted in failed and reported
+	// to onError with its index.
+	WriteBatch(bufs [][]byte, addrs []netip.AddrPort, onError func(i int, err error)) (failed int, err error)
+	// SetWriteDeadline unblocks a pending WriteBatch at t.
+	SetWriteDeadline(t time.Time) error
+	// OnPeerError sets who is told about errors peers report after a send.
+	OnPeerError(fn func(meshconn.PeerError))
+}
 
 // Stage sends frames to the peers of the current peer set.
 type Stage struct {
 	in     *pipeline.Link
 	pool   *pipeline.Pool
-	conn   *meshconn.Conn
+	conn   Conn
 	peers  *peers.Table
 	sealer *mesh.Sealer // nil: the Python-compatible "SS" format
 	c      *pipeline.StageCounters
@@ -33,19 +48,21 @@ type Stage struct {
 	log    zerolog.Logger
 	errLog logLimiter
 
-	mm    *mmsg.Batch
-	to    []*peers.Peer // to[i] is the peer of datagram i in mm
-	size  []int         // size[i] is the length of datagram i
+	// The datagrams of the next WriteBatch: datagram i is bufs[i], sent to
+	// addrs[i], the address of peer to[i].
+	bufs  [][]byte
+	addrs []netip.AddrPort
+	to    []*peers.Peer
 	onErr func(i int, err error)
 }
 
 // New returns a fan-out stage reading from in. With a nil sealer it sends the
 // legacy format. The stage registers itself with conn for the errors peers
 // report after a send (ICMP), which it counts per peer.
-func New(in *pipeline.Link, pool *pipeline.Pool, conn *meshconn.Conn, t *peers.Table, sealer *mesh.Sealer, c *pipeline.StageCounters, m *pipeline.Metrics, log zerolog.Logger) *Stage {
+func New(in *pipeline.Link, pool *pipeline.Pool, conn Conn, t *peers.Table, sealer *mesh.Sealer, c *pipeline.StageCounters, m *pipeline.Metrics, log zerolog.Logger) *Stage {
 	s := &Stage{in: in, pool: pool, conn: conn, peers: t, sealer: sealer, c: c, m: m,
-		log: log.With().Str("stage", c.Name()).Logger(),
-		mm:  mmsg.NewBatch(sendBatch), to: make([]*peers.Peer, sendBatch), size: make([]int, sendBatch)}
+		log:  log.With().Str("stage", c.Name()).Logger(),
+		bufs: make([][]byte, 0, sendBatch), addrs: make([]netip.AddrPort, 0, sendBatch), to: make([]*peers.Peer, 0, sendBatch)}
 	s.onErr = s.sendError
 	conn.OnPeerError(s.peerError)
 	return s
@@ -75,7 +92,6 @@ func (s *Stage) Handle(b *pipeline.Batch) error {
 
 func (s *Stage) send(b *pipeline.Batch) error {
 	set := s.peers.Load()
-	s.mm.Reset()
 	for i := range b.Pkts {
 		p := &b.Pkts[i]
 		var start int
@@ -86,14 +102,14 @@ func (s *Stage) send(b *pipeline.Batch) error {
 		}
 		d := p.Buf[start : p.Off+p.Len]
 		for _, peer := range set.Peers {
-			if s.mm.Len() == s.mm.Cap() {
+			if len(s.bufs) == sendBatch {
 				if err := s.flush(); err != nil {
 					return err
 				}
 			}
-			s.to[s.mm.Len()] = peer
-			s.size[s.mm.Len()] = len(d)
-			s.mm.Add(d, peer.Addr)
+			s.bufs = append(s.bufs, d)
+			s.addrs = append(s.addrs, peer.Addr)
+			s.to = append(s.to, peer)
 		}
 		s.c.Out.Add(1)
 	}
@@ -101,19 +117,21 @@ func (s *Stage) send(b *pipeline.Batch) error {
 }
 
 func (s *Stage) flush() error {
-	n := s.mm.Len()
-	if n == 0 {
+	if len(s.bufs) == 0 {
 		return nil
 	}
-	_, err := s.conn.Send(s.mm, s.onErr)
-	for i := 0; i < n; i++ {
-		if peer := s.to[i]; peer != nil {
+	_, err := s.conn.WriteBatch(s.bufs, s.addrs, s.onErr)
+	for i, peer := range s.to {
+		if peer != nil {
 			peer.TxPackets.Add(1)
-			peer.TxBytes.Add(uint64(s.size[i]))
+			peer.TxBytes.Add(uint64(len(s.bufs[i])))
 		}
 	}
-	s.mm.Reset()
-	clear(s.to[:n])
+	// Forget the batch's buffers and the peers: the batch goes back to the
+	// pool, and a peer set may be replaced.
+	clear(s.bufs)
+	clear(s.to)
+	s.bufs, s.addrs, s.to = s.bufs[:0], s.addrs[:0], s.to[:0]
 	return err
 }
 

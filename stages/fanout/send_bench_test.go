@@ -15,9 +15,10 @@ import (
 	"github.com/snowsignal/snowsignal/netio/frame/frametest"
 	"github.com/snowsignal/snowsignal/netio/mesh"
 	"github.com/snowsignal/snowsignal/netio/meshconn"
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/pipeline"
 	"github.com/snowsignal/snowsignal/stages/shared/peers"
-	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 // numPeers is how many peers every batch fans out to.
@@ -36,8 +37,8 @@ type sendRig struct {
 // newSendRig builds the lab and the stage; with a key it seals datagrams.
 func newSendRig(tb testing.TB, key []byte) *sendRig {
 	tb.Helper()
-	l := lab.NewSwarmT(tb, lab.Spec{Subnet: netip.MustParsePrefix("10.77.0.0/24"), Segments: []lab.SegmentSpec{
-		{Name: "a", Hosts: []lab.HostSpec{{Name: "relay", Addr: netip.MustParseAddr("10.77.0.1")}}}}})
+	l := netlabtest.NewSwarmT(tb, netlab.Spec{Subnet: netip.MustParsePrefix("10.77.0.0/24"), Segments: []netlab.SegmentSpec{
+		{Name: "a", Hosts: []netlab.HostSpec{{Name: "relay", Addr: netip.MustParseAddr("10.77.0.1")}}}}})
 	h := l.Host("relay")
 	var conn *meshconn.Conn
 	if err := h.Do(func() (err error) {

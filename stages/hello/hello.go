@@ -14,16 +14,21 @@ import (
 
 	"github.com/snowsignal/snowsignal/netio/iface"
 	"github.com/snowsignal/snowsignal/netio/mesh"
-	"github.com/snowsignal/snowsignal/netio/meshconn"
 	"github.com/snowsignal/snowsignal/pipeline"
 	"github.com/snowsignal/snowsignal/stages/shared/segment"
 )
+
+// A Sender sends one datagram: the mesh socket (netio/meshconn.Conn), whose
+// WriteTo hellos use.
+type Sender interface {
+	WriteTo(b []byte, addr netip.AddrPort) error
+}
 
 // Stage is the actor that broadcasts this relay's hellos and forgets
 // silent neighbours.
 type Stage struct {
 	table    *segment.Table
-	conn     *meshconn.Conn
+	conn     Sender
 	sealer   *mesh.Sealer
 	target   *iface.Current
 	port     uint16
@@ -36,7 +41,7 @@ type Stage struct {
 // New returns a hello stage sending every interval to the target
 // interface's broadcast address on port. With a sealer, hellos are
 // authenticated like every other mesh datagram.
-func New(t *segment.Table, conn *meshconn.Conn, sealer *mesh.Sealer, target *iface.Current, port uint16, interval time.Duration, log zerolog.Logger) *Stage {
+func New(t *segment.Table, conn Sender, sealer *mesh.Sealer, target *iface.Current, port uint16, interval time.Duration, log zerolog.Logger) *Stage {
 	return &Stage{table: t, conn: conn, sealer: sealer, target: target, port: port, interval: interval,
 		log: log.With().Str("stage", "hello").Logger(), kick: make(chan struct{}, 1),
 		buf: make([]byte, pipeline.Headroom+segment.HelloLen)}

@@ -37,7 +37,17 @@ type Config struct {
 	LocalDelivery bool
 	// Listeners, if not nil, says whether a local socket is bound to a
 	// relayed port; with LocalDelivery, frames are copied to lo only then.
-	Listeners *LocalListeners
+	Listeners Listeners
+}
+
+// Listeners is what the inject stage asks of the watcher of this host's
+// sockets (stages/locals).
+type Listeners interface {
+	// Active says frames are being injected, for a watcher that looks only
+	// while they are. It must be cheap: it is called for every batch.
+	Active()
+	// Present reports whether a local socket may receive relayed frames.
+	Present() bool
 }
 
 // Stage injects frames.
@@ -84,6 +94,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	}
 	s.log.Info().Int("ifindex", info.Index).Bool("local_delivery", local != nil).Msg("injecting")
 
+	bufs := pipeline.NewBuffers() // each batch, as the sockets see it
 	var enobufs uint64
 	// A write waiting for socket buffer space must not hold up shutdown.
 	stopWrites := context.AfterFunc(ctx, func() { sock.SetWriteDeadline(time.Now()) })
@@ -91,16 +102,18 @@ func (s *Stage) Run(ctx context.Context) error {
 	for b := range s.in.Batches(ctx) {
 		n := len(b.Pkts)
 		s.c.In.Add(uint64(n))
-		sent, err := sock.WriteBatch(b)
+		frames := bufs.Of(b)
+		sent, err := sock.WriteBatch(frames)
 		if s.cfg.Listeners != nil {
 			s.cfg.Listeners.Active()
 		}
 		if local != nil && (s.cfg.Listeners == nil || s.cfg.Listeners.Present()) {
-			if _, lerr := local.WriteBatch(b); lerr != nil {
+			if _, lerr := local.WriteBatch(frames); lerr != nil {
 				s.c.Errors.Add(1)
 				s.log.Debug().Err(lerr).Msg("local delivery failed")
 			}
 		}
+		clear(frames) // no reference to the batch outlives it
 		s.pool.Put(b)
 		s.c.Out.Add(uint64(sent))
 		if d := sock.Dropped - enobufs; d > 0 {

@@ -11,8 +11,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/snowsignal/snowsignal/netio/iface"
+	"github.com/snowsignal/snowsignal/netio/netlab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/pipeline"
-	"github.com/snowsignal/snowsignal/test/lab"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -21,7 +22,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // drops and counts what comes in (so the stages before it do not stall),
 // and returns as soon as its input is closed.
 func TestInjectDropsWhileItsInterfaceIsMissing(t *testing.T) {
-	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	h := l.Host("relay-b")
 	if _, err := h.RemoveLink(); err != nil {
 		t.Fatal(err)
@@ -29,7 +30,7 @@ func TestInjectDropsWhileItsInterfaceIsMissing(t *testing.T) {
 	pool := pipeline.NewPool(2048)
 	m := pipeline.NewMetrics()
 	in := pipeline.NewLink("rewrite->inject", 8, pipeline.Block, pool)
-	s := New(Config{Interface: lab.IfName}, in, pool, &iface.Current{}, m.Stage("inject"), m, zerolog.Nop())
+	s := New(Config{Interface: netlab.IfName}, in, pool, &iface.Current{}, m.Stage("inject"), m, zerolog.Nop())
 	done := make(chan error, 1)
 	go func() { done <- h.Do(func() error { return s.Run(context.Background()) }) }()
 

@@ -6,27 +6,42 @@ package listener
 
 import (
 	"context"
+	"net/netip"
 	"time"
 
-	"github.com/snowsignal/snowsignal/netio/meshconn"
 	"github.com/snowsignal/snowsignal/pipeline"
 )
 
+// Conn is what the listener needs of the mesh socket (netio/meshconn.Conn
+// in the relay, a fake in tests).
+type Conn interface {
+	// ReadBatch blocks until datagrams arrive, then reads datagram k into
+	// bufs[k][offset:], its length into sizes[k] and its sender into
+	// addrs[k], for k < n; tooBig counts datagrams discarded for not
+	// fitting, whose buffers it moves to the end of bufs.
+	ReadBatch(bufs [][]byte, offset int, sizes []int, addrs []netip.AddrPort) (n, tooBig int, err error)
+	// SetReadDeadline unblocks a pending ReadBatch at t.
+	SetReadDeadline(t time.Time) error
+	// Backlogged reports whether the socket's receive queue is filling up.
+	Backlogged() bool
+}
+
 // Stage reads mesh datagrams into pooled batches.
 type Stage struct {
-	conn *meshconn.Conn
+	conn Conn
 	pool *pipeline.Pool
 	out  *pipeline.Link
 	c    *pipeline.StageCounters
 	m    *pipeline.Metrics
 	co   *pipeline.Coalescer
+	bufs *pipeline.Buffers // the batch being read, as the socket sees it
 }
 
 // New returns a listener on conn that sends into out, spacing its reads
 // under load with co (nil: never). The relay owns conn: the fan-out stage
 // sends from the same socket, so a restarted listener must not close it.
-func New(conn *meshconn.Conn, pool *pipeline.Pool, out *pipeline.Link, c *pipeline.StageCounters, m *pipeline.Metrics, co *pipeline.Coalescer) *Stage {
-	return &Stage{conn: conn, pool: pool, out: out, c: c, m: m, co: co}
+func New(conn Conn, pool *pipeline.Pool, out *pipeline.Link, c *pipeline.StageCounters, m *pipeline.Metrics, co *pipeline.Coalescer) *Stage {
+	return &Stage{conn: conn, pool: pool, out: out, c: c, m: m, co: co, bufs: pipeline.NewBuffers()}
 }
 
 // Run reads until ctx is done or the socket fails.
@@ -37,7 +52,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	defer stop()
 	for {
 		b := s.pool.Get()
-		tooBig, err := s.conn.ReadBatch(b)
+		n, tooBig, err := s.read(b)
 		if err != nil {
 			s.pool.Put(b)
 			if ctx.Err() != nil {
@@ -48,9 +63,16 @@ func (s *Stage) Run(ctx context.Context) error {
 		if tooBig > 0 {
 			s.m.Drop(pipeline.ReasonTooBig, tooBig)
 		}
-		n := len(b.Pkts)
 		s.c.In.Add(uint64(n))
 		s.c.PassFrom(s.out, b, s.conn)
 		s.co.Pause(n)
 	}
+}
+
+// read fills b's free slots with the datagrams waiting on the socket.
+func (s *Stage) read(b *pipeline.Batch) (n, tooBig int, err error) {
+	s.bufs.Free(b)
+	n, tooBig, err = s.conn.ReadBatch(s.bufs.Bufs, pipeline.Headroom, s.bufs.Sizes, s.bufs.Addrs)
+	s.bufs.Filled(b, n, true)
+	return n, tooBig, err
 }

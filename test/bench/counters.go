@@ -10,7 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab"
 )
 
 // meshPort is the relays' mesh port (the default of `snowsignal run`).
@@ -25,11 +25,11 @@ type counterSet map[string]uint64
 // host-wide input backlog drops, the relays' mesh socket drops, every drop
 // counter of the SnowSignal relays' stats snapshots when they serve one,
 // and the reference relays' capture drops.
-func collectCounters(l *lab.Lab, receivers []*lab.Host, relays []relay) (counterSet, error) {
+func collectCounters(l *netlab.Lab, receivers []*netlab.Host, relays []relay) (counterSet, error) {
 	c := counterSet{}
 	for _, h := range l.Hosts() {
 		err := h.Do(func() error {
-			link, err := netlink.LinkByName(lab.IfName)
+			link, err := netlink.LinkByName(netlab.IfName)
 			if err != nil {
 				return err
 			}

@@ -7,7 +7,7 @@
 //	sudo go run ./test/bench           # about 1.5 minutes
 //	sudo go run ./test/bench -quick    # about 40 seconds
 //
-// It builds a Swarm-like lab with the test/lab package: segment a (eight
+// It builds a Swarm-like lab with the netio/netlab package: segment a (eight
 // clients, relay-a), segment b (server, relay-b) and segment c (eight
 // clients and a server, no relay). The clients behave as EPICS clients in a
 // search storm: each has a plain UDP socket and sends every 100-byte
@@ -50,7 +50,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab"
 )
 
 // options are the command-line flags.
@@ -157,19 +157,19 @@ const clients = 8
 // host on a segment costs the sender a copy of each broadcast (the bridge
 // floods it to every port, and all of that runs on these two CPUs), which
 // on a real network the other machines would pay.
-func benchSpec() lab.Spec {
-	return lab.Spec{
+func benchSpec() netlab.Spec {
+	return netlab.Spec{
 		Subnet: netip.MustParsePrefix("10.77.0.0/24"),
-		Segments: []lab.SegmentSpec{
-			{Name: "a", Hosts: []lab.HostSpec{
+		Segments: []netlab.SegmentSpec{
+			{Name: "a", Hosts: []netlab.HostSpec{
 				{Name: "client", Addr: netip.MustParseAddr("10.77.0.11")},
 				{Name: "relay-a", Addr: netip.MustParseAddr("10.77.0.1")},
 			}},
-			{Name: "b", Hosts: []lab.HostSpec{
+			{Name: "b", Hosts: []netlab.HostSpec{
 				{Name: "server", Addr: netip.MustParseAddr("10.77.0.21")},
 				{Name: "relay-b", Addr: netip.MustParseAddr("10.77.0.2")},
 			}},
-			{Name: "c", Hosts: []lab.HostSpec{
+			{Name: "c", Hosts: []netlab.HostSpec{
 				{Name: "dclient", Addr: netip.MustParseAddr("10.77.0.31")},
 				{Name: "dserver", Addr: netip.MustParseAddr("10.77.0.41")},
 			}},
@@ -180,13 +180,13 @@ func benchSpec() lab.Spec {
 // clientAddrs gives host clients addresses, its own first and the next
 // ones after it, adding the others to its eth0 (the lab removes them with
 // the namespace).
-func clientAddrs(h *lab.Host) ([]netip.Addr, error) {
+func clientAddrs(h *netlab.Host) ([]netip.Addr, error) {
 	addrs := []netip.Addr{h.IP}
 	for a := h.IP.Next(); len(addrs) < clients; a = a.Next() {
 		addrs = append(addrs, a)
 	}
 	err := h.Do(func() error {
-		link, err := netlink.LinkByName(lab.IfName)
+		link, err := netlink.LinkByName(netlab.IfName)
 		if err != nil {
 			return err
 		}
@@ -204,7 +204,7 @@ func clientAddrs(h *lab.Host) ([]netip.Addr, error) {
 }
 
 func run(o options) error {
-	if err := lab.Available(); err != nil {
+	if err := netlab.Available(); err != nil {
 		return fmt.Errorf("needs root for network namespaces: %w", err)
 	}
 	root, err := moduleRoot()
@@ -215,11 +215,11 @@ func run(o options) error {
 		o.out = filepath.Join(root, "docs", "BENCHMARKS.md")
 	}
 	p := makePlan(o)
-	stopSignals := lab.CloseOnSignal()
+	stopSignals := netlab.CloseOnSignal()
 	defer stopSignals()
 	watchdog := time.AfterFunc(o.max, func() {
 		fmt.Fprintf(os.Stderr, "bench: still running after %s; aborting\n", o.max)
-		lab.CloseAll()
+		netlab.CloseAll()
 		os.Exit(2) // the relays die with us (Pdeathsig)
 	})
 	defer watchdog.Stop()
@@ -247,7 +247,7 @@ func run(o options) error {
 	}
 
 	logf("building the lab")
-	l, err := lab.NewSwarm(benchSpec())
+	l, err := netlab.NewSwarm(benchSpec())
 	if err != nil {
 		return err
 	}
@@ -290,14 +290,14 @@ const searchPort = 5076
 // measure takes every measurement: the direct path first, then the
 // reference relay pair, then the SnowSignal relays, each at every rate of
 // the plan and the sender's ceiling. Only one relay pair runs at a time.
-func measure(l *lab.Lab, bin string, p plan, o options) (*results, error) {
+func measure(l *netlab.Lab, bin string, p plan, o options) (*results, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	clk := clock{base: time.Now()}
 	res := &results{Plan: p, Steps: map[string][]stepResult{}, Drops: map[string][]counterSet{},
 		Idle: map[string]idleResult{}, RelayNames: map[string][]string{}}
 
-	mkPath := func(name string, from, to *lab.Host) (*path, error) {
+	mkPath := func(name string, from, to *netlab.Host) (*path, error) {
 		addrs, err := clientAddrs(from)
 		if err != nil {
 			return nil, err
@@ -324,7 +324,7 @@ func measure(l *lab.Lab, bin string, p plan, o options) (*results, error) {
 	}
 	defer relayed.close()
 	rn := &runner{quiet: 250 * time.Millisecond, trace: logf, waitBudget: o.waitQuiet}
-	receivers := []*lab.Host{l.Host("server"), l.Host("dserver")}
+	receivers := []*netlab.Host{l.Host("server"), l.Host("dserver")}
 
 	// runRates runs pa at every rate, recording the steps and the drop
 	// counters that moved in each under name.
@@ -391,7 +391,7 @@ func measure(l *lab.Lab, bin string, p plan, o options) (*results, error) {
 	}()
 	extra := strings.Fields(o.relayArgs)
 	for _, rp := range [][2]string{{"relay-a", "relay-b"}, {"relay-b", "relay-a"}} {
-		args := append([]string{"-t", lab.IfName, "--other-relays", l.Host(rp[1]).IP.String(), "-l", "info"}, extra...)
+		args := append([]string{"-t", netlab.IfName, "--other-relays", l.Host(rp[1]).IP.String(), "-l", "info"}, extra...)
 		if o.pprof != "" {
 			args = append(args, "--debug-address", debugAddr)
 		}

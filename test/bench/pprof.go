@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab"
 )
 
 // debugAddr is where each relay serves net/http/pprof (--debug-address)
@@ -164,7 +164,7 @@ func saveStats(r *relayProc, file string) error {
 // profile or a runtime trace) and saves it.
 // The connection is made from inside host's namespace: the relay listens on
 // its own loopback.
-func fetchDebug(host *lab.Host, file, what string, d time.Duration) error {
+func fetchDebug(host *netlab.Host, file, what string, d time.Duration) error {
 	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := host.Do(func() error {

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab"
 )
 
 // userHZ is the unit of utime and stime in /proc/<pid>/stat. Per proc(5) it
@@ -133,7 +133,7 @@ func (d cpuDelta) add(e cpuDelta) cpuDelta {
 const tickNS = 1e9 / userHZ
 
 // snmpUDP reads the Udp counters of /proc/thread-self/net/snmp. The caller
-// must run it on a thread inside the namespace of interest (lab.Host.Do):
+// must run it on a thread inside the namespace of interest (netlab.Host.Do):
 // /proc/self/net would show the namespace of the process's main thread.
 func snmpUDP() (map[string]uint64, error) {
 	b, err := os.ReadFile("/proc/thread-self/net/snmp")
@@ -186,7 +186,7 @@ func softnetDrops() (uint64, error) {
 
 // udpSocketDrops returns the "drops" column of the UDP socket bound to
 // local port port in host's namespace, from /proc/thread-self/net/udp.
-func udpSocketDrops(h *lab.Host, port uint16) (uint64, error) {
+func udpSocketDrops(h *netlab.Host, port uint16) (uint64, error) {
 	var n uint64
 	err := h.Do(func() error {
 		b, err := os.ReadFile("/proc/thread-self/net/udp")

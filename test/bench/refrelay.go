@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab"
 )
 
 // The reference relay is the physical limit the benchmark compares
@@ -34,7 +34,7 @@ import (
 // SnowSignal relay would send, and the IP source stays the client's.
 type refRelay struct {
 	name   string
-	host   *lab.Host
+	host   *netlab.Host
 	capFD  int // AF_PACKET, filtered, bound to the interface: receives
 	injFD  int // AF_PACKET, protocol 0 (receives nothing), SO_MARK: sends
 	meshFD int // UDP, bound to our mesh address, connected to the peer's
@@ -108,7 +108,7 @@ func refFilter(port uint16) []unix.SockFilter {
 
 // startRefRelay opens the reference relay's sockets in host (mesh address
 // host:meshPort, peer peer:meshPort) and starts its two threads.
-func startRefRelay(name string, host *lab.Host, peer netip.Addr, port uint16) (*refRelay, error) {
+func startRefRelay(name string, host *netlab.Host, peer netip.Addr, port uint16) (*refRelay, error) {
 	r := &refRelay{name: name, host: host, capFD: -1, injFD: -1, meshFD: -1}
 	copy(r.mac[:], host.MAC)
 	err := host.Do(func() error {
@@ -407,7 +407,7 @@ func (r *refRelay) captureDrops() (uint64, error) {
 type refPair struct{ relays []*refRelay }
 
 // startRefPair starts a reference relay in relay-a and in relay-b.
-func startRefPair(l *lab.Lab, port uint16) (*refPair, error) {
+func startRefPair(l *netlab.Lab, port uint16) (*refPair, error) {
 	a, b := l.Host("relay-a"), l.Host("relay-b")
 	ra, err := startRefRelay("ref-a", a, b.IP, port)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 )
 
 // TestRefRelayCarriesBroadcastsOnce runs the reference relay pair in the
@@ -20,7 +20,7 @@ import (
 // own injected frames do not loop, and the server's stack accepts their
 // checksums), and a broadcast to another port does not cross.
 func TestRefRelayCarriesBroadcastsOnce(t *testing.T) {
-	l := lab.NewSwarmT(t, benchSpec())
+	l := netlabtest.NewSwarmT(t, benchSpec())
 	clk := clock{base: time.Now()}
 	client, server := l.Host("client"), l.Host("server")
 	rcv, err := newReceiver(server, searchPort, clk)

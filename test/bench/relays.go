@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/snowsignal/snowsignal/test/harness"
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
+	"github.com/snowsignal/snowsignal/netio/netlab"
 )
 
 // A relayProc is one snowsignal process running in a lab host, started by
@@ -22,17 +22,17 @@ import (
 type relayProc struct {
 	name string
 	bin  string
-	r    *harness.Relay
+	r    *labrelay.Relay
 	pid  int
 }
 
 // startRelay starts `bin run args...` in host, with env added to this
-// process's environment, and returns once it is ready (harness.Start: its
+// process's environment, and returns once it is ready (labrelay.Start: its
 // sockets are open, and it has its own stats socket if the binary has the
 // flag). `ip netns exec` execs the program in place, so the child's pid is
 // the relay's own; startRelay checks that it is.
-func startRelay(ctx context.Context, name, bin string, host *lab.Host, env []string, args ...string) (*relayProc, error) {
-	r, err := harness.Options{Env: env}.Start(ctx, bin, host, args...)
+func startRelay(ctx context.Context, name, bin string, host *netlab.Host, env []string, args ...string) (*relayProc, error) {
+	r, err := labrelay.Options{Env: env}.Start(ctx, bin, host, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

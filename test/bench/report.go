@@ -459,5 +459,5 @@ func record(file, section string) error {
 // readerQueuesKiB bounds the memory of the two socket readers' queues when
 // full: QueueReaderSize batches of MaxBatch buffers each, a buffer being
 // Headroom plus a 1500-byte MTU frame with its mesh header, rounded up as
-// stages/relay sizes them (1600 bytes).
+// cmd/snowsignal/assembly sizes them (1600 bytes).
 const readerQueuesKiB = 2 * pipeline.QueueReaderSize * pipeline.MaxBatch * (pipeline.Headroom + 1600) / 1024

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/netio/netlab"
 )
 
 // Every benchmark datagram carries this header in its payload; the rest of
@@ -54,7 +54,7 @@ type sender struct {
 
 // newSender opens a broadcast socket in host for each of addrs, bound to
 // it, for datagrams to to (the segment's broadcast address and port).
-func newSender(h *lab.Host, addrs []netip.Addr, to netip.AddrPort, clk clock) (*sender, error) {
+func newSender(h *netlab.Host, addrs []netip.Addr, to netip.AddrPort, clk clock) (*sender, error) {
 	s := &sender{clk: clk, buf: make([]byte, payloadSize)}
 	copy(s.buf, benchMagic)
 	for i := headerLen; i < payloadSize; i++ {
@@ -201,7 +201,7 @@ type receiver struct {
 const receiverPoll = 20 * time.Millisecond
 
 // newReceiver opens the receiving socket on port in host.
-func newReceiver(h *lab.Host, port uint16, clk clock) (*receiver, error) {
+func newReceiver(h *netlab.Host, port uint16, clk clock) (*receiver, error) {
 	r := &receiver{clk: clk, buf: make([]byte, 2048)}
 	err := h.Do(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)

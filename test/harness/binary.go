@@ -45,16 +45,6 @@ func Binary(t testing.TB) string {
 	return bin
 }
 
-// BinaryPath returns the path of the running program, for a snowsignal
-// command (the demo) that starts relays by running itself.
-func BinaryPath() (string, error) {
-	p, err := os.Executable()
-	if err != nil {
-		return "", fmt.Errorf("harness: path of this program: %w", err)
-	}
-	return p, nil
-}
-
 func buildOnce() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {

@@ -1,13 +1,9 @@
-// Package harness runs the real snowsignal binary in the namespaces of a
-// test/lab lab, for the integration tests, the `snowsignal demo` command and
-// benchmarks.
-//
-// A test builds the binary once, builds a lab, and starts a relay per relay
-// host; StartT stops the relay when the test ends and, if the test failed,
-// copies the relay's log into the test log:
+// Package harness holds the test-only helpers around cmd/snowsignal/labrelay:
+// building the binary once per test process, and starting relays that stop
+// when the test ends.
 //
 //	bin := harness.Binary(t) // go build ./cmd/snowsignal, once per process
-//	l := lab.NewSwarmT(t, lab.TwoSegmentSwarm())
+//	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 //	a := harness.StartT(t, bin, l.Host("relay-a"), "--other-relays", "10.77.0.2")
 //	b := harness.StartT(t, bin, l.Host("relay-b"), "--other-relays", "10.77.0.1")
 //	// ... send broadcasts from l.Host("client"), receive on l.Host("server")
@@ -15,31 +11,7 @@
 //		t.Error(err)
 //	}
 //
-// Outside tests (the demo, a benchmark's setup), use Start, which returns
-// errors instead of failing a test, and BinaryPath to run the program itself.
-//
-// # What Start does
-//
-// Start runs `bin run --log-format=json [--stats-socket=DIR/stats.sock]
-// args...` in the host's namespace (lab.Host.Command), with stdout and
-// stderr captured line by line (Relay.Logs, Relay.Output, Relay.WaitLog), and
-// returns once the relay is ready: it has logged "capturing" (stage capture)
-// and "injecting" (stage inject), so its sockets are open and a broadcast
-// sent now is relayed. If the process exits first, Start returns its exit
-// error together with its output (e.g. "snowsignal: error: --mesh-port:
-// ..."). Readiness is read from the log, so the relay must log at info level
-// or lower (the default).
-//
-// Relays in different namespaces share one file system. Unless args name
-// a --stats-socket, every relay gets its own socket path in a fresh temporary
-// folder (Relay.StatsSocket), removed when the relay has exited, so two
-// relays never fight over the default path. Binaries whose run command has
-// no --stats-socket flag get none (StatsSocket is then empty).
-//
-// # Logs
-//
-// Every line the relay writes is kept. JSON lines (the relay's zerolog
-// output) are parsed into map[string]any with the keys time, level,
-// message and the log's fields (stage, iface, peer, ...); any other line
-// (such as a command-line error) becomes {"raw": line}.
+// StartT copies a failed test's relay output into the test log. Outside
+// tests (a benchmark's setup), use labrelay.Start and Build, which return
+// errors instead of failing a test.
 package harness

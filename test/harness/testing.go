@@ -4,27 +4,28 @@ import (
 	"context"
 	"testing"
 
-	"github.com/snowsignal/snowsignal/test/lab"
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
+	"github.com/snowsignal/snowsignal/netio/netlab"
 )
 
-// StartT is Start for tests and benchmarks: it fails t if the relay does
-// not get ready, and when the test ends it stops the relay (if it still
-// runs) and, if the test failed, copies the relay's output into the test
-// log.
-func StartT(t testing.TB, bin string, host *lab.Host, args ...string) *Relay {
+// StartT is labrelay.Start for tests and benchmarks: it fails t if the
+// relay does not get ready, and when the test ends it stops the relay (if
+// it still runs) and, if the test failed, copies the relay's output into
+// the test log.
+func StartT(t testing.TB, bin string, host *netlab.Host, args ...string) *labrelay.Relay {
 	t.Helper()
-	r, err := Start(context.Background(), bin, host, args...)
+	r, err := labrelay.Start(context.Background(), bin, host, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.StopOnCleanup(t)
+	StopOnCleanup(t, r)
 	return r
 }
 
-// StopOnCleanup registers a t.Cleanup that stops the relay if it still
-// runs and, if t failed, logs the relay's output. StartT calls it; use it
-// with Options.Start.
-func (r *Relay) StopOnCleanup(t testing.TB) {
+// StopOnCleanup registers a t.Cleanup that stops r if it still runs and,
+// if t failed, logs r's output. StartT calls it; use it with
+// labrelay.Options.Start.
+func StopOnCleanup(t testing.TB, r *labrelay.Relay) {
 	t.Cleanup(func() {
 		r.Stop()
 		if t.Failed() {

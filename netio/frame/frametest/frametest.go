@@ -176,3 +176,122 @@ func Fragments(whole []byte, maxPayload int) [][]byte {
 	}
 	return frags
 }
+
+// ExtHeader is an IPv6 extension header for UDP6 to insert: its type (the
+// next-header value that announces it) and its bytes after the next-header
+// and length bytes, which UDP6 fills in. 2+len(Body) must be a multiple of 8.
+type ExtHeader struct {
+	Type uint8
+	Body []byte
+}
+
+// UDP6 describes an Ethernet/IPv6/UDP frame to build.
+type UDP6 struct {
+	DstMAC, SrcMAC [6]byte        // Ethernet addresses; zero values are fine
+	Src, Dst       netip.AddrPort // IPv6 addresses and UDP ports
+	HopLimit       uint8          // 0 means 1, the default for multicast
+	FlowLabel      uint32         // low 20 bits used
+	Ext            []ExtHeader    // extension headers between IPv6 and UDP
+	Payload        []byte         // UDP payload
+	Pad            int            // bytes of zero padding after the datagram
+}
+
+// Frame returns the frame u describes, with a valid UDP checksum. It panics
+// if the frame cannot be expressed.
+func (u UDP6) Frame() []byte {
+	ext := 0
+	for _, e := range u.Ext {
+		if (2+len(e.Body))%8 != 0 {
+			panic("frametest: extension header length not a multiple of 8")
+		}
+		ext += 2 + len(e.Body)
+	}
+	udpLen := frame.UDPLen + len(u.Payload)
+	plen := ext + udpLen
+	if plen > frame.MaxDatagram {
+		panic("frametest: datagram too large")
+	}
+	b := make([]byte, frame.EthLen+frame.IPv6HdrLen+plen+u.Pad)
+	copy(b[0:6], u.DstMAC[:])
+	copy(b[6:12], u.SrcMAC[:])
+	binary.BigEndian.PutUint16(b[12:], frame.EtherTypeIPv6)
+	ip := b[frame.EthLen:]
+	binary.BigEndian.PutUint32(ip[0:], 6<<28|u.FlowLabel&0xfffff)
+	binary.BigEndian.PutUint16(ip[4:], uint16(plen))
+	ip[7] = u.HopLimit
+	if ip[7] == 0 {
+		ip[7] = 1
+	}
+	src, dst := u.Src.Addr().As16(), u.Dst.Addr().As16()
+	copy(ip[8:24], src[:])
+	copy(ip[24:40], dst[:])
+	nh, off := 6, frame.IPv6HdrLen // where the next-header byte to fill is
+	for _, e := range u.Ext {
+		ip[nh] = e.Type
+		ip[off+1] = byte((2+len(e.Body))/8 - 1)
+		if e.Type == 44 {
+			ip[off+1] = 0 // reserved in the fragment header
+		}
+		copy(ip[off+2:], e.Body)
+		nh, off = off, off+2+len(e.Body)
+	}
+	ip[nh] = frame.ProtoUDP
+	udp := ip[off:]
+	binary.BigEndian.PutUint16(udp[0:], u.Src.Port())
+	binary.BigEndian.PutUint16(udp[2:], u.Dst.Port())
+	binary.BigEndian.PutUint16(udp[4:], uint16(udpLen))
+	copy(udp[frame.UDPLen:], u.Payload)
+	var f frame.Frame
+	if err := f.Decode6(b); err != nil {
+		panic("frametest: built IPv6 frame does not decode: " + err.Error())
+	}
+	f.FixChecksums(b)
+	return b
+}
+
+// Fragments6 splits the valid unfragmented IPv6 frame whole into fragments
+// carrying at most maxPayload bytes of fragmentable part each (rounded down
+// to a multiple of 8), as a sending kernel would: each repeats the Ethernet
+// header, the IPv6 header and its extension headers (the unfragmentable
+// part), then a fragment header with identification id, then its piece of
+// the UDP datagram. The UDP header and its checksum, computed over the whole
+// datagram, travel in the first fragment.
+func Fragments6(whole []byte, maxPayload int, id uint32) [][]byte {
+	var f frame.Frame
+	if err := f.Decode6(whole); err != nil || f.IsFragment() {
+		panic("frametest: Fragments6 needs a valid unfragmented IPv6 frame")
+	}
+	maxPayload &^= 7
+	if maxPayload <= 0 {
+		panic("frametest: maxPayload below 8")
+	}
+	// The next-header byte announcing UDP: in the IPv6 header, or in the
+	// last extension header.
+	nh := frame.EthLen + 6
+	for off := frame.EthLen + frame.IPv6HdrLen; off < frame.EthLen+f.IHL; {
+		nh = off
+		off += (int(whole[off+1]) + 1) * 8
+	}
+	unfrag := whole[:frame.EthLen+f.IHL]
+	data := whole[frame.EthLen+f.IHL : f.Len()]
+	var frags [][]byte
+	for off := 0; off < len(data); off += maxPayload {
+		end := min(off+maxPayload, len(data))
+		b := make([]byte, 0, len(unfrag)+8+end-off)
+		b = append(b, unfrag...)
+		b[nh] = 44
+		fo := uint16(off/8) << 3
+		if end < len(data) {
+			fo |= 1
+		}
+		b = append(b, frame.ProtoUDP, 0, byte(fo>>8), byte(fo), byte(id>>24), byte(id>>16), byte(id>>8), byte(id))
+		b = append(b, data[off:end]...)
+		binary.BigEndian.PutUint16(b[frame.EthLen+4:], uint16(len(b)-frame.EthLen-frame.IPv6HdrLen))
+		var g frame.Frame
+		if err := g.Decode6(b); err != nil {
+			panic("frametest: IPv6 fragment does not decode: " + err.Error())
+		}
+		frags = append(frags, b)
+	}
+	return frags
+}

@@ -1,0 +1,76 @@
+package assembly
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/snowsignal/snowsignal/stages/discovery"
+	"github.com/snowsignal/snowsignal/stages/rewrite"
+)
+
+// DefaultMark is the SO_MARK of the inject socket: "SNOW" in ASCII. It only
+// needs to differ from marks other software on the host puts on frames
+// leaving the target interface.
+const DefaultMark = 0x534e4f57
+
+// Config is everything a relay is built from. It is a plain value: the
+// command line fills it, tests build it directly. Default returns the
+// daemon's defaults and Validate checks one (validate.go).
+type Config struct {
+	// Interface is the target interface for capture, mesh and injection.
+	Interface string
+	// BroadcastPorts are the UDP ports whose broadcasts are relayed.
+	BroadcastPorts []uint16
+	// MeshPort is the UDP port relays exchange mesh datagrams on.
+	MeshPort uint16
+	// MeshBind is the address the mesh socket binds to; the unspecified
+	// address (0.0.0.0) when invalid.
+	MeshBind netip.Addr
+	// Peers are the static peers (--other-relays): IP addresses or names.
+	Peers []string
+	// Discover are DNS names whose addresses are peers (--discover, SERVICENAME).
+	Discover []string
+	// DiscoveryInterval is how often names are resolved again.
+	DiscoveryInterval time.Duration
+	// Resolver resolves peer names; nil uses the system resolver.
+	Resolver discovery.Resolver
+	// RebroadcastDestination is the IP destination policy for injected frames.
+	RebroadcastDestination rewrite.DestMode
+	// DedupWindow is how long a datagram is remembered to suppress loops and
+	// duplicates; zero disables suppression.
+	DedupWindow time.Duration
+	// HelloInterval is how often the relay announces itself to other relays
+	// on its segment; zero disables hellos, and with them the sharing of
+	// injections between relays on one segment.
+	HelloInterval time.Duration
+	// AcceptAnyPeer admits mesh datagrams from any source.
+	AcceptAnyPeer bool
+	// MeshKeys, when not empty, switch the mesh to the authenticated format:
+	// send with the first key, accept either.
+	MeshKeys [][]byte
+	// Mark is the inject socket's SO_MARK; DefaultMark when zero.
+	Mark uint32
+	// LocalDelivery also delivers injected broadcasts to this host's own
+	// sockets (servers on the relay's host).
+	LocalDelivery bool
+	// WaitForInterface keeps retrying when the interface does not exist yet,
+	// instead of failing at start.
+	WaitForInterface bool
+	// Observability configures the stats socket, the metrics endpoint, the
+	// summary log line and the build information (observability.go).
+	Observability Observability
+	// RateLimit is how many packets per second each client (IP source of a
+	// captured broadcast) may have forwarded to the mesh; zero disables the
+	// limit. The burst is max(RateLimit, ratelimit.MinBurst).
+	RateLimit int
+	// PeerRateLimit is how many frames per second each peer (source of mesh
+	// datagrams) may have injected on our segment; zero means RateLimit's.
+	// A peer forwards the broadcasts of every client on its segment, so this
+	// is usually set higher than RateLimit.
+	PeerRateLimit int
+	// Coalesce is how long a socket reader waits after each batch while
+	// batches keep coming faster than one every two Coalesce, so that one
+	// wake-up carries several datagrams (pipeline.Coalescer); zero never
+	// waits.
+	Coalesce time.Duration
+}

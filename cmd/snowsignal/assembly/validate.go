@@ -1,0 +1,162 @@
+package assembly
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/snowsignal/snowsignal/netio/mesh"
+	"github.com/snowsignal/snowsignal/stages/rewrite"
+	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
+)
+
+// The daemon's defaults, which `snowsignal run` shows in its help (a test
+// in cmd/snowsignal keeps the flags' defaults equal to Default()).
+const (
+	DefaultInterface         = "eth0"
+	DefaultBroadcastPort     = 5076 // PVAccess
+	DefaultMeshPort          = 7124
+	DefaultDiscoveryInterval = 10 * time.Second
+	DefaultDedupWindow       = 250 * time.Millisecond
+	DefaultHelloInterval     = time.Second
+	DefaultCoalesce          = 150 * time.Microsecond
+	DefaultStatsSocket       = "/run/snowsignal/snowsignal.sock"
+	DefaultSummaryInterval   = 60 * time.Second
+)
+
+// MaxMeshKeys is how many mesh keys a relay holds: one, or two during key
+// rotation (send with the first, accept either).
+const MaxMeshKeys = 2
+
+// Default returns the configuration of a relay given no flags: the Python
+// relay's (port 5076 relayed over mesh port 7124 on eth0, no peers) plus
+// SnowSignal's own settings at their defaults.
+func Default() Config {
+	return Config{
+		Interface:         DefaultInterface,
+		BroadcastPorts:    []uint16{DefaultBroadcastPort},
+		MeshPort:          DefaultMeshPort,
+		DiscoveryInterval: DefaultDiscoveryInterval,
+		DedupWindow:       DefaultDedupWindow,
+		HelloInterval:     DefaultHelloInterval,
+		LocalDelivery:     true,
+		Mark:              DefaultMark,
+		Coalesce:          DefaultCoalesce,
+		Observability:     Observability{StatsSocket: DefaultStatsSocket, SummaryInterval: DefaultSummaryInterval},
+	}
+}
+
+// withDefaults fills the fields whose zero value means "the default" (see
+// each field's comment). New applies it; Validate checks the config as given.
+func (c Config) withDefaults() Config {
+	if c.Mark == 0 {
+		c.Mark = DefaultMark
+	}
+	if !c.MeshBind.IsValid() {
+		c.MeshBind = netip.IPv4Unspecified()
+	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
+	}
+	if c.PeerRateLimit == 0 {
+		c.PeerRateLimit = c.RateLimit
+	}
+	return c
+}
+
+// A ConfigError is one invalid setting of a Config.
+type ConfigError struct {
+	// Setting names the field as the command line does ("--mesh-port"),
+	// the name operators know and the one to change.
+	Setting string
+	// Err says what is wrong and what is allowed.
+	Err error
+}
+
+func (e *ConfigError) Error() string { return e.Setting + ": " + e.Err.Error() }
+
+// Unwrap returns e.Err.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func invalid(setting, format string, args ...any) error {
+	return &ConfigError{Setting: setting, Err: fmt.Errorf(format, args...)}
+}
+
+// Validate checks c without looking at the system (whether the interface
+// exists is New's business): it returns a *ConfigError for the first
+// setting out of its range, or nil. The command line calls it; New does not,
+// so that tests may build what the command line refuses (MeshPort 0 for an
+// ephemeral port, say).
+func (c *Config) Validate() error {
+	if c.Interface == "" {
+		return invalid("--target-interface", "must not be empty")
+	}
+	if c.MeshPort == 0 {
+		return invalid("--mesh-port", "0 is out of range (allowed: 1-65535)")
+	}
+	for _, p := range c.BroadcastPorts {
+		if p == 0 {
+			return invalid("--broadcast-port", "0 is out of range (allowed: 1-65535)")
+		}
+		if p == c.MeshPort {
+			return invalid("--broadcast-port", "%d is also the mesh port (--mesh-port); they must differ", p)
+		}
+	}
+	if len(c.BroadcastPorts) == 0 {
+		return invalid("--broadcast-port", "at least one port is required (allowed: 1-65535)")
+	}
+	for _, p := range c.Peers {
+		if a, err := netip.ParseAddr(p); err == nil && !a.Unmap().Is4() {
+			return invalid("--other-relays", "%s is not an IPv4 address (the mesh is IPv4)", p)
+		}
+	}
+	if c.DiscoveryInterval < time.Second {
+		return invalid("--discovery-interval", "%s is too short (allowed: 1s or more)", c.DiscoveryInterval)
+	}
+	if c.DedupWindow < 0 || c.DedupWindow > time.Minute {
+		return invalid("--dedup-window", "%s is out of range (allowed: 0 to 1m)", c.DedupWindow)
+	}
+	if c.Coalesce < 0 || c.Coalesce > 10*time.Millisecond {
+		return invalid("--coalesce", "%s is out of range (allowed: 0 to disable, up to 10ms)", c.Coalesce)
+	}
+	if c.HelloInterval != 0 && (c.HelloInterval < 100*time.Millisecond || c.HelloInterval > time.Minute) {
+		return invalid("--hello-interval", "%s is out of range (allowed: 0 to disable, or 100ms to 1m)", c.HelloInterval)
+	}
+	if _, err := rewrite.ParseDestMode(c.RebroadcastDestination.String()); err != nil {
+		return &ConfigError{Setting: "--rebroadcast-destination", Err: err}
+	}
+	if len(c.MeshKeys) > MaxMeshKeys {
+		return invalid("--mesh-key-file", "given %d times (allowed: once, or twice during key rotation)", len(c.MeshKeys))
+	}
+	for i, k := range c.MeshKeys {
+		if len(k) < mesh.MinKeyLen {
+			return invalid("--mesh-key-file", "key %d is %d bytes (allowed: %d or more)", i+1, len(k), mesh.MinKeyLen)
+		}
+	}
+	if c.RateLimit < 0 || c.RateLimit > ratelimit.MaxRate {
+		return invalid("--rate-limit", "%d is out of range (allowed: 0 to disable, or 1-%d packets per second)", c.RateLimit, ratelimit.MaxRate)
+	}
+	if c.PeerRateLimit < 0 || c.PeerRateLimit > ratelimit.MaxRate {
+		return invalid("--peer-rate-limit", "%d is out of range (allowed: 0 for --rate-limit's, or 1-%d packets per second)", c.PeerRateLimit, ratelimit.MaxRate)
+	}
+	return c.Observability.Validate()
+}
+
+// Validate checks the observability settings; Config.Validate calls it.
+func (o *Observability) Validate() error {
+	if o.MetricsAddress != "" {
+		_, port, err := net.SplitHostPort(o.MetricsAddress)
+		if err != nil {
+			return invalid("--metrics-address", "%q is not HOST:PORT (e.g. :9124 or 127.0.0.1:9124)", o.MetricsAddress)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			return invalid("--metrics-address", "port %q is out of range (allowed: 0-65535)", port)
+		}
+	}
+	if o.SummaryInterval != 0 && o.SummaryInterval < time.Second {
+		return invalid("--summary-interval", "%s is too short (allowed: 0 to disable, or 1s or more)", o.SummaryInterval)
+	}
+	return nil
+}

@@ -1,0 +1,4 @@
+package labrelay
+
+// HasStatsSocketFlag lets the external tests ask what Start asks.
+var HasStatsSocketFlag = hasStatsSocketFlag

@@ -1,0 +1,152 @@
+//go:build linux
+
+package fanout
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/snowsignal/snowsignal/netio/mesh"
+	"github.com/snowsignal/snowsignal/netio/meshconn"
+	"github.com/snowsignal/snowsignal/netio/meshconn/meshconntest"
+	"github.com/snowsignal/snowsignal/pipeline"
+	"github.com/snowsignal/snowsignal/stages/shared/peers"
+)
+
+// The relay's socket and the fake both are what the fan-out sends on.
+var (
+	_ Conn = (*meshconn.Conn)(nil)
+	_ Conn = (*meshconntest.Conn)(nil)
+)
+
+// fakeRig is a fan-out stage on a fake mesh socket with two peers.
+type fakeRig struct {
+	conn *meshconntest.Conn
+	pool *pipeline.Pool
+	tbl  *peers.Table
+	m    *pipeline.Metrics
+	c    *pipeline.StageCounters
+	s    *Stage
+	a, b netip.AddrPort
+}
+
+func newFakeRig(t *testing.T) *fakeRig {
+	t.Helper()
+	r := &fakeRig{conn: meshconntest.New(1), pool: pipeline.NewPool(256), tbl: peers.NewTable(), m: pipeline.NewMetrics(),
+		a: netip.MustParseAddrPort("10.0.0.1:7124"), b: netip.MustParseAddrPort("10.0.0.2:7124")}
+	r.tbl.Update(map[netip.AddrPort]string{r.a: "static", r.b: "static"}, false, time.Now())
+	r.c = r.m.Stage("fanout")
+	r.s = New(nil, r.pool, r.conn, r.tbl, nil, r.c, r.m, zerolog.Nop())
+	return r
+}
+
+// batch returns a pooled batch holding frames.
+func (r *fakeRig) batch(frames ...string) *pipeline.Batch {
+	b := r.pool.Get()
+	for _, f := range frames {
+		p := b.Slot()
+		p.Len = copy(p.Buf[p.Off:], f)
+	}
+	return b
+}
+
+// TestFanoutSendsEveryFrameToEveryPeer: each frame of a batch goes to each
+// peer, as "SS" and the frame, frame by frame; the peers' counters say
+// what they were sent, and Out counts frames, not datagrams.
+func TestFanoutSendsEveryFrameToEveryPeer(t *testing.T) {
+	r := newFakeRig(t)
+	if err := r.s.Handle(r.batch("frame-1", "frame-2")); err != nil {
+		t.Fatal(err)
+	}
+	var want []meshconntest.Datagram
+	for _, f := range []string{"frame-1", "frame-2"} {
+		for _, p := range r.tbl.Load().Peers {
+			want = append(want, meshconntest.Datagram{Addr: p.Addr, Data: []byte(mesh.LegacyMagic + f)})
+		}
+	}
+	got := r.conn.Sent()
+	if len(got) != len(want) {
+		t.Fatalf("sent %d datagrams, want %d: %q", len(got), len(want), got)
+	}
+	for i := range want {
+		if got[i].Addr != want[i].Addr || !bytes.Equal(got[i].Data, want[i].Data) {
+			t.Errorf("datagram %d = %s %q, want %s %q", i, got[i].Addr, got[i].Data, want[i].Addr, want[i].Data)
+		}
+	}
+	for _, addr := range []netip.AddrPort{r.a, r.b} {
+		p := r.tbl.Load().Lookup(addr.Addr())
+		if p.TxPackets.Load() != 2 || p.TxBytes.Load() != 2*9 || p.TxErrors.Load() != 0 {
+			t.Errorf("peer %s: %d packets, %d bytes, %d errors; want 2, 18, 0", addr, p.TxPackets.Load(), p.TxBytes.Load(), p.TxErrors.Load())
+		}
+	}
+	if st := r.c.Stats(); st.In != 2 || st.Out != 2 || st.Errors != 0 {
+		t.Errorf("stage in %d out %d errors %d, want 2 2 0", st.In, st.Out, st.Errors)
+	}
+}
+
+// TestFanoutCountsARefusingPeer: datagrams the socket refuses for one peer
+// count against that peer and under send_error, not as sent; the other
+// peer gets everything.
+func TestFanoutCountsARefusingPeer(t *testing.T) {
+	r := newFakeRig(t)
+	r.conn.Refuse(r.b, unix.ECONNREFUSED)
+	if err := r.s.Handle(r.batch("one", "two", "three")); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range r.conn.Sent() {
+		if d.Addr != r.a {
+			t.Errorf("a datagram reached %s, which refuses them", d.Addr)
+		}
+	}
+	if n := len(r.conn.Sent()); n != 3 {
+		t.Errorf("%s got %d datagrams, want 3", r.a, n)
+	}
+	pa, pb := r.tbl.Load().Lookup(r.a.Addr()), r.tbl.Load().Lookup(r.b.Addr())
+	if pb.TxErrors.Load() != 3 || pb.TxPackets.Load() != 0 || pb.TxBytes.Load() != 0 {
+		t.Errorf("refusing peer: %d errors, %d packets, %d bytes; want 3, 0, 0", pb.TxErrors.Load(), pb.TxPackets.Load(), pb.TxBytes.Load())
+	}
+	if pa.TxPackets.Load() != 3 || pa.TxErrors.Load() != 0 {
+		t.Errorf("other peer: %d packets, %d errors; want 3, 0", pa.TxPackets.Load(), pa.TxErrors.Load())
+	}
+	if n := r.m.Drops(pipeline.ReasonSendError); n != 3 {
+		t.Errorf("send_error drops = %d, want 3", n)
+	}
+	if st := r.c.Stats(); st.Errors != 3 {
+		t.Errorf("stage errors = %d, want 3", st.Errors)
+	}
+
+	// An error the socket reads later, from its error queue, is counted too.
+	r.conn.ReportPeerError(meshconn.PeerError{Dst: r.a, From: r.a.Addr(), Err: unix.ECONNREFUSED, Type: 3, Code: 3})
+	if pa.TxErrors.Load() != 1 {
+		t.Errorf("peer %s: %d errors after an ICMP error, want 1", r.a, pa.TxErrors.Load())
+	}
+}
+
+// TestFanoutRunSendsUntilItsLinkCloses: Run sends what arrives on its link
+// and returns nil once the link is closed.
+func TestFanoutRunSendsUntilItsLinkCloses(t *testing.T) {
+	r := newFakeRig(t)
+	in := pipeline.NewLink("filter->fanout", 4, pipeline.Block, r.pool)
+	r.s.in = in
+	done := make(chan error, 1)
+	go func() { done <- r.s.Run(context.Background()) }()
+	in.Send(r.batch("x"))
+	in.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Run did not return after its link closed")
+	}
+	if n := len(r.conn.Sent()); n != 2 {
+		t.Errorf("sent %d datagrams, want 2 (one frame, two peers)", n)
+	}
+}
