@@ -71,6 +71,15 @@ func us(d time.Duration) string {
 	return fmt.Sprintf("%.0f µs", float64(d)/1e3)
 }
 
+// signed renders a difference of latencies with its sign, e.g. "+154 µs"
+// or "−75 µs".
+func signed(d time.Duration) string {
+	if d < 0 {
+		return "−" + us(-d)
+	}
+	return "+" + us(d)
+}
+
 func rate(r float64) string {
 	if r >= 1000 {
 		return fmt.Sprintf("%.1fk/s", r/1000)
@@ -319,9 +328,9 @@ func (r *results) targets() []target {
 	lx, ld := latencies(x.Recv.Latencies), latencies(d.Recv.Latencies)
 	ok := okx && okd && lx.ok && ld.ok
 	out = append(out, target{fmt.Sprintf("latency at %s: p50 ≤ direct + 80 µs", r.rateName(0)),
-		fmt.Sprintf("+%s (%s vs %s)", us(lx.P50-ld.P50), us(lx.P50), us(ld.P50)), ok && lx.P50-ld.P50 <= targetAddedP50})
+		fmt.Sprintf("%s (%s vs %s)", signed(lx.P50-ld.P50), us(lx.P50), us(ld.P50)), ok && lx.P50-ld.P50 <= targetAddedP50})
 	out = append(out, target{fmt.Sprintf("latency at %s: p99 ≤ direct + 200 µs", r.rateName(0)),
-		fmt.Sprintf("+%s (%s vs %s)", us(lx.P99-ld.P99), us(lx.P99), us(ld.P99)), ok && lx.P99-ld.P99 <= targetAddedP99})
+		fmt.Sprintf("%s (%s vs %s)", signed(lx.P99-ld.P99), us(lx.P99), us(ld.P99)), ok && lx.P99-ld.P99 <= targetAddedP99})
 
 	var peak uint64
 	flat := len(r.MemEnd) > 0

@@ -232,3 +232,19 @@ func TestTargets(t *testing.T) {
 		}
 	}
 }
+
+func TestSignedAndUnits(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{154 * time.Microsecond, "+154 µs"},
+		{-75 * time.Microsecond, "−75 µs"},
+		{0, "+0 µs"},
+		{42 * time.Millisecond, "+42.0 ms"}, // from 10 ms on, in ms
+	} {
+		if got := signed(c.d); got != c.want {
+			t.Errorf("signed(%v) = %q, want %q", c.d, got, c.want)
+		}
+	}
+}
