@@ -421,7 +421,12 @@ func startRefPair(l *netlab.Lab, port uint16) (*refPair, error) {
 	return &refPair{relays: []*refRelay{ra, rb}}, nil
 }
 
+// close stops both relays at once (each thread notices within refPoll)
+// and closes their sockets.
 func (p *refPair) close() {
+	for _, r := range p.relays {
+		r.stop.Store(true)
+	}
 	for _, r := range p.relays {
 		r.close()
 	}
