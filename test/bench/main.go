@@ -55,20 +55,22 @@ import (
 
 // options are the command-line flags.
 type options struct {
-	quick       bool
-	step        time.Duration
-	latency     time.Duration
-	bin         string
-	relayArgs   string
-	relayEnv    string
-	label       string
-	brNetfilter bool
-	out         string
-	write       bool
-	pprof       string
-	pprofRate   float64
-	max         time.Duration
-	waitQuiet   time.Duration
+	quick        bool
+	step         time.Duration
+	latency      time.Duration
+	bin          string
+	compare      string
+	compareLabel string
+	relayArgs    string
+	relayEnv     string
+	label        string
+	brNetfilter  bool
+	out          string
+	write        bool
+	pprof        string
+	pprofRate    float64
+	max          time.Duration
+	waitQuiet    time.Duration
 }
 
 // plan is what one run measures, derived from the options.
@@ -100,6 +102,8 @@ func main() {
 	flag.DurationVar(&o.step, "step", 0, "duration of each step at 20k/s, 40k/s and the ceiling (default 2s, 1s with -quick)")
 	flag.DurationVar(&o.latency, "latency", 0, "duration of the step at 1k/s (default 3s, 1s with -quick)")
 	flag.StringVar(&o.bin, "bin", "", "snowsignal binary to measure (default: build ./cmd/snowsignal)")
+	flag.StringVar(&o.compare, "compare", "", "also measure this snowsignal binary in the same run, after -bin, as a fourth path (a change against the reference)")
+	flag.StringVar(&o.compareLabel, "compare-label", "candidate", "name of the -compare path in the results")
 	flag.StringVar(&o.relayArgs, "relay-args", "", "extra arguments for both relays, space-separated (e.g. \"--no-local-delivery\")")
 	flag.StringVar(&o.relayEnv, "relay-env", "", "extra environment for both relays, space-separated (e.g. \"GOMAXPROCS=1 GOGC=400\")")
 	flag.BoolVar(&o.brNetfilter, "br-netfilter", true, "leave the kernel's br_netfilter on the lab's bridge (false: set bridge-nf-call-* to 0 in the switch namespace, so bridged frames skip the iptables hooks)")
@@ -295,7 +299,8 @@ func measure(l *netlab.Lab, bin string, p plan, o options) (*results, error) {
 	defer cancel()
 	clk := clock{base: time.Now()}
 	res := &results{Plan: p, Steps: map[string][]stepResult{}, Drops: map[string][]counterSet{},
-		Idle: map[string]idleResult{}, RelayNames: map[string][]string{}}
+		Idle: map[string]idleResult{}, RelayNames: map[string][]string{},
+		MemWarm: map[string][]procSample{}, MemEnd: map[string][]procSample{}}
 
 	mkPath := func(name string, from, to *netlab.Host) (*path, error) {
 		addrs, err := clientAddrs(from)
@@ -380,7 +385,25 @@ func measure(l *netlab.Lab, bin string, p plan, o options) (*results, error) {
 		return nil, err
 	}
 
-	logf("SnowSignal relays")
+	if err := measureSnowSignal(ctx, pathSnowSignal, bin, l, o, rn, relayed, res, runRates, p, o.pprof); err != nil {
+		return nil, err
+	}
+	if o.compare != "" {
+		res.Candidate = o.compareLabel
+		if err := measureSnowSignal(ctx, o.compareLabel, o.compare, l, o, rn, relayed, res, runRates, p, ""); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// measureSnowSignal starts two `bin run` processes in relay-a and relay-b
+// and measures the relayed path through them under name; with pprofDir it
+// also diagnoses them under load (profile). It stops them before it
+// returns.
+func measureSnowSignal(ctx context.Context, name, bin string, l *netlab.Lab, o options, rn *runner, relayed *path,
+	res *results, runRates func(string, *path) error, p plan, pprofDir string) error {
+	logf("%s relays (%s)", name, bin)
 	var procs []*relayProc
 	defer func() {
 		for _, r := range procs {
@@ -392,16 +415,18 @@ func measure(l *netlab.Lab, bin string, p plan, o options) (*results, error) {
 	extra := strings.Fields(o.relayArgs)
 	for _, rp := range [][2]string{{"relay-a", "relay-b"}, {"relay-b", "relay-a"}} {
 		args := append([]string{"-t", netlab.IfName, "--other-relays", l.Host(rp[1]).IP.String(), "-l", "info"}, extra...)
-		if o.pprof != "" {
+		if pprofDir != "" {
 			args = append(args, "--debug-address", debugAddr)
 		}
 		r, err := startRelay(ctx, rp[0], bin, l.Host(rp[0]), strings.Fields(o.relayEnv), args...)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		procs = append(procs, r)
 	}
-	res.StatsSocket = procs[0].r.StatsSocket != ""
+	if name == pathSnowSignal {
+		res.StatsSocket = procs[0].r.StatsSocket != ""
+	}
 	rs := []relay{procs[0], procs[1]}
 	warm := func() error {
 		for _, r := range procs {
@@ -409,26 +434,28 @@ func measure(l *netlab.Lab, bin string, p plan, o options) (*results, error) {
 			if err != nil {
 				return err
 			}
-			res.MemWarm = append(res.MemWarm, s)
+			res.MemWarm[name] = append(res.MemWarm[name], s)
 		}
 		return nil
 	}
 	var diagnose func() error
-	if o.pprof != "" {
-		diagnose = func() error { return profile(o.pprof, o.pprofRate, rn, relayed, procs) }
+	if pprofDir != "" {
+		diagnose = func() error { return profile(pprofDir, o.pprofRate, rn, relayed, procs) }
 	}
-	if err := measureRelays(pathSnowSignal, rs, rn, relayed, res, runRates, p, warm, diagnose); err != nil {
-		return nil, err
+	if err := measureRelays(name, rs, rn, relayed, res, runRates, p, warm, diagnose); err != nil {
+		return err
 	}
 	for _, r := range procs {
 		s, err := r.sample()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		res.MemEnd = append(res.MemEnd, s)
-		res.Problems = append(res.Problems, r.problems()...)
+		res.MemEnd[name] = append(res.MemEnd[name], s)
+		if name == pathSnowSignal {
+			res.Problems = append(res.Problems, r.problems()...)
+		}
 	}
-	return res, nil
+	return nil
 }
 
 // measureRelays measures the relayed path through rs, a running relay

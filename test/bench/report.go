@@ -38,18 +38,30 @@ type results struct {
 	Rates        []planStep   // the offered rates, the ceiling last
 	// Steps holds, by path name, one step per rate of Rates; Drops the
 	// drop counters that moved during each.
-	Steps       map[string][]stepResult
-	Drops       map[string][]counterSet
-	Idle        map[string]idleResult // by relay pair
-	RelayNames  map[string][]string   // by relay pair
-	MemWarm     []procSample          // per SnowSignal relay, after the warm-up
-	MemEnd      []procSample          // per SnowSignal relay, after the ceiling's overload
+	Steps      map[string][]stepResult
+	Drops      map[string][]counterSet
+	Idle       map[string]idleResult   // by relay pair
+	RelayNames map[string][]string     // by relay pair
+	MemWarm    map[string][]procSample // per SnowSignal pair, per relay, after the warm-up
+	MemEnd     map[string][]procSample // per SnowSignal pair, per relay, after the ceiling's overload
+	// Candidate names the path of a second SnowSignal binary (-compare),
+	// measured in the same run; empty if none.
+	Candidate   string
 	StatsSocket bool
 	Problems    []string // relay log lines at warning or above
 }
 
 // paths are the path names in the order the results show them.
-var paths = []string{pathDirect, pathReference, pathSnowSignal}
+func (r *results) paths() []string {
+	p := []string{pathDirect, pathReference, pathSnowSignal}
+	if r.Candidate != "" {
+		p = append(p, r.Candidate)
+	}
+	return p
+}
+
+// relayPaths are the SnowSignal paths: SnowSignal and the candidate.
+func (r *results) relayPaths() []string { return r.paths()[2:] }
 
 // Targets of issue 11, checked here and never in unit tests: SnowSignal
 // against the reference pair and the direct path of the same run.
@@ -187,7 +199,7 @@ func (r *results) refCost() string {
 func (r *results) sideBySide(b *bytes.Buffer) {
 	fmt.Fprintf(b, "| offered | path | sent | delivered | p50 | p99 | max | CPU per datagram, both relays | CPUs busy (of %d) |\n|---|---|---|---|---|---|---|---|---|\n", r.Env.NCPU)
 	for i := range r.Rates {
-		for j, name := range paths {
+		for j, name := range r.paths() {
 			s, ok := r.step(name, i)
 			if !ok {
 				continue
@@ -204,53 +216,78 @@ func (r *results) sideBySide(b *bytes.Buffer) {
 			fmt.Fprintf(b, "| %s | %s | %s | %.2f %% | %s | %s | %s | %s | %.2f |\n", first, name, rate(s.Achieved()),
 				100*s.Delivered(), p50, p99, mx, cpuCell(s, r.RelayNames[name]), s.HostBusy)
 		}
-		x, okx := r.step(pathSnowSignal, i)
-		f, okf := r.step(pathReference, i)
-		if okx && okf {
-			lx, lf := latencies(x.Recv.Latencies), latencies(f.Recv.Latencies)
-			fmt.Fprintf(b, "| | *SnowSignal / reference* | %s | %s | %s | %s | %s | %s | %s |\n",
-				ratioCell(x.Achieved(), f.Achieved()), ratioCell(x.Delivered(), f.Delivered()),
-				ratioCell(float64(lx.P50), float64(lf.P50)), ratioCell(float64(lx.P99), float64(lf.P99)),
-				ratioCell(float64(lx.Max), float64(lf.Max)), ratioCell(cpuUS(x), cpuUS(f)), ratioCell(x.HostBusy, f.HostBusy))
+		for _, name := range r.relayPaths() {
+			x, okx := r.step(name, i)
+			f, okf := r.step(pathReference, i)
+			if okx && okf {
+				lx, lf := latencies(x.Recv.Latencies), latencies(f.Recv.Latencies)
+				fmt.Fprintf(b, "| | *%s / reference* | %s | %s | %s | %s | %s | %s | %s |\n", name,
+					ratioCell(x.Achieved(), f.Achieved()), ratioCell(x.Delivered(), f.Delivered()),
+					ratioCell(float64(lx.P50), float64(lf.P50)), ratioCell(float64(lx.P99), float64(lf.P99)),
+					ratioCell(float64(lx.Max), float64(lf.Max)), ratioCell(cpuUS(x), cpuUS(f)), ratioCell(x.HostBusy, f.HostBusy))
+			}
 		}
 	}
 	b.WriteString("\n")
 }
 
-// pairTable compares the two relay pairs where the rates do not matter.
+// pairTable compares the relay pairs where the rates do not matter.
 func (r *results) pairTable(b *bytes.Buffer) {
-	ir, ix := r.Idle[pathReference], r.Idle[pathSnowSignal]
-	b.WriteString("| | reference | SnowSignal | SnowSignal / reference |\n|---|---|---|---|\n")
-	fmt.Fprintf(b, "| idle CPU, both relays | %.2f ms/s | %.2f ms/s | %s |\n", ir.PerSecond()*1e3, ix.PerSecond()*1e3,
-		ratioCell(ix.PerSecond(), ir.PerSecond()))
-	var mem []string
-	for i, e := range r.MemEnd {
-		name := ""
-		if i < len(r.RelayNames[pathSnowSignal]) {
-			name = r.RelayNames[pathSnowSignal][i]
-		}
-		warm := ""
-		if i < len(r.MemWarm) {
-			warm = fmt.Sprintf("RSS %s after warm-up, ", mib(r.MemWarm[i].RSSKiB))
-		}
-		mem = append(mem, fmt.Sprintf("%s %s (%s%s after the ceiling: %s anonymous, %s the mapped binary)",
-			name, mib(e.HWMKiB), warm, mib(e.RSSKiB), mib(e.AnonKiB), mib(e.FileKiB)))
+	pairs := r.paths()[1:]
+	head, sep := "| |", "|---|"
+	for _, name := range pairs {
+		head += " " + name + " |"
+		sep += "---|"
 	}
-	fmt.Fprintf(b, "| peak RSS per relay (VmHWM) | in this process: %d KiB of buffers per relay | %s | — |\n",
-		refMemoryKiB, orDefault(strings.Join(mem, "; "), "not measured"))
+	for _, name := range r.relayPaths() {
+		head += " " + name + " / reference |"
+		sep += "---|"
+	}
+	b.WriteString(head + "\n" + sep + "\n")
+	ir := r.Idle[pathReference]
+	row := "| idle CPU, both relays |"
+	for _, name := range pairs {
+		row += fmt.Sprintf(" %.2f ms/s |", r.Idle[name].PerSecond()*1e3)
+	}
+	for _, name := range r.relayPaths() {
+		row += " " + ratioCell(r.Idle[name].PerSecond(), ir.PerSecond()) + " |"
+	}
+	b.WriteString(row + "\n")
+	row = fmt.Sprintf("| peak RSS per relay (VmHWM) | in this process: %d KiB of buffers per relay |", refMemoryKiB)
+	for _, name := range r.relayPaths() {
+		var mem []string
+		for i, e := range r.MemEnd[name] {
+			relay := ""
+			if i < len(r.RelayNames[name]) {
+				relay = r.RelayNames[name][i]
+			}
+			warm := ""
+			if i < len(r.MemWarm[name]) {
+				warm = fmt.Sprintf("RSS %s after warm-up, ", mib(r.MemWarm[name][i].RSSKiB))
+			}
+			mem = append(mem, fmt.Sprintf("%s %s (%s%s after the ceiling: %s anonymous, %s the mapped binary)",
+				relay, mib(e.HWMKiB), warm, mib(e.RSSKiB), mib(e.AnonKiB), mib(e.FileKiB)))
+		}
+		row += " " + orDefault(strings.Join(mem, "; "), "not measured") + " |"
+	}
+	b.WriteString(row + strings.Repeat(" — |", len(r.relayPaths())) + "\n")
 	for i := range r.Rates {
 		if r.Rates[i].Rate < stormRate && i != len(r.Rates)-1 {
 			continue
 		}
-		var cells []string
-		for _, name := range paths {
+		direct := "—"
+		if i < len(r.Drops[pathDirect]) {
+			direct = r.Drops[pathDirect][i].String()
+		}
+		row := fmt.Sprintf("| counters that moved at %s (drops; coalescing pauses) (direct: %s) |", r.rateName(i), direct)
+		for _, name := range pairs {
 			if i < len(r.Drops[name]) {
-				cells = append(cells, r.Drops[name][i].String())
+				row += " " + r.Drops[name][i].String() + " |"
 			} else {
-				cells = append(cells, "—")
+				row += " — |"
 			}
 		}
-		fmt.Fprintf(b, "| counters that moved at %s (drops; coalescing pauses) (direct: %s) | %s | %s | |\n", r.rateName(i), cells[0], cells[1], cells[2])
+		b.WriteString(row + strings.Repeat(" |", len(r.relayPaths())) + "\n")
 	}
 	b.WriteString("\n")
 }
@@ -333,14 +370,15 @@ func (r *results) targets() []target {
 		fmt.Sprintf("%s (%s vs %s)", signed(lx.P99-ld.P99), us(lx.P99), us(ld.P99)), ok && lx.P99-ld.P99 <= targetAddedP99})
 
 	var peak uint64
-	flat := len(r.MemEnd) > 0
-	for i, e := range r.MemEnd {
+	memWarm, memEnd := r.MemWarm[pathSnowSignal], r.MemEnd[pathSnowSignal]
+	flat := len(memEnd) > 0
+	for i, e := range memEnd {
 		peak = max(peak, e.HWMKiB)
 		// Flat: the overload added no more than what the readers' queues
 		// hold once a storm fills them (their bound, allocated on first
 		// use), plus a heap's worth of slack, 2 MiB. More would be memory
 		// that nothing bounds.
-		if i >= len(r.MemWarm) || e.RSSKiB > r.MemWarm[i].RSSKiB+readerQueuesKiB+2<<10 {
+		if i >= len(memWarm) || e.RSSKiB > memWarm[i].RSSKiB+readerQueuesKiB+2<<10 {
 			flat = false
 		}
 	}
@@ -390,7 +428,7 @@ func (r *results) markdown() string {
 
 	var sum, worst float64
 	var n int
-	for _, name := range paths {
+	for _, name := range r.paths() {
 		for _, s := range r.Steps[name] {
 			sum += s.Foreign
 			worst = max(worst, s.Foreign)
@@ -422,10 +460,11 @@ func (r *results) markdown() string {
 	for i, s := range r.CeilingSteps {
 		fmt.Fprintf(&b, "| %d | %s | %s | %.2f %% |\n", i+1, rate(s.Offered), rate(s.Achieved()), 100*s.Delivered())
 	}
-	b.WriteString("\nCPU per datagram of the benchmark's senders and receiver (the reference relay's threads excluded):\n\n| offered | direct | reference | SnowSignal |\n|---|---|---|---|\n")
+	b.WriteString("\nCPU per datagram of the benchmark's senders and receiver (the reference relay's threads excluded):\n\n| offered | " +
+		strings.Join(r.paths(), " | ") + " |\n|---|" + strings.Repeat("---|", len(r.paths())) + "\n")
 	for i := range r.Rates {
 		var cells []string
-		for _, name := range paths {
+		for _, name := range r.paths() {
 			if s, ok := r.step(name, i); ok {
 				cells = append(cells, fmt.Sprintf("%.1f µs", float64(s.Own.Nanoseconds())/1e3/float64(max(1, s.Send.Sent))))
 			} else {

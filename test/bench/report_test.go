@@ -166,8 +166,8 @@ func fakeResults() *results {
 			pathSnowSignal: {CPU: []cpuDelta{{RunNS: 3e5}, {RunNS: 1e5}}, Wall: time.Second},
 		},
 		RelayNames: map[string][]string{pathReference: {"ref-a", "ref-b"}, pathSnowSignal: {"relay-a", "relay-b"}},
-		MemWarm:    []procSample{{RSSKiB: 15 << 10}, {RSSKiB: 15 << 10}},
-		MemEnd:     []procSample{{HWMKiB: 17 << 10, RSSKiB: 16 << 10}, {HWMKiB: 18 << 10, RSSKiB: 16 << 10}},
+		MemWarm:    map[string][]procSample{pathSnowSignal: {{RSSKiB: 15 << 10}, {RSSKiB: 15 << 10}}},
+		MemEnd:     map[string][]procSample{pathSnowSignal: {{HWMKiB: 17 << 10, RSSKiB: 16 << 10}, {HWMKiB: 18 << 10, RSSKiB: 16 << 10}}},
 	}
 	us := time.Microsecond
 	for _, st := range r.Rates {
@@ -179,7 +179,7 @@ func fakeResults() *results {
 			got = n * 3 / 4 // the lost quarter
 		}
 		r.Steps[pathSnowSignal] = append(r.Steps[pathSnowSignal], fakeStep(st.Rate, n, got, 200*us, 30*us, 30*us))
-		for _, p := range paths {
+		for _, p := range r.paths() {
 			r.Drops[p] = append(r.Drops[p], counterSet{})
 		}
 	}
@@ -245,6 +245,29 @@ func TestSignedAndUnits(t *testing.T) {
 	} {
 		if got := signed(c.d); got != c.want {
 			t.Errorf("signed(%v) = %q, want %q", c.d, got, c.want)
+		}
+	}
+}
+
+func TestCandidateGetsItsOwnRowsAndRatios(t *testing.T) {
+	r := fakeResults()
+	r.Candidate = "shorter links"
+	for range r.Rates {
+		n := 20000
+		r.Steps[r.Candidate] = append(r.Steps[r.Candidate], fakeStep(20e3, n, n, 50*time.Microsecond, 10*time.Microsecond, 10*time.Microsecond))
+		r.Drops[r.Candidate] = append(r.Drops[r.Candidate], counterSet{})
+	}
+	r.Idle[r.Candidate] = idleResult{CPU: []cpuDelta{{RunNS: 1e5}}, Wall: time.Second}
+	md := r.markdown()
+	for _, want := range []string{
+		"|  | shorter links | 20.0k/s | 100.00 % | 50 µs |",
+		// against the reference's 100 µs and 40 µs per datagram.
+		"| | *shorter links / reference* | ", "| 0.50 | 0.50 | 0.50 | 0.50 |",
+		"| | reference | SnowSignal | shorter links | SnowSignal / reference | shorter links / reference |",
+		"| idle CPU, both relays | 0.20 ms/s | 0.40 ms/s | 0.10 ms/s | 2.00 | 0.50 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
 	}
 }
