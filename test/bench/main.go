@@ -29,6 +29,8 @@
 // relays together (/proc schedstat and utime+stime), idle CPU, peak RSS,
 // every drop counter that moved, and the ratios SnowSignal / reference.
 // Absolute figures do not carry from one machine to the next; the ratios do.
+// -compare BIN adds a fourth path: another snowsignal build, measured after
+// the first in the same run, with its own ratios.
 //
 // Every load loop is bounded in count and time, and a watchdog ends the run
 // if it lasts longer than -max. The lab and the relays are removed on exit,
