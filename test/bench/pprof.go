@@ -28,7 +28,8 @@ const debugAddr = "127.0.0.1:6060"
 const profileTime = 5 * time.Second
 
 // profile diagnoses both SnowSignal relays while the relayed path carries
-// profileRate datagrams/s, into dir: a CPU profile of each
+// profileRate datagrams/s, into dir (the receive queues are sampled before,
+// by sampleQueues, for the reference pair too): a CPU profile of each
 // (<relay>.cpu.pprof, 5 s), a runtime trace of each (<relay>.trace, 2 s),
 // their stats snapshots before and after the traced run
 // (<relay>.stats-before.json, .stats-after.json), and, when strace is

@@ -271,3 +271,26 @@ func TestCandidateGetsItsOwnRowsAndRatios(t *testing.T) {
 		}
 	}
 }
+
+func TestQueueParsers(t *testing.T) {
+	packet := `sk               RefCnt Type Proto  Iface R Rmem   User   Inode
+0000000000000000 3      3    0003   2     1 0      0      1001
+0000000000000000 3      3    0000   2     0 832000 0      1002
+`
+	if n, err := packetRmem(packet); err != nil || n != 832000 {
+		t.Errorf("packetRmem = %d, %v; want 832000", n, err)
+	}
+	udp := `   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  100: 0200000A:1BD4 0100000A:1BD4 01 00000000:000CB200 00:00000000 00000000     0        0 1003 2 0000000000000000 0
+  101: 00000000:13D4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1004 2 0000000000000000 7
+`
+	if n, err := udpRxQueue(7124)(udp); err != nil || n != 0xCB200 {
+		t.Errorf("udpRxQueue(7124) = %d, %v; want %d", n, err, 0xCB200)
+	}
+	if _, err := udpRxQueue(9999)(udp); err == nil {
+		t.Error("no error for a port without a socket")
+	}
+	if n, err := udpDropsOf(udp, 5076); err != nil || n != 7 {
+		t.Errorf("udpDropsOf(5076) = %d, %v; want 7", n, err)
+	}
+}
