@@ -6,16 +6,17 @@ import (
 	"github.com/snowsignal/snowsignal/pipeline"
 )
 
-// TestEveryDropReasonExplained: a reason added to the pipeline without an
-// explanation here would reach operators as "see docs/OBSERVABILITY.md".
-func TestEveryDropReasonExplained(t *testing.T) {
+// TestEveryReasonHasAdvice: the doctor explains every drop reason the relay
+// counts, and for those with a hint (link_local_source) gives it as the fix.
+func TestEveryReasonHasAdvice(t *testing.T) {
 	for r := pipeline.Reason(0); r < pipeline.NumReasons; r++ {
 		adv, ok := dropAdvice[r.String()]
-		if !ok || adv.why == "" {
-			t.Errorf("drop reason %q has no explanation in dropAdvice", r)
+		if !ok {
+			t.Errorf("no advice for %s", r)
+			continue
 		}
-		if ok && adv.status != OK && adv.fix == "" {
-			t.Errorf("drop reason %q is %v but has no fix", r, adv.status)
+		if h := r.Hint(); h != "" && adv.fix != h {
+			t.Errorf("%s: fix %q, want the reason's hint %q", r, adv.fix, h)
 		}
 	}
 }

@@ -44,7 +44,8 @@ var dropAdvice = map[string]struct {
 	"other_injector":      {OK, "frames another relay on this segment injects", ""},
 	"own_injection":       {OK, "this relay's own injections, seen again by its capture", ""},
 	"neighbour_injection": {OK, "frames a neighbour relay injected, not forwarded again", ""},
-	"stale":               {Warn, "frames that waited in this relay longer than --max-delay (it fell behind: a search storm, or too little CPU)", "give the relay a CPU of its own, or raise --max-delay if late searches are still worth relaying"},
+	"stale":               {Warn, "frames that waited in this relay longer than --max-delay (it fell behind: a search storm, or too little CPU)", "give the relay more CPU, or raise --max-delay if late searches are still worth relaying"},
+	"link_local_source":   {Warn, "IPv6 searches from a link-local source (fe80::/10), which no server on another segment can answer", "client uses a link-local source; give it a global or ULA address"},
 }
 
 // checkRunning compares two snapshots of the running relay: drop reasons
