@@ -46,6 +46,7 @@ func (r *Relay) Snapshot() readout.Snapshot {
 			RateLimit:                cfg.RateLimit,
 			PeerRateLimit:            cfg.PeerRateLimit,
 			CoalesceSeconds:          cfg.Coalesce.Seconds(),
+			MaxDelaySeconds:          cfg.MaxDelay.Seconds(),
 		},
 		CaptureUp:       r.CaptureUp(),
 		Stages:          r.Metrics.Stages(),

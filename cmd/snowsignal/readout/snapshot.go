@@ -107,6 +107,9 @@ type ConfigSummary struct {
 	// CoalesceSeconds is the socket readers' coalescing window
 	// (--coalesce); zero is off.
 	CoalesceSeconds float64 `json:"coalesce_seconds"`
+	// MaxDelaySeconds is how long a frame may wait in the relay before it
+	// is shed as stale (--max-delay); zero is off.
+	MaxDelaySeconds float64 `json:"max_delay_seconds"`
 }
 
 // CoalesceStats count the pauses of the two socket readers
