@@ -23,7 +23,7 @@ type Datagram struct {
 }
 
 // Conn is a fake mesh socket. Datagrams given to Deliver are read by
-// ReadBatch; datagrams sent with WriteBatch are kept for Sent. Any
+// ReadBatch; datagrams sent with WriteBatch or WriteTo are kept for Sent. Any
 // goroutine may call its methods.
 type Conn struct {
 	in       chan Datagram
@@ -151,6 +151,18 @@ func (c *Conn) WriteBatch(bufs [][]byte, addrs []netip.AddrPort, onError func(i 
 		c.sent = append(c.sent, Datagram{Addr: addrs[i], Data: append([]byte(nil), b...)})
 	}
 	return failed, nil
+}
+
+// WriteTo records b as sent to addr, as one datagram of WriteBatch would
+// be; an address given to Refuse gets its error.
+func (c *Conn) WriteTo(b []byte, addr netip.AddrPort) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.refuse[addr]; err != nil {
+		return fmt.Errorf("fake mesh socket: %w", err)
+	}
+	c.sent = append(c.sent, Datagram{Addr: addr, Data: append([]byte(nil), b...)})
+	return nil
 }
 
 // SetWriteDeadline does nothing: WriteBatch never waits.
