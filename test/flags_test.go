@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
 	"github.com/snowsignal/snowsignal/netio/netlab"
 	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/test/harness"
@@ -40,5 +41,31 @@ func TestRelayRejectsBadFlags(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRelayEmptyEnvIsUnset: the real binary, started with variables set but
+// empty as compose files and manifests leave them, runs with the defaults.
+func TestRelayEmptyEnvIsUnset(t *testing.T) {
+	bin := harness.Binary(t)
+	h := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm()).Host("relay-a")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	env := []string{"DISCOVERY_INTERVAL=", "RATE_LIMIT=", "DEDUP_WINDOW=", "HELLO_INTERVAL=", "TARGET_INTERFACE=",
+		"REBROADCAST_DESTINATION=", "MESH_PORT=", "COALESCE=", "LOCAL_DELIVERY="}
+	r, err := labrelay.Options{Env: env}.Start(ctx, bin, h, "--other-relays", "10.77.0.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	out, err := exec.Command(bin, "stats", "--socket", r.StatsSocket, "--json").Output()
+	if err != nil {
+		t.Fatalf("stats: %v", err)
+	}
+	for _, want := range []string{`"interface": "eth0"`, `"mesh_port": 7124`, `"discovery_interval_seconds": 10`,
+		`"dedup_window_seconds": 0.25`, `"hello_interval_seconds": 1`, `"rebroadcast_destination": "auto"`, `"local_delivery": true`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("config with empty variables lacks %s:\n%s", want, out)
+		}
 	}
 }

@@ -6,9 +6,11 @@
 //	snowsignal demo             show the relay at work in network namespaces
 //	snowsignal stats            show a running relay's counters
 //	snowsignal health           exit 0 if a running relay is healthy
+//	snowsignal doctor [flags]   check this host and the peers for what the relay needs
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -30,6 +32,7 @@ type CLI struct {
 	Demo    DemoCmd    `cmd:"" help:"Build a two-segment lab in network namespaces and show two relays at work (root)."`
 	Stats   StatsCmd   `cmd:"" help:"Show a running relay's counters (stages, links, drops, peers, EPICS searches)."`
 	Health  HealthCmd  `cmd:"" help:"Exit 0 if a running relay is healthy (every stage running, capture up), 1 with the reason if not."`
+	Doctor  DoctorCmd  `cmd:"" help:"Check what the relay needs from this host and its peers: one line per check, ok, warn or FAIL with the fix; exit 1 if any fails."`
 }
 
 // VersionCmd prints build information.
@@ -61,7 +64,8 @@ func main() {
 func parse(cli *CLI, args []string, stdout, stderr io.Writer) (kctx *kong.Context, code int, err error) {
 	parser, err := kong.New(cli,
 		kong.Name("snowsignal"),
-		kong.Description("SnowSignal relays UDP broadcasts between network segments over a mesh of relays."),
+		kong.Description(description),
+		kong.ExplicitGroups(flagGroups),
 		kong.UsageOnError(),
 		kong.Writers(stdout, stderr),
 		kong.Bind(&stdio{Out: stdout, Err: stderr}),
@@ -72,6 +76,7 @@ func parse(cli *CLI, args []string, stdout, stderr io.Writer) (kctx *kong.Contex
 	if err != nil {
 		return nil, 2, err
 	}
+	clearEmptyEnv(parser.Model.Node)
 	defer func() {
 		if r := recover(); r != nil {
 			c, ok := r.(exitCode)
@@ -101,6 +106,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return code // help was printed
 	}
 	if err := kctx.Run(); err != nil {
+		if e, ok := errors.AsType[errExit](err); ok {
+			return int(e) // the command printed why
+		}
 		fmt.Fprintf(stderr, "snowsignal: error: %v\n", err)
 		return 1
 	}

@@ -21,33 +21,33 @@ import (
 // RunCmd relays broadcasts. Flags, environment variables and defaults match
 // the Python SnowSignal; command line beats environment beats default.
 type RunCmd struct {
-	TargetInterface string   `short:"t" env:"TARGET_INTERFACE" default:"eth0" placeholder:"IFACE" help:"Interface to capture broadcasts on, talk to the mesh on and re-broadcast on."`
-	BroadcastPort   []string `short:"b" env:"BDCAST_PORT" default:"5076" sep:"," placeholder:"PORT" help:"UDP port(s) whose broadcasts are relayed; repeat or separate with commas (e.g. 5076,5064)."`
-	MeshPort        int      `short:"m" env:"MESH_PORT" default:"7124" placeholder:"PORT" help:"UDP port for relay-to-relay unicast."`
-	OtherRelays     []string `name:"other-relays" env:"OTHER_RELAYS" sep:"none" placeholder:"RELAY" help:"Other relays (names or IPs): a space-separated list after one flag, commas, or the flag repeated."`
-	LogLevel        string   `short:"l" env:"LOGLEVEL" default:"info" enum:"debug,info,warning,error,critical" help:"Log level: debug, info, warning, error or critical (also -ll)."`
-	LogFormat       string   `env:"LOG_FORMAT" default:"auto" enum:"auto,json,console" help:"Log format: json, console, or auto (console on a terminal, JSON otherwise)."`
+	TargetInterface string   `short:"t" env:"TARGET_INTERFACE" default:"eth0" placeholder:"IFACE" help:"Interface to capture broadcasts on, talk to the mesh on and re-broadcast on." group:"net"`
+	BroadcastPort   []string `short:"b" env:"BDCAST_PORT" default:"5076" sep:"," placeholder:"PORT" help:"UDP port(s) whose broadcasts are relayed; repeat or separate with commas (e.g. 5076,5064)." group:"net"`
+	MeshPort        int      `short:"m" env:"MESH_PORT" default:"7124" placeholder:"PORT" help:"UDP port for relay-to-relay unicast." group:"net"`
+	OtherRelays     []string `name:"other-relays" env:"OTHER_RELAYS" sep:"none" placeholder:"RELAY" help:"Other relays (names or IPs): a space-separated list after one flag, commas, or the flag repeated." group:"peers"`
+	LogLevel        string   `short:"l" env:"LOGLEVEL" default:"info" enum:"debug,info,warning,error,critical" help:"Log level: debug, info, warning, error or critical (also -ll)." group:"obs"`
+	LogFormat       string   `env:"LOG_FORMAT" default:"auto" enum:"auto,json,console" help:"Log format: json, console, or auto (console on a terminal, JSON otherwise)." group:"obs"`
 
-	Discover          []string      `env:"DISCOVER" sep:"," placeholder:"NAME" help:"DNS name whose IPv4 addresses are peers (e.g. a Kubernetes headless Service); re-resolved every --discovery-interval."`
-	ServiceName       string        `env:"SERVICENAME" hidden:"" help:"Docker Swarm service name: shorthand for --discover tasks.NAME."`
-	DiscoveryInterval time.Duration `env:"DISCOVERY_INTERVAL" default:"10s" help:"How often peer names are resolved again."`
+	Discover          []string      `env:"DISCOVER" sep:"," placeholder:"NAME" help:"DNS name whose IPv4 addresses are peers (e.g. a Kubernetes headless Service); re-resolved every --discovery-interval." group:"peers"`
+	ServiceName       string        `env:"SERVICENAME" hidden:"" help:"Docker Swarm service name: shorthand for --discover tasks.NAME." group:"peers"`
+	DiscoveryInterval time.Duration `env:"DISCOVERY_INTERVAL" default:"10s" help:"How often peer names are resolved again." group:"peers"`
 
-	RebroadcastDestination string        `env:"REBROADCAST_DESTINATION" default:"auto" enum:"auto,keep,limited,subnet" help:"IP destination of re-broadcasts: auto, keep, limited (255.255.255.255) or subnet (this segment's broadcast address)."`
-	DedupWindow            time.Duration `env:"DEDUP_WINDOW" default:"250ms" help:"How long a datagram is remembered to suppress loops and duplicates when several relays share a segment (0 disables)."`
-	HelloInterval          time.Duration `env:"HELLO_INTERVAL" default:"1s" help:"How often to announce this relay to other relays on its segment, so several relays per segment deliver each broadcast once (0 disables)."`
-	AcceptAnyPeer          bool          `env:"ACCEPT_ANY_PEER" help:"Accept mesh datagrams from any source, not only from the peer set (the Python relay's behaviour)."`
-	MeshKeyFile            []string      `env:"MESH_KEY_FILE" sep:"," placeholder:"PATH" help:"Shared secret for the authenticated mesh format; give twice during key rotation (send with the first, accept either)."`
-	LocalDelivery          bool          `env:"LOCAL_DELIVERY" default:"true" negatable:"" help:"Also deliver relayed broadcasts to servers on this host (--no-local-delivery to turn off)."`
-	WaitForInterface       bool          `env:"WAIT_FOR_INTERFACE" help:"Wait for the target interface to appear instead of failing at start."`
-	RateLimit              int           `env:"RATE_LIMIT" default:"0" placeholder:"PPS" help:"Packets per second each client (IP source) may have relayed, and each peer relay may have injected here; bursts of max(PPS, 128) pass. 0 disables."`
-	PeerRateLimit          int           `env:"PEER_RATE_LIMIT" default:"0" placeholder:"PPS" help:"Per-peer limit instead of --rate-limit's, for the frames each peer relay may have injected here; a peer forwards all its segment's clients, so set it higher (0: as --rate-limit)."`
-	Coalesce               time.Duration `env:"COALESCE" default:"150us" help:"Under sustained load (batches more often than one every two of these), a socket reader waits this long after each batch so that one wake-up carries several datagrams, like a network card's interrupt coalescing; it adds at most this much latency, and only then (0 disables)."`
-	InjectMark             uint32        `env:"INJECT_MARK" default:"0x534e4f57" hidden:"" help:"SO_MARK of the inject socket, recognised by the capture filter."`
+	RebroadcastDestination string        `env:"REBROADCAST_DESTINATION" default:"auto" enum:"auto,keep,limited,subnet" help:"IP destination of re-broadcasts: auto, keep, limited (255.255.255.255) or subnet (this segment's broadcast address)." group:"net"`
+	DedupWindow            time.Duration `env:"DEDUP_WINDOW" default:"250ms" help:"How long a datagram is remembered to suppress loops and duplicates when several relays share a segment (0 disables)." group:"tuning"`
+	HelloInterval          time.Duration `env:"HELLO_INTERVAL" default:"1s" help:"How often to announce this relay to other relays on its segment, so several relays per segment deliver each broadcast once (0 disables)." group:"tuning"`
+	AcceptAnyPeer          bool          `env:"ACCEPT_ANY_PEER" help:"Accept mesh datagrams from any source, not only from the peer set (the Python relay's behaviour)." group:"peers"`
+	MeshKeyFile            []string      `env:"MESH_KEY_FILE" sep:"," placeholder:"PATH" help:"Shared secret for the authenticated mesh format; give twice during key rotation (send with the first, accept either)." group:"peers"`
+	LocalDelivery          bool          `env:"LOCAL_DELIVERY" default:"true" negatable:"" help:"Also deliver relayed broadcasts to servers on this host (--no-local-delivery to turn off)." group:"net"`
+	WaitForInterface       bool          `env:"WAIT_FOR_INTERFACE" help:"Wait for the target interface to appear instead of failing at start." group:"net"`
+	RateLimit              int           `env:"RATE_LIMIT" default:"0" placeholder:"PPS" help:"Packets per second each client (IP source) may have relayed, and each peer relay may have injected here; bursts of max(PPS, 128) pass. 0 disables." group:"tuning"`
+	PeerRateLimit          int           `env:"PEER_RATE_LIMIT" default:"0" placeholder:"PPS" help:"Per-peer limit instead of --rate-limit's, for the frames each peer relay may have injected here; a peer forwards all its segment's clients, so set it higher (0: as --rate-limit)." group:"tuning"`
+	Coalesce               time.Duration `env:"COALESCE" default:"150us" help:"Under sustained load (batches more often than one every two of these), a socket reader waits this long after each batch so that one wake-up carries several datagrams, like a network card's interrupt coalescing; it adds at most this much latency, and only then (0 disables)." group:"tuning"`
+	InjectMark             uint32        `env:"INJECT_MARK" default:"0x534e4f57" hidden:"" help:"SO_MARK of the inject socket, recognised by the capture filter." group:"tuning"`
 
-	StatsSocket     string        `env:"STATS_SOCKET" default:"/run/snowsignal/snowsignal.sock" placeholder:"PATH" help:"Unix socket (mode 0660) that 'snowsignal stats' and 'snowsignal health' query; every relay on a host needs its own. Empty disables it."`
-	MetricsAddress  string        `env:"METRICS_ADDRESS" placeholder:"HOST:PORT" help:"Serve Prometheus metrics (/metrics) and a health check (/healthz) over HTTP on this address; off when empty."`
-	SummaryInterval time.Duration `env:"SUMMARY_INTERVAL" default:"60s" help:"How often to log an info line with totals and rates since the last one (0 disables)."`
-	DebugAddress    string        `env:"DEBUG_ADDRESS" hidden:"" placeholder:"HOST:PORT" help:"Serve Go's profiling endpoints (net/http/pprof) on this address; off when empty."`
+	StatsSocket     string        `env:"STATS_SOCKET" default:"/run/snowsignal/snowsignal.sock" placeholder:"PATH" help:"Unix socket (mode 0660) that 'snowsignal stats' and 'snowsignal health' query; every relay on a host needs its own. Empty disables it." group:"obs" emptyenv:"keep"`
+	MetricsAddress  string        `env:"METRICS_ADDRESS" placeholder:"HOST:PORT" help:"Serve Prometheus metrics (/metrics) and a health check (/healthz) over HTTP on this address; off when empty." group:"obs" emptyenv:"keep"`
+	SummaryInterval time.Duration `env:"SUMMARY_INTERVAL" default:"60s" help:"How often to log an info line with totals and rates since the last one (0 disables)." group:"obs"`
+	DebugAddress    string        `env:"DEBUG_ADDRESS" hidden:"" placeholder:"HOST:PORT" help:"Serve Go's profiling endpoints (net/http/pprof) on this address; off when empty." group:"obs" emptyenv:"keep"`
 }
 
 // config turns the flags into an assembly.Config, or an error naming the

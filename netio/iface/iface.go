@@ -36,6 +36,9 @@ type Info struct {
 	// Broadcast is the subnet's broadcast address: the one configured on the
 	// interface, or the prefix's last address when none is set.
 	Broadcast netip.Addr
+	// Addrs are all the interface's IPv4 addresses, in the kernel's order
+	// (the primary first); Addr, Prefix and Broadcast describe Addrs[0].
+	Addrs []Address
 	// Addrs6 are the interface's usable IPv6 addresses that are not
 	// link-local (global and unique-local), with their prefixes, in the
 	// kernel's order. Tentative, deprecated and duplicate addresses are left
@@ -46,6 +49,16 @@ type Info struct {
 	// the interface's own MLD reports and neighbour discovery use, never a
 	// mesh address (it does not reach other segments).
 	LinkLocal6 netip.Addr
+}
+
+// Address is one IPv4 address of an interface.
+type Address struct {
+	// Prefix is the address with its prefix length (10.0.0.1/24, not masked).
+	Prefix netip.Prefix
+	// Broadcast is the subnet's broadcast address: the configured one, or
+	// the prefix's last address; BroadcastSet reports which.
+	Broadcast    netip.Addr
+	BroadcastSet bool
 }
 
 // Addr6 returns the IPv6 address the mesh binds on this interface: the first
@@ -120,14 +133,16 @@ func Lookup(name string) (*Info, error) {
 			continue
 		}
 		ones, _ := ad.Mask.Size()
-		info.Addr = ip
-		info.Prefix = netip.PrefixFrom(ip, ones).Masked()
+		x := Address{Prefix: netip.PrefixFrom(ip, ones)}
 		if b, ok := netip.AddrFromSlice(ad.Broadcast.To4()); ok && !b.IsUnspecified() {
-			info.Broadcast = b
+			x.Broadcast, x.BroadcastSet = b, true
 		} else {
-			info.Broadcast = LastAddr(info.Prefix)
+			x.Broadcast = LastAddr(x.Prefix)
 		}
-		break
+		info.Addrs = append(info.Addrs, x)
+	}
+	if len(info.Addrs) > 0 {
+		info.Addr, info.Prefix, info.Broadcast = info.Addrs[0].Prefix.Addr(), info.Addrs[0].Prefix.Masked(), info.Addrs[0].Broadcast
 	}
 	addrs, err = netlink.AddrList(link, unix.AF_INET6)
 	if err != nil {

@@ -7,15 +7,13 @@ package locals
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
+
+	"github.com/snowsignal/snowsignal/netio/sockdiag"
 )
 
 // Every is how often a Watcher looks at this host's sockets:
@@ -41,15 +39,15 @@ type Watcher struct {
 	kick    chan struct{} // Active wakes an idle Run
 	present atomic.Bool
 	log     zerolog.Logger
-	every   time.Duration                                 // Every; tests shorten it
-	dump    func(family uint8) ([]*netlink.Socket, error) // netlink.SocketDiagUDP; tests replace it
+	every   time.Duration     // Every; tests shorten it
+	dump    sockdiag.DumpFunc // sockdiag.DumpUDP; tests replace it
 }
 
 // New returns a watcher for sockets bound to ports. It reports listeners
 // present until its first look.
 func New(ports []uint16, log zerolog.Logger) *Watcher {
 	l := &Watcher{ports: slices.Clone(ports), log: log.With().Str("stage", "locals").Logger(),
-		every: Every, dump: netlink.SocketDiagUDP, kick: make(chan struct{}, 1)}
+		every: Every, dump: sockdiag.DumpUDP, kick: make(chan struct{}, 1)}
 	l.present.Store(true)
 	return l
 }
@@ -113,25 +111,6 @@ func (l *Watcher) Run(ctx context.Context) error {
 // look reports whether a UDP socket (IPv4, or IPv6 which may be dual-stack)
 // in the calling thread's network namespace is bound to a relayed port.
 func (l *Watcher) look() (bool, error) {
-	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		socks, err := l.dump(family)
-		if err != nil {
-			if family == unix.AF_INET6 && len(socks) == 0 && isNoFamily(err) {
-				continue // no IPv6 in this kernel: nothing bound there
-			}
-			return true, fmt.Errorf("sock_diag UDP (family %d): %w", family, err)
-		}
-		for _, s := range socks {
-			if slices.Contains(l.ports, s.ID.SourcePort) {
-				return true, nil
-			}
-		}
-	}
-	return false, nil
-}
-
-// isNoFamily reports whether err says the kernel has no such address family
-// (or no diagnostics for it).
-func isNoFamily(err error) bool {
-	return errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINVAL)
+	bound, err := sockdiag.UDPBound(l.dump, l.ports)
+	return err != nil || len(bound) > 0, err
 }

@@ -53,6 +53,9 @@ type Config struct {
 	// Limiter, if set, limits the frames each peer (keyed by the mesh
 	// datagram's source address) gets injected (--rate-limit).
 	Limiter *ratelimit.Limiter
+	// Probes, if set, answers `snowsignal doctor`'s probes, from any
+	// source (probe.go).
+	Probes *ProbeResponder
 }
 
 // Stage rewrites mesh datagrams into broadcast frames.
@@ -112,6 +115,7 @@ func (s *Stage) Handle(b *pipeline.Batch) error {
 func (s *Stage) keep(p *pipeline.Packet) bool {
 	r, src := s.rules, p.Addr.Addr()
 	if s.notOwnHello(p, src) &&
+		s.notProbe(p) &&
 		s.fromPeer(p, src) &&
 		s.targetKnown() &&
 		s.unwrap(p, src) &&

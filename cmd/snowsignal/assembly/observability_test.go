@@ -112,7 +112,7 @@ func TestSnapshotFields(t *testing.T) {
 		neighbours dedup dedup.enabled dedup.window_seconds dedup.entries dedup.evicted
 		unknown_sources discovery discovery.resolutions discovery.failures
 		rate_limited rate_limited.clients rate_limited.peers
-		local_listeners coalesce coalesce.capture_pauses coalesce.listener_pauses
+		local_listeners coalesce coalesce.capture_pauses coalesce.listener_pauses probes probes.answered probes.refused
 		epics epics.window_seconds
 		epics.outbound epics.outbound.pva_searches epics.outbound.pva_beacons epics.outbound.ca_searches
 		epics.outbound.ca_beacons epics.outbound.names epics.outbound.replies epics.outbound.malformed epics.outbound.other

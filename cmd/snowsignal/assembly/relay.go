@@ -63,6 +63,7 @@ type Relay struct {
 	sup       *pipeline.Supervisor
 	capture   *capture.Stage
 	rewrite   *rewrite.Stage
+	probes    *rewrite.ProbeResponder // answers doctor's probes, for rewrite
 	discovery *discovery.Stage
 	obs       observability // stats socket, metrics, summary, EPICS insight (observability.go)
 
@@ -200,10 +201,11 @@ func (r *Relay) build(info *iface.Info) error {
 	sup.Add(st["fanout"], fanout.New(filFan, pool, r.conn, r.Peers, sealer, st["fanout"], m, r.log), filFan)
 
 	sup.Add(st["listener"], listener.New(r.conn, pool, lisRew, st["listener"], m, r.listenerCoalescer), nil, lisRew)
+	r.probes = rewrite.NewProbeResponder(r.conn, sealer, cfg.Observability.Version)
 	r.rewrite = rewrite.New(rewrite.Config{
 		Ports: cfg.BroadcastPorts, Dest: cfg.RebroadcastDestination, AcceptAnyPeer: cfg.AcceptAnyPeer,
 		Fragments: fragments, Limiter: r.PeerLimit, OnUnknownPeer: func(netip.Addr) { r.discovery.Kick() },
-		Observer: r.inboundObserver(),
+		Observer: r.inboundObserver(), Probes: r.probes,
 		OnNewNeighbour: func() {
 			if hellos != nil {
 				hellos.Kick()

@@ -65,7 +65,8 @@ func (r *Relay) Snapshot() readout.Snapshot {
 			CapturePauses:  r.captureCoalescer.Pauses(),
 			ListenerPauses: r.listenerCoalescer.Pauses(),
 		},
-		EPICS: r.obs.insight.Stats(),
+		EPICS:  r.obs.insight.Stats(),
+		Probes: readout.ProbeStats{Answered: r.probes.Answered.Load(), Refused: r.probes.Limited.Load()},
 	}
 	set := r.Peers.Load()
 	s.SelfMode = set.Self

@@ -60,6 +60,8 @@ var (
 	descResolutions = metricDesc("discovery_resolutions_total", "Completed peer name resolution rounds.")
 	descResFailures = metricDesc("discovery_failures_total", "Failed peer name lookups.")
 
+	descProbes = metricDesc("probe_replies_total", "Probes of `snowsignal doctor` answered, and refused (rate limit).", "result")
+
 	descCoalescePauses = metricDesc("coalesce_pauses_total", "Times a socket reader, under sustained load, waited the --coalesce window after a batch so that one wake-up reads several.", "stage")
 
 	descEPICSSearches  = metricDesc("epics_searches_total", "EPICS search requests relayed (PVAccess: messages; Channel Access: one per name).", "protocol", "direction")
@@ -81,7 +83,7 @@ func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 		descLinkBatches, descLinkPackets, descLinkDroppedBatches, descLinkDroppedPackets, descLinkLength, descLinkCapacity,
 		descDrops, descKernelDrops, descMeshDrops, descPeers, descPeerTx, descPeerTxBytes, descPeerTxErrors, descPeerRx, descPeerRxBytes, descPeerHeard,
 		descNeighbours, descDedupEntries, descDedupEvicted, descUnknown, descResolutions, descResFailures,
-		descCoalescePauses,
+		descCoalescePauses, descProbes,
 		descEPICSSearches, descEPICSBeacons, descEPICSNames, descEPICSReplies, descEPICSUndecoded} {
 		ch <- d
 	}
@@ -149,6 +151,8 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descResFailures, s.Discovery.Failures)
 	counter(descCoalescePauses, s.Coalesce.CapturePauses, "capture")
 	counter(descCoalescePauses, s.Coalesce.ListenerPauses, "listener")
+	counter(descProbes, s.Probes.Answered, "answered")
+	counter(descProbes, s.Probes.Refused, "refused")
 	for dir, c := range map[string]insight.Counters{"outbound": s.EPICS.Outbound, "inbound": s.EPICS.Inbound} {
 		counter(descEPICSSearches, c.PVASearches, "pva", dir)
 		counter(descEPICSSearches, c.CASearches, "ca", dir)

@@ -57,6 +57,7 @@ func sample() Snapshot {
 		UnknownSources: []SourceCount{{Addr: "10.0.0.66", Datagrams: 14}},
 		Discovery:      DiscoveryStats{Resolutions: 15, Failures: 16},
 		Coalesce:       CoalesceStats{CapturePauses: 26, ListenerPauses: 27},
+		Probes:         ProbeStats{Answered: 28, Refused: 29},
 		EPICS: insight.Stats{Outbound: insight.Counters{PVASearches: 17, CASearches: 18, PVABeacons: 19, Names: 20, Malformed: 21, Other: 22},
 			Inbound: insight.Counters{CABeacons: 23, Replies: 24}},
 	}
@@ -153,6 +154,8 @@ func TestCollector(t *testing.T) {
 		{"snowsignal_discovery_failures_total", nil, 16},
 		{"snowsignal_coalesce_pauses_total", []string{"stage=capture"}, 26},
 		{"snowsignal_coalesce_pauses_total", []string{"stage=listener"}, 27},
+		{"snowsignal_probe_replies_total", []string{"result=answered"}, 28},
+		{"snowsignal_probe_replies_total", []string{"result=refused"}, 29},
 		{"snowsignal_epics_searches_total", []string{"protocol=pva", "direction=outbound"}, 17},
 		{"snowsignal_epics_searches_total", []string{"protocol=ca", "direction=outbound"}, 18},
 		{"snowsignal_epics_beacons_total", []string{"protocol=pva", "direction=outbound"}, 19},

@@ -74,6 +74,8 @@ type Snapshot struct {
 	LocalListeners bool `json:"local_listeners"`
 	// Coalesce counts the socket readers' pauses (--coalesce).
 	Coalesce CoalesceStats `json:"coalesce"`
+	// Probes counts the answers to `snowsignal doctor`'s probes.
+	Probes ProbeStats `json:"probes"`
 	// EPICS is what the relay saw of the EPICS searches and beacons it
 	// carried.
 	EPICS insight.Stats `json:"epics"`
@@ -122,6 +124,13 @@ type CoalesceStats struct {
 	// ListenerPauses counts the listener stage's pauses (datagrams read
 	// from the mesh socket).
 	ListenerPauses uint64 `json:"listener_pauses"`
+}
+
+// ProbeStats count the probes (docs/MESH-PROTOCOL.md) this relay answered,
+// and those it refused: over its rate limit, or the answer not sent.
+type ProbeStats struct {
+	Answered uint64 `json:"answered"`
+	Refused  uint64 `json:"refused"`
 }
 
 // RateLimitedStats are the sources a token bucket dropped packets from.
