@@ -180,7 +180,7 @@ func TestRunErrors(t *testing.T) {
 		{"unknown log level", []string{"-ll", "verbose"}, nil, []string{"--log-level", "debug", "info", "warning", "error", "critical", "verbose"}},
 		{"unknown log level -l", []string{"-l", "trace"}, nil, []string{"--log-level", "critical", "trace"}},
 		{"unknown log level from env", nil, []string{"LOGLEVEL", "WARN"}, []string{"--log-level", "warning"}},
-		{"IPv6 peer", []string{"--other-relays", "fd00::1"}, nil, []string{"--other-relays", "IPv4"}},
+		{"link-local IPv6 peer", []string{"--other-relays", "fe80::1"}, nil, []string{"--other-relays", "fe80::1", "link-local"}},
 		{"other-relays without a value", []string{"--other-relays"}, nil, []string{"--other-relays"}},
 		{"coalesce 20ms", []string{"--coalesce", "20ms"}, nil, []string{"--coalesce", "20ms", "out of range", "0 to disable", "10ms"}},
 		{"coalesce=-1ms", []string{"--coalesce=-1ms"}, nil, []string{"--coalesce", "-1ms", "out of range", "0 to disable", "10ms"}},

@@ -62,7 +62,7 @@ func TestConfigErrors(t *testing.T) {
 		{"broadcast port with sign", func(c *RunCmd) { c.BroadcastPort = []string{"+5076"} }, []string{"--broadcast-port", "not a port number"}},
 		{"no broadcast port", func(c *RunCmd) { c.BroadcastPort = []string{" , "} }, []string{"--broadcast-port", "at least one"}},
 		{"broadcast port equals mesh port", func(c *RunCmd) { c.BroadcastPort = []string{"5064", "7124"} }, []string{"--broadcast-port", "7124", "--mesh-port"}},
-		{"IPv6 peer", func(c *RunCmd) { c.OtherRelays = []string{"10.0.0.1", "::1"} }, []string{"--other-relays", "::1", "IPv4"}},
+		{"loopback IPv6 peer", func(c *RunCmd) { c.OtherRelays = []string{"10.0.0.1", "::1"} }, []string{"--other-relays", "::1", "unicast address of another host"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid()

@@ -72,7 +72,7 @@ func TestFanoutSendsEveryFrameToEveryPeer(t *testing.T) {
 	}
 	got := r.conn.Sent()
 	if len(got) != len(want) {
-		t.Fatalf("sent %d datagrams, want %d: %q", len(got), len(want), got)
+		t.Fatalf("sent %d datagrams, want %d: %+v", len(got), len(want), got)
 	}
 	for i := range want {
 		if got[i].Addr != want[i].Addr || !bytes.Equal(got[i].Data, want[i].Data) {

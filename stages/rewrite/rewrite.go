@@ -131,9 +131,10 @@ func (s *Stage) keep(p *pipeline.Packet) bool {
 }
 
 // notOwnHello refuses our own hello (sealed, with a key), looped back by
-// the kernel like every broadcast.
+// the kernel like every broadcast (and every ff02::1 hello of a relay
+// without IPv4, which sends from its IPv6 address).
 func (s *Stage) notOwnHello(p *pipeline.Packet, src netip.Addr) bool {
-	if s.info != nil && src == s.info.Addr && !s.set.Self {
+	if s.info != nil && !s.set.Self && (src == s.info.Addr || !s.info.Addr.IsValid() && src == s.info.Addr6()) {
 		if d := p.Bytes(); segment.IsHello(d) || mesh.Kind(d) == mesh.Auth {
 			return s.rules.Refuse(rules.Used)
 		}

@@ -55,7 +55,7 @@ func (c Config) withDefaults() Config {
 		c.Mark = DefaultMark
 	}
 	if !c.MeshBind.IsValid() {
-		c.MeshBind = netip.IPv4Unspecified()
+		c.MeshBind = netip.IPv4Unspecified() // New picks [::] instead when the mesh may use IPv6
 	}
 	if c.Resolver == nil {
 		c.Resolver = net.DefaultResolver
@@ -65,6 +65,11 @@ func (c Config) withDefaults() Config {
 	}
 	return c
 }
+
+// meshCaps are the capabilities this relay announces to other relays.
+// CapIPv6 belongs with IPv6 relaying (--ipv6), which sets it once the data
+// path lands; until then a relay announces none, and answers requests.
+func (c Config) meshCaps() mesh.Caps { return 0 }
 
 // A ConfigError is one invalid setting of a Config.
 type ConfigError struct {
@@ -108,8 +113,15 @@ func (c *Config) Validate() error {
 		return invalid("--broadcast-port", "at least one port is required (allowed: 1-65535)")
 	}
 	for _, p := range c.Peers {
-		if a, err := netip.ParseAddr(p); err == nil && !a.Unmap().Is4() {
-			return invalid("--other-relays", "%s is not an IPv4 address (the mesh is IPv4)", p)
+		a, err := netip.ParseAddr(p)
+		if err != nil {
+			continue // a name
+		}
+		if a = a.Unmap(); a.Is6() && (a.Zone() != "" || a.IsLinkLocalUnicast()) {
+			return invalid("--other-relays", "%s is a link-local address (use the peer's global or unique-local IPv6 address)", p)
+		}
+		if a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() {
+			return invalid("--other-relays", "%s is not a unicast address of another host", p)
 		}
 	}
 	if c.DiscoveryInterval < time.Second {

@@ -20,6 +20,9 @@ import (
 type Datagram struct {
 	Addr netip.AddrPort
 	Data []byte
+	// Src and Ifindex are what WriteFrom was given; zero for other sends.
+	Src     netip.Addr
+	Ifindex int
 }
 
 // Conn is a fake mesh socket. Datagrams given to Deliver are read by
@@ -162,6 +165,17 @@ func (c *Conn) WriteTo(b []byte, addr netip.AddrPort) error {
 		return fmt.Errorf("fake mesh socket: %w", err)
 	}
 	c.sent = append(c.sent, Datagram{Addr: addr, Data: append([]byte(nil), b...)})
+	return nil
+}
+
+// WriteFrom records b as sent to addr from src on interface ifindex.
+func (c *Conn) WriteFrom(b []byte, src netip.Addr, ifindex int, addr netip.AddrPort) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.refuse[addr]; err != nil {
+		return fmt.Errorf("fake mesh socket: %w", err)
+	}
+	c.sent = append(c.sent, Datagram{Addr: addr, Data: append([]byte(nil), b...), Src: src, Ifindex: ifindex})
 	return nil
 }
 
