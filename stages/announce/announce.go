@@ -72,6 +72,8 @@ type Config struct {
 	Interval, Expiry, Backoff time.Duration
 	MaxUnanswered             int
 	ReplyGap                  time.Duration
+	// Now is the clock; time.Now when nil (tests step a fake one).
+	Now func() time.Time
 }
 
 // Stage is the capabilities actor.
@@ -83,7 +85,7 @@ type Stage struct {
 	c       *pipeline.StageCounters
 	log     zerolog.Logger
 	replies chan *peers.Peer
-	now     func() time.Time // time.Now; tests fake it
+	now     func() time.Time // Config.Now
 
 	// Owned by Run's goroutine.
 	state map[netip.AddrPort]*schedule
@@ -122,8 +124,11 @@ func New(cfg Config, conn Sender, t *peers.Table, sealer *mesh.Sealer, c *pipeli
 	if cfg.ReplyGap <= 0 {
 		cfg.ReplyGap = DefaultReplyGap
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &Stage{cfg: cfg, conn: conn, peers: t, sealer: sealer, c: c,
-		log: log.With().Str("stage", "announce").Logger(), replies: make(chan *peers.Peer, replyQueue), now: time.Now,
+		log: log.With().Str("stage", "announce").Logger(), replies: make(chan *peers.Peer, replyQueue), now: cfg.Now,
 		state: map[netip.AddrPort]*schedule{}, buf: make([]byte, pipeline.Headroom+mesh.CapsLen)}
 }
 
