@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
 	"github.com/snowsignal/snowsignal/netio/netlab"
 	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
@@ -342,5 +345,80 @@ func TestRepeatAfterWindowIsRelayed(t *testing.T) {
 	got, _ := topoCount(t, lb, quietWait)
 	if got[string(same)] != 3 {
 		t.Errorf("the same datagram sent 3 times, 250ms apart, arrived %d times; want 3", got[string(same)])
+	}
+}
+
+// TestSeveralIPv4Addresses: with a second subnet on every host's interface,
+// a relay relays broadcasts of that subnet's clients too, says at start
+// that it relays for both subnets, and with --rebroadcast-destination
+// subnet sends each broadcast to its client's own subnet.
+func TestSeveralIPv4Addresses(t *testing.T) {
+	bin := harness.Binary(t)
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
+	client, server, ra, rb := l.Host("client"), l.Host("server"), l.Host("relay-a"), l.Host("relay-b")
+	second := map[*netlab.Host]string{client: "192.168.77.11/24", server: "192.168.77.21/24", ra: "192.168.77.1/24", rb: "192.168.77.2/24"}
+	for h, a := range second {
+		err := h.Do(func() error {
+			link, err := netlink.LinkByName(netlab.IfName)
+			if err != nil {
+				return err
+			}
+			addr, err := netlink.ParseAddr(a)
+			if err != nil {
+				return err
+			}
+			addr.Broadcast = net.IPv4(192, 168, 77, 255)
+			return netlink.AddrAdd(link, addr)
+		})
+		if err != nil {
+			t.Fatalf("%s: add %s: %v", h.Name, a, err)
+		}
+	}
+	relays := []*labrelay.Relay{
+		harness.StartT(t, bin, ra, "--other-relays", rb.IP.String()),
+		harness.StartT(t, bin, rb, "--other-relays", ra.IP.String(), "--rebroadcast-destination", "subnet"),
+	}
+	for _, r := range relays {
+		if _, err := r.WaitLog(labrelay.Msg("peer set changed", "stage", "discovery"), deliveryTimeout); err != nil {
+			t.Fatalf("%s: %v", r.Host.Name, err)
+		}
+		if _, err := r.WaitLog(labrelay.Msg("interface has several IPv4 addresses; relaying and rewriting for every subnet", "stage", "capture"), deliveryTimeout); err != nil {
+			t.Errorf("%s: %v", r.Host.Name, err)
+		}
+	}
+	srv := listen(t, server, "0.0.0.0:5076")
+	sn, err := server.Sniff(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ from, payload, dst, want string }{
+		{"192.168.77.11", "secondary to its subnet", "192.168.77.255", "192.168.77.255"},
+		{"192.168.77.11", "secondary to all", "255.255.255.255", "192.168.77.255"},
+		{"10.77.0.11", "primary to all", "255.255.255.255", "10.77.0.255"},
+	} {
+		cl, err := client.BroadcastUDP(tc.from + ":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(t, cl, []byte(tc.payload), netip.AddrPortFrom(netip.MustParseAddr(tc.dst), 5076))
+		cl.Close()
+		got, from := topoCount(t, srv, quietWait)
+		if got[tc.payload] != 1 || len(got) != 1 {
+			t.Fatalf("%s: server got %v, want it once", tc.payload, got)
+		}
+		for src := range from {
+			if src.Addr() != netip.MustParseAddr(tc.from) {
+				t.Errorf("%s: source %s, want the client's %s kept", tc.payload, src, tc.from)
+			}
+		}
+		frames, _ := sn.Collect(50*time.Millisecond, func(f netlab.Frame) bool {
+			return f.PktType != unix.PACKET_OUTGOING && bytes.HasSuffix(f.Data, []byte(tc.payload))
+		})
+		if len(frames) != 1 {
+			t.Fatalf("%s: sniffed %d frames on the server, want 1", tc.payload, len(frames))
+		}
+		if dst := netip.AddrFrom4([4]byte(frames[0].Data[30:34])); dst.String() != tc.want {
+			t.Errorf("%s: relayed to IP destination %s, want %s", tc.payload, dst, tc.want)
+		}
 	}
 }

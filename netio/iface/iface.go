@@ -61,6 +61,32 @@ type Address struct {
 	BroadcastSet bool
 }
 
+// BroadcastFor returns the broadcast address of the interface's subnet that
+// holds src (secondary addresses included), else that of the first address:
+// a relayed broadcast goes to the subnet of the client that sent it.
+func (i *Info) BroadcastFor(src netip.Addr) netip.Addr {
+	for k := range i.Addrs {
+		if i.Addrs[k].Prefix.Contains(src) {
+			return i.Addrs[k].Broadcast
+		}
+	}
+	return i.Broadcast
+}
+
+// IsBroadcast reports whether a is the broadcast address of one of the
+// interface's subnets.
+func (i *Info) IsBroadcast(a netip.Addr) bool {
+	if a == i.Broadcast {
+		return a.IsValid()
+	}
+	for k := range i.Addrs {
+		if i.Addrs[k].Broadcast == a {
+			return true
+		}
+	}
+	return false
+}
+
 // Addr6 returns the IPv6 address the mesh binds on this interface: the first
 // global unicast address, else the first unique-local one (fc00::/7); invalid
 // when there is neither.

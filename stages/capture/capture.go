@@ -75,7 +75,15 @@ func (s *Stage) Run(ctx context.Context) error {
 	defer stop()
 	defer s.up.Store(false)
 	s.up.Store(info.Up)
-	s.log.Info().Int("ifindex", info.Index).Int("mtu", info.MTU).Msg("capturing")
+	subnets := make([]string, len(info.Addrs))
+	for i, a := range info.Addrs {
+		subnets[i] = a.Prefix.String()
+	}
+	s.log.Info().Int("ifindex", info.Index).Int("mtu", info.MTU).Strs("subnets", subnets).Msg("capturing")
+	if len(subnets) > 1 {
+		// Each relayed broadcast goes to the subnet of its client (rewrite).
+		s.log.Info().Strs("subnets", subnets).Msg("interface has several IPv4 addresses; relaying and rewriting for every subnet")
+	}
 
 	var base = s.kernelDrops.Load()
 	lastStats := time.Now()

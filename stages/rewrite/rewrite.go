@@ -234,7 +234,7 @@ func (s *Stage) rewrite(p *pipeline.Packet) bool {
 	f := &p.Frame
 	p.Len = f.Len()
 	b := p.Bytes()
-	if dst, change := s.destination(f.Dst); change {
+	if dst, change := s.destination(f.Src, f.Dst); change {
 		f.SetDst(b, dst)
 	}
 	frame.SetBroadcastEthernet(b, s.info.MAC)
@@ -252,16 +252,19 @@ func (s *Stage) deliverOnce(p *pipeline.Packet) bool {
 
 var limited = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
-// destination applies the --rebroadcast-destination policy to dst.
-func (s *Stage) destination(dst netip.Addr) (netip.Addr, bool) {
-	ours := s.info.Broadcast
+// destination applies the --rebroadcast-destination policy to dst, for a
+// frame from src. With several IPv4 addresses on the interface, "our"
+// broadcast address is that of the subnet holding src (else the first
+// address's), and any of our subnets' broadcast addresses is kept in auto.
+func (s *Stage) destination(src, dst netip.Addr) (netip.Addr, bool) {
+	ours := s.info.BroadcastFor(src)
 	switch s.cfg.Dest {
 	case Limited:
 		return limited, dst != limited
 	case Subnet:
 		return ours, ours.IsValid() && dst != ours
 	case Auto:
-		return ours, ours.IsValid() && dst != limited && dst != ours
+		return ours, ours.IsValid() && dst != limited && !s.info.IsBroadcast(dst)
 	}
 	return dst, false
 }

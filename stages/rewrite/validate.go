@@ -58,10 +58,10 @@ func (s *Stage) broadcast(p *pipeline.Packet) bool {
 	return true
 }
 
-// notOurBroadcast refuses our subnet's broadcast address as IP source, which
-// the shared source check cannot know (bad_source).
+// notOurBroadcast refuses the broadcast address of any of our subnets as IP
+// source, which the shared source check cannot know (bad_source).
 func (s *Stage) notOurBroadcast(p *pipeline.Packet) bool {
-	if p.Frame.Src == s.info.Broadcast {
+	if s.info.IsBroadcast(p.Frame.Src) {
 		return s.rules.Refuse(pipeline.ReasonBadSource)
 	}
 	return true
@@ -96,13 +96,13 @@ func meshReason(err error, d []byte) pipeline.Reason {
 	return pipeline.ReasonMalformedMesh // short, unknown magic, unknown version
 }
 
-// isBroadcast accepts the limited broadcast address, our subnet's broadcast
-// address, and any address that can be the directed broadcast of some
+// isBroadcast accepts the limited broadcast address, the broadcast address
+// of any of our subnets, and any address that can be the directed broadcast of some
 // subnet from /8 to /30 (its two lowest bits are set), since the origin's
 // subnet is not known here. Multicast, loopback, 0/8 and class E (except
 // limited) are not.
 func isBroadcast(a netip.Addr, info *iface.Info) bool {
-	if a == limited || a == info.Broadcast {
+	if a == limited || info.IsBroadcast(a) {
 		return true
 	}
 	if !a.Is4() {

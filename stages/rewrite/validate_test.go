@@ -311,6 +311,57 @@ func TestDestinationModes(t *testing.T) {
 	}
 }
 
+// TestDestinationSecondaryAddresses: with a secondary IPv4 address on the
+// interface, a broadcast from a client of the secondary subnet goes to that
+// subnet's broadcast address, either subnet's broadcast address is kept in
+// auto, and neither is accepted as a source.
+func TestDestinationSecondaryAddresses(t *testing.T) {
+	second := netip.MustParseAddrPort("192.168.5.20:40000")
+	for _, tc := range []struct {
+		mode          DestMode
+		src, dst, out string
+	}{
+		{Auto, client.String(), "10.1.0.255", "10.77.0.255"},      // primary subnet's client
+		{Auto, second.String(), "10.1.0.255", "192.168.5.255"},    // secondary subnet's client
+		{Auto, client.String(), "192.168.5.255", "192.168.5.255"}, // ours too: kept
+		{Subnet, second.String(), "255.255.255.255", "192.168.5.255"},
+		{Subnet, "10.9.9.9:40000", "255.255.255.255", "10.77.0.255"}, // in neither: the primary's
+	} {
+		t.Run(tc.mode.String()+"/"+tc.src+"/"+tc.dst, func(t *testing.T) {
+			r := newRig(t)
+			info := ourInfo()
+			info.Addrs = []iface.Address{
+				{Prefix: netip.MustParsePrefix("10.77.0.2/24"), Broadcast: ourBcast},
+				{Prefix: netip.MustParsePrefix("192.168.5.1/24"), Broadcast: netip.MustParseAddr("192.168.5.255")},
+			}
+			r.target.Store(info)
+			r.cfg.Dest = tc.mode
+			in := frametest.UDP{
+				DstMAC: [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, SrcMAC: clientMAC,
+				Src: netip.MustParseAddrPort(tc.src), Dst: netip.MustParseAddrPort(tc.dst + ":5076"), ID: 7, Payload: []byte("search"),
+			}.Frame()
+			out := r.one(peerA, legacy(in))
+			if len(out) != 1 {
+				t.Fatalf("%d frames passed on, want 1", len(out))
+			}
+			checkInjectable(t, out[0], in, netip.MustParseAddr(tc.out))
+		})
+	}
+	r := newRig(t)
+	info := ourInfo()
+	info.Addrs = []iface.Address{{Prefix: netip.MustParsePrefix("10.77.0.2/24"), Broadcast: ourBcast},
+		{Prefix: netip.MustParsePrefix("192.168.5.1/24"), Broadcast: netip.MustParseAddr("192.168.5.255")}}
+	r.target.Store(info)
+	in := frametest.UDP{
+		DstMAC: [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, SrcMAC: clientMAC,
+		Src: netip.MustParseAddrPort("192.168.5.255:40000"), Dst: netip.MustParseAddrPort("255.255.255.255:5076"), Payload: []byte("x"),
+	}.Frame()
+	if out := r.one(peerA, legacy(in)); len(out) != 0 {
+		t.Errorf("a frame from the secondary subnet's broadcast address was passed on")
+	}
+	r.wantDrops(map[pipeline.Reason]uint64{pipeline.ReasonBadSource: 1})
+}
+
 // TestFragments relays a datagram too large for one frame, in fragments:
 // all pass, in order, each with a valid header checksum, and the UDP
 // checksum of the reassembled datagram verifies for the rewritten

@@ -22,9 +22,10 @@ type counterSet map[string]uint64
 
 // collectCounters reads the drop counters of the lab: each host's eth0
 // (veth) drops, the UDP drop counters of the receivers' namespaces, the
-// host-wide input backlog drops, the relays' mesh socket drops, and every
-// drop counter of the relays' stats snapshots when they serve one.
-func collectCounters(l *netlab.Lab, receivers []*netlab.Host, relays []*relayProc) (counterSet, error) {
+// host-wide input backlog drops, the relays' mesh socket drops, every drop
+// counter of the SnowSignal relays' stats snapshots when they serve one,
+// and the reference relays' capture drops.
+func collectCounters(l *netlab.Lab, receivers []*netlab.Host, relays []relay) (counterSet, error) {
 	c := counterSet{}
 	for _, h := range l.Hosts() {
 		err := h.Do(func() error {
@@ -48,7 +49,7 @@ func collectCounters(l *netlab.Lab, receivers []*netlab.Host, relays []*relayPro
 			if err != nil {
 				return err
 			}
-			for _, k := range []string{"RcvbufErrors", "InErrors", "NoPorts"} {
+			for _, k := range []string{"RcvbufErrors", "InErrors", "NoPorts", "InCsumErrors"} {
 				c[h.Name+" udp "+k] = u[k]
 			}
 			return nil
@@ -63,12 +64,24 @@ func collectCounters(l *netlab.Lab, receivers []*netlab.Host, relays []*relayPro
 	}
 	c["host input backlog (softnet) dropped"] = d
 	for _, r := range relays {
-		if n, err := udpSocketDrops(r.pid, meshPort); err == nil {
-			c[r.name+" mesh socket drops"] = n
-		}
-		if st, err := r.statsJSON(); err == nil {
-			for k, v := range dropCounters(st) {
-				c[r.name+" stats "+k] = uint64(v)
+		switch r := r.(type) {
+		case *relayProc:
+			if n, err := udpSocketDrops(r.r.Host, meshPort); err == nil {
+				c[r.name+" mesh socket drops"] = n
+			}
+			if st, err := r.statsJSON(); err == nil {
+				for k, v := range dropCounters(st) {
+					c[r.name+" stats "+k] = uint64(v)
+				}
+			}
+		case *refRelay:
+			if n, err := udpSocketDrops(r.host, meshPort); err == nil {
+				c[r.name+" mesh socket drops"] = n
+			}
+			// PACKET_STATISTICS resets on reading: keep a running sum.
+			if n, err := r.captureDrops(); err == nil {
+				r.capDrops += n
+				c[r.name+" capture socket drops"] = r.capDrops
 			}
 		}
 	}

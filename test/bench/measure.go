@@ -4,17 +4,36 @@ package main
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"time"
 )
 
 // A path is one way from a sender to a receiver: direct (one segment, no
-// relay: the ceiling) or relayed (client, relay-a, relay-b, server).
+// relay: the physical path) or relayed (the clients, a relay pair, the
+// server), through whichever relays run at the time.
 type path struct {
 	name   string
 	snd    *sender
 	rcv    *receiver
-	relays []*relayProc // whose CPU the path costs; none for direct
+	relays []relay // whose CPU the path costs; none for direct
+}
+
+func (p *path) close() {
+	p.snd.close()
+	p.rcv.close()
+}
+
+// A relay is one relay of a pair whose CPU the benchmark measures: a
+// SnowSignal process, or a reference relay running in this process.
+type relay interface {
+	label() string
+	sample() (procSample, error)
+	// inProcess reports whether the relay's CPU time is part of this
+	// process's own.
+	inProcess() bool
+	// check returns an error if the relay has died.
+	check() error
 }
 
 // stepResult is one bounded run of one path at one offered rate.
@@ -33,6 +52,11 @@ type stepResult struct {
 	// the step: on the direct path, per datagram, a floor for what one
 	// relay hop (a wake-up, a receive and a send) can cost on this host.
 	Own time.Duration
+	// HostBusy is how many of the host's CPUs were busy on average during
+	// the step, with everything: sender, receiver, relays, the kernel's
+	// forwarding, other programs. Near runtime.NumCPU() the machine, not
+	// any one relay, is the limit.
+	HostBusy float64
 }
 
 // Delivered is the fraction of the datagrams sent that arrived.
@@ -49,7 +73,7 @@ func (s stepResult) Achieved() float64 { return s.Send.Rate() }
 
 // senderLimited reports whether the sender fell short of the offered rate:
 // then the step measured the sender, not the path.
-func (s stepResult) senderLimited() bool { return s.Achieved() < 0.95*s.Offered }
+func (s stepResult) senderLimited() bool { return s.Achieved() < keepsPace*s.Offered }
 
 // CPUPerDatagram is the CPU time all relays of the path spent per datagram
 // sent, in seconds, from schedstat; ok is false for a path without relays.
@@ -69,7 +93,7 @@ func (s stepResult) CPUPerDatagram() (sec float64, ok bool) {
 type runner struct {
 	step  uint32
 	quiet time.Duration // how long the receiver may stay silent before a step ends
-	idle  []*relayProc  // every relay of the lab, to tell CPU time used by the benchmark from the rest
+	idle  []relay       // every relay running, to tell CPU time used by the benchmark from the rest
 	// waitBudget is how long, over the whole run, steps may wait for other
 	// programs to leave the CPUs alone (see waitQuiet).
 	waitBudget time.Duration
@@ -116,19 +140,24 @@ func (rn *runner) run(p *path, rate float64, d time.Duration, latency bool) (ste
 			return res, err
 		}
 		res.CPU = append(res.CPU, s.sub(before[i]))
-		ours += res.CPU[i].Ticks
-		if !r.alive() {
-			return res, fmt.Errorf("%s exited during the run (%v):\n%s", r.name, r.r.ExitErr(), tail(r.output(), 4096))
+		if r.inProcess() {
+			res.Own -= time.Duration(res.CPU[i].RunNS)
+		} else {
+			ours += res.CPU[i].Ticks
+		}
+		if err := r.check(); err != nil {
+			return res, err
 		}
 	}
 	for i, r := range rn.idle {
 		// Relays that are not on this path idle along: theirs is ours too.
-		if s, err := r.sample(); err == nil && !slices.Contains(p.relays, r) {
+		if s, err := r.sample(); err == nil && !r.inProcess() && !slices.Contains(p.relays, r) {
 			ours += s.Ticks - idle0[i]
 		}
 	}
 	if h1, err := readHostCPU(); err == nil && h1.Total > h0.Total {
 		busy := h1.Busy - h0.Busy
+		res.HostBusy = float64(busy) / float64(h1.Total-h0.Total) * float64(runtime.NumCPU())
 		res.Foreign = max(0, float64(busy)-float64(ours)) / float64(h1.Total-h0.Total)
 	}
 	if rn.trace != nil {
@@ -140,13 +169,14 @@ func (rn *runner) run(p *path, rate float64, d time.Duration, latency bool) (ste
 				if i > 0 {
 					cpu += " + "
 				}
-				cpu += fmt.Sprintf("%.1f µs %.1f sw", float64(d.RunNS)/1e3/per, float64(d.Switches)/per)
+				cpu += fmt.Sprintf("%.1f µs %.1f sw, waited %.0f ms/s", float64(d.RunNS)/1e3/per, float64(d.Switches)/per,
+					float64(d.WaitNS)/1e6/res.Wall.Seconds())
 			}
 			cpu += ")"
 		}
-		rn.trace("  %-8s offered %7.0f/s sent %7.0f/s delivered %7.3f %%  dup %d stale %d  relay CPU %s  bench CPU %.1f µs/dgram  other load %.0f %%",
+		rn.trace("  %-8s offered %7.0f/s sent %7.0f/s delivered %7.3f %%  dup %d stale %d  relay CPU %s  bench CPU %.1f µs/dgram  CPUs busy %.2f  other load %.0f %%",
 			p.name, rate, res.Achieved(), 100*res.Delivered(), res.Recv.Dup, res.Recv.Stale, cpu,
-			float64(res.Own.Nanoseconds())/1e3/float64(max(1, res.Send.Sent)), 100*res.Foreign)
+			float64(res.Own.Nanoseconds())/1e3/float64(max(1, res.Send.Sent)), res.HostBusy, 100*res.Foreign)
 	}
 	return res, nil
 }
@@ -172,7 +202,7 @@ func (rn *runner) waitQuiet() {
 		}
 		ours := ownTicks()
 		for _, r := range rn.idle {
-			if s, err := r.sample(); err == nil {
+			if s, err := r.sample(); err == nil && !r.inProcess() {
 				ours += s.Ticks
 			}
 		}
@@ -183,7 +213,7 @@ func (rn *runner) waitQuiet() {
 		}
 		ours = ownTicks() - ours
 		for _, r := range rn.idle {
-			if s, err := r.sample(); err == nil {
+			if s, err := r.sample(); err == nil && !r.inProcess() {
 				ours += s.Ticks
 			}
 		}
@@ -200,68 +230,29 @@ func (rn *runner) waitQuiet() {
 	}
 }
 
-// sweepResult is the highest rate a path delivers at least minDelivered of.
-type sweepResult struct {
-	Best          stepResult // the highest passing step (zero if none passed)
-	Passed        bool
-	SenderLimited bool // the sender could not go faster before the path failed
-	Steps         []stepResult
-}
+// keepsPace is the share of the offered rate a sender must achieve for a
+// step to have measured the path rather than the sender.
+const keepsPace = 0.95
 
-// minDelivered is the pass mark of a step.
-const minDelivered = 0.99
-
-// sweep raises the offered rate through rates until a step delivers less
-// than minDelivered (or the sender cannot keep up), then bisects between the
-// last passing and the first failing rate bisect times.
-func (rn *runner) sweep(p *path, rates []float64, d time.Duration, bisect int, pause time.Duration) (sweepResult, error) {
-	var out sweepResult
-	record := func(s stepResult) bool {
-		out.Steps = append(out.Steps, s)
-		ok := s.Delivered() >= minDelivered
-		if ok && (!out.Passed || s.Achieved() > out.Best.Achieved()) {
-			out.Best, out.Passed = s, true
-		}
-		return ok
-	}
-	lo, hi := 0.0, 0.0
+// ceiling finds the sender's limit on p: it offers the rates in turn, each
+// for d, until the sender achieves less than keepsPace of one, and returns
+// the highest rate it achieved and every step. Bounded: len(rates) steps.
+func (rn *runner) ceiling(p *path, rates []float64, d, pause time.Duration) (float64, []stepResult, error) {
+	var best float64
+	var steps []stepResult
 	for _, rate := range rates {
 		s, err := rn.run(p, rate, d, false)
 		if err != nil {
-			return out, err
+			return 0, steps, err
 		}
+		steps = append(steps, s)
+		best = max(best, s.Achieved())
 		time.Sleep(pause)
-		if !record(s) {
-			hi = rate
+		if s.Achieved() < keepsPace*rate {
 			break
 		}
-		lo = rate
-		if s.senderLimited() {
-			out.SenderLimited = true
-			return out, nil
-		}
 	}
-	if hi == 0 {
-		return out, nil // every rate passed
-	}
-	for range bisect {
-		mid := (lo + hi) / 2
-		s, err := rn.run(p, mid, d, false)
-		if err != nil {
-			return out, err
-		}
-		time.Sleep(pause)
-		if record(s) {
-			lo = mid
-			if s.senderLimited() {
-				out.SenderLimited = true
-				break
-			}
-		} else {
-			hi = mid
-		}
-	}
-	return out, nil
+	return best, steps, nil
 }
 
 // latencyStats are percentiles of one-way latencies.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/snowsignal/snowsignal/netio/netlab"
 )
 
 // userHZ is the unit of utime and stime in /proc/<pid>/stat. Per proc(5) it
@@ -29,6 +31,11 @@ type procSample struct {
 	// context (this kernel has no CONFIG_IRQ_TIME_ACCOUNTING), exactly as
 	// utime+stime do.
 	RunNS uint64
+	// WaitNS is the time the threads were ready to run but waited for a
+	// CPU (the run queue), the second field of schedstat: a relay whose
+	// queue grows while it waits here is late for want of a CPU, not for
+	// its own cost.
+	WaitNS uint64
 	// Ticks is utime+stime from /proc/<pid>/stat, in 1/userHZ seconds.
 	Ticks uint64
 	// Switches counts the context switches of all threads, voluntary and
@@ -50,23 +57,9 @@ func readProc(pid int) (procSample, error) {
 	if err != nil {
 		return s, fmt.Errorf("proc stat: %w", err)
 	}
-	// The command name in parentheses may hold spaces: fields start after
-	// the last ')'. utime and stime are fields 14 and 15 (1-based), the
-	// 12th and 13th after the name.
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return s, fmt.Errorf("proc stat of %d: no command name", pid)
+	if s.Ticks, err = statTicks(stat); err != nil {
+		return s, fmt.Errorf("process %d: %w", pid, err)
 	}
-	f := strings.Fields(string(stat[i+1:]))
-	if len(f) < 13 {
-		return s, fmt.Errorf("proc stat of %d: %d fields", pid, len(f))
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return s, fmt.Errorf("proc stat of %d: bad utime/stime %q %q", pid, f[11], f[12])
-	}
-	s.Ticks = ut + st
 
 	tasks, err := os.ReadDir(filepath.Join(dir, "task"))
 	if err != nil {
@@ -77,19 +70,14 @@ func readProc(pid int) (procSample, error) {
 		if err != nil {
 			continue // the thread exited meanwhile
 		}
-		if f := strings.Fields(string(b)); len(f) > 0 {
+		if f := strings.Fields(string(b)); len(f) > 1 {
 			n, _ := strconv.ParseUint(f[0], 10, 64)
+			w, _ := strconv.ParseUint(f[1], 10, 64)
 			s.RunNS += n
+			s.WaitNS += w
 		}
-		st, err := os.ReadFile(filepath.Join(dir, "task", t.Name(), "status"))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(st), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
-				n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-				s.Switches += n
-			}
+		if st, err := os.ReadFile(filepath.Join(dir, "task", t.Name(), "status")); err == nil {
+			s.Switches += ctxtSwitches(st)
 		}
 	}
 
@@ -127,24 +115,25 @@ func parseKiB(v string) uint64 {
 // cpuDelta is the CPU time two samples of one process are apart.
 type cpuDelta struct {
 	RunNS    uint64 // from schedstat, nanoseconds
+	WaitNS   uint64 // waiting for a CPU, from schedstat
 	Ticks    uint64 // utime+stime, 1/userHZ seconds
 	Switches uint64 // context switches
 }
 
 func (a procSample) sub(b procSample) cpuDelta {
-	return cpuDelta{RunNS: a.RunNS - b.RunNS, Ticks: a.Ticks - b.Ticks, Switches: a.Switches - b.Switches}
+	return cpuDelta{RunNS: a.RunNS - b.RunNS, WaitNS: a.WaitNS - b.WaitNS, Ticks: a.Ticks - b.Ticks, Switches: a.Switches - b.Switches}
 }
 
 // add sums the CPU time of several processes.
 func (d cpuDelta) add(e cpuDelta) cpuDelta {
-	return cpuDelta{RunNS: d.RunNS + e.RunNS, Ticks: d.Ticks + e.Ticks, Switches: d.Switches + e.Switches}
+	return cpuDelta{RunNS: d.RunNS + e.RunNS, WaitNS: d.WaitNS + e.WaitNS, Ticks: d.Ticks + e.Ticks, Switches: d.Switches + e.Switches}
 }
 
 // tickNS is one utime/stime tick in nanoseconds.
 const tickNS = 1e9 / userHZ
 
 // snmpUDP reads the Udp counters of /proc/thread-self/net/snmp. The caller
-// must run it on a thread inside the namespace of interest (lab.Host.Do):
+// must run it on a thread inside the namespace of interest (netlab.Host.Do):
 // /proc/self/net would show the namespace of the process's main thread.
 func snmpUDP() (map[string]uint64, error) {
 	b, err := os.ReadFile("/proc/thread-self/net/snmp")
@@ -196,14 +185,25 @@ func softnetDrops() (uint64, error) {
 }
 
 // udpSocketDrops returns the "drops" column of the UDP socket bound to
-// local port port, from /proc/<pid>/net/udp (the namespace of process pid).
-func udpSocketDrops(pid int, port uint16) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/udp", pid))
-	if err != nil {
-		return 0, fmt.Errorf("proc net udp: %w", err)
-	}
+// local port port in host's namespace, from /proc/thread-self/net/udp.
+func udpSocketDrops(h *netlab.Host, port uint16) (uint64, error) {
+	var n uint64
+	err := h.Do(func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/udp")
+		if err != nil {
+			return fmt.Errorf("proc net udp: %w", err)
+		}
+		n, err = udpDropsOf(string(b), port)
+		return err
+	})
+	return n, err
+}
+
+// udpDropsOf finds the socket on local port port in the text of a
+// /proc/net/udp file and returns its drops column.
+func udpDropsOf(text string, port uint16) (uint64, error) {
 	want := fmt.Sprintf(":%04X", port)
-	lines := strings.Split(string(b), "\n")
+	lines := strings.Split(text, "\n")
 	for _, line := range lines[1:] {
 		f := strings.Fields(line)
 		// sl local_address rem_address st tx:rx tr:tm retrnsmt uid timeout inode ref pointer drops
@@ -212,7 +212,7 @@ func udpSocketDrops(pid int, port uint16) (uint64, error) {
 		}
 		return strconv.ParseUint(f[12], 10, 64)
 	}
-	return 0, fmt.Errorf("proc net udp of %d: no socket on port %d", pid, port)
+	return 0, fmt.Errorf("proc net udp: no socket on port %d", port)
 }
 
 // hostCPU is the host's CPU time from the "cpu" line of /proc/stat, in
@@ -260,4 +260,66 @@ func ownTicks() uint64 {
 		return 0
 	}
 	return s.Ticks
+}
+
+// readTask samples one thread, tid, of process pid: its run time
+// (schedstat), utime+stime (stat) and context switches (status).
+func readTask(pid, tid int) (procSample, error) {
+	var s procSample
+	dir := fmt.Sprintf("/proc/%d/task/%d", pid, tid)
+	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
+	if err != nil {
+		return s, fmt.Errorf("task stat: %w", err)
+	}
+	if s.Ticks, err = statTicks(stat); err != nil {
+		return s, fmt.Errorf("task %d: %w", tid, err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "schedstat"))
+	if err != nil {
+		return s, fmt.Errorf("task schedstat: %w", err)
+	}
+	if f := strings.Fields(string(b)); len(f) > 1 {
+		s.RunNS, _ = strconv.ParseUint(f[0], 10, 64)
+		s.WaitNS, _ = strconv.ParseUint(f[1], 10, 64)
+	}
+	st, err := os.ReadFile(filepath.Join(dir, "status"))
+	if err != nil {
+		return s, fmt.Errorf("task status: %w", err)
+	}
+	s.Switches = ctxtSwitches(st)
+	return s, nil
+}
+
+// statTicks returns utime+stime from the text of a /proc stat file. The
+// command name in parentheses may hold spaces: fields start after the last
+// ')'. utime and stime are fields 14 and 15 (1-based), the 12th and 13th
+// after the name.
+func statTicks(stat []byte) (uint64, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("proc stat: no command name")
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("proc stat: %d fields", len(f))
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("proc stat: bad utime/stime %q %q", f[11], f[12])
+	}
+	return ut + st, nil
+}
+
+// ctxtSwitches sums the voluntary and involuntary context switches of a
+// /proc status file.
+func ctxtSwitches(status []byte) uint64 {
+	var n uint64
+	for _, line := range strings.Split(string(status), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+			c, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			n += c
+		}
+	}
+	return n
 }

@@ -55,6 +55,17 @@ func (p *relayProc) alive() bool {
 	}
 }
 
+func (p *relayProc) label() string   { return p.name }
+func (p *relayProc) inProcess() bool { return false }
+
+// check returns an error with the end of its log if the relay has exited.
+func (p *relayProc) check() error {
+	if p.alive() {
+		return nil
+	}
+	return fmt.Errorf("%s exited during the run (%v):\n%s", p.name, p.r.ExitErr(), tail(p.output(), 4096))
+}
+
 // output is everything the relay has logged.
 func (p *relayProc) output() string { return p.r.Output() }
 
@@ -120,8 +131,9 @@ func tail(s string, n int) string {
 }
 
 // dropCounters walks a stats snapshot and returns every non-zero number
-// whose key path mentions a drop, e.g. "drops.duplicate" or
-// "links[capture->decode].dropped_packets". The walk does not depend on the
+// whose key path mentions a drop or a pause, e.g. "drops.duplicate",
+// "links[capture->decode].dropped_packets" or "coalesce.listener_pauses"
+// (a reader that waited its coalescing window). The walk does not depend on the
 // exact schema, which another part of the project owns.
 func dropCounters(v any) map[string]float64 {
 	out := map[string]float64{}
@@ -134,7 +146,8 @@ func dropCounters(v any) map[string]float64 {
 				label = "[" + n + "]"
 			}
 			for k, e := range x {
-				walk(strings.TrimPrefix(path+label+"."+k, "."), e, hot || strings.Contains(strings.ToLower(k), "drop"))
+				lk := strings.ToLower(k)
+				walk(strings.TrimPrefix(path+label+"."+k, "."), e, hot || strings.Contains(lk, "drop") || strings.Contains(lk, "pause"))
 			}
 		case []any:
 			for _, e := range x {

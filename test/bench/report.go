@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -28,41 +29,68 @@ type envInfo struct {
 	Binary    string // -bin, when the relay was not built from this tree
 }
 
-// pathResults are the measurements of one path.
-type pathResults struct {
-	Lat1k, Lat20k stepResult
-	Target        stepResult // at targetRate
-	TargetDrops   counterSet // drop counters that moved during Target
-	Sweep         sweepResult
-	SweepDrops    counterSet // drop counters that moved during Sweep
-}
-
 // results is everything one run measured.
 type results struct {
-	Env         envInfo
-	Plan        plan
-	Paths       map[string]*pathResults // "direct", "relayed"
-	RelayNames  []string
-	Idle        []cpuDelta // per relay
-	IdleWall    time.Duration
-	MemWarm     []procSample // per relay, after the warm-up
-	MemEnd      []procSample // per relay, after the sweep's overload
+	Env          envInfo
+	Plan         plan
+	Ceiling      float64      // the sender's ceiling on the direct path, datagrams/s
+	CeilingSteps []stepResult // the search for it
+	Rates        []planStep   // the offered rates, the ceiling last
+	// Steps holds, by path name, one step per rate of Rates; Drops the
+	// drop counters that moved during each.
+	Steps      map[string][]stepResult
+	Drops      map[string][]counterSet
+	Idle       map[string]idleResult   // by relay pair
+	RelayNames map[string][]string     // by relay pair
+	MemWarm    map[string][]procSample // per SnowSignal pair, per relay, after the warm-up
+	MemEnd     map[string][]procSample // per SnowSignal pair, per relay, after the ceiling's overload
+	// Candidate names the path of a second SnowSignal binary (-compare),
+	// measured in the same run; empty if none.
+	Candidate   string
 	StatsSocket bool
 	Problems    []string // relay log lines at warning or above
 }
 
-// Targets from the issue, checked here and never in unit tests.
+// paths are the path names in the order the results show them.
+func (r *results) paths() []string {
+	p := []string{pathDirect, pathReference, pathSnowSignal}
+	if r.Candidate != "" {
+		p = append(p, r.Candidate)
+	}
+	return p
+}
+
+// relayPaths are the SnowSignal paths: SnowSignal and the candidate.
+func (r *results) relayPaths() []string { return r.paths()[2:] }
+
+// Targets of issue 11, checked here and never in unit tests: SnowSignal
+// against the reference pair and the direct path of the same run.
 const (
-	targetAddedP50   = 150 * time.Microsecond
-	targetAddedP99   = 350 * time.Microsecond
-	targetCPU1k      = 40e-6 // s per datagram, both relays
-	targetCPU20k     = 15e-6
+	minDelivered     = 0.99
+	targetP99        = 10 * time.Millisecond // through two relays, at any rate up to the ceiling
+	targetCPURatio1k = 1.5                   // CPU per datagram, SnowSignal / reference, at 1k/s
+	targetCPURatio20 = 1.3                   // and at 20k/s
+	targetAddedP50   = 80 * time.Microsecond // over direct, at 1k/s
+	targetAddedP99   = 200 * time.Microsecond
 	targetRSSKiB     = 20 << 10
 	targetIdleCPU    = 0.002 // CPU seconds per second, both relays: "≈ 0"
-	aimP50OverDirect = 40 * time.Microsecond
 )
 
-func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
+func us(d time.Duration) string {
+	if d >= 10*time.Millisecond {
+		return fmt.Sprintf("%.1f ms", float64(d)/1e6)
+	}
+	return fmt.Sprintf("%.0f µs", float64(d)/1e3)
+}
+
+// signed renders a difference of latencies with its sign, e.g. "+154 µs"
+// or "−75 µs".
+func signed(d time.Duration) string {
+	if d < 0 {
+		return "−" + us(-d)
+	}
+	return "+" + us(d)
+}
 
 func rate(r float64) string {
 	if r >= 1000 {
@@ -80,24 +108,29 @@ func yes(ok bool) string {
 	return "**not met**"
 }
 
-func (r *results) sweepCell(name string) string {
-	s := r.Paths[name].Sweep
-	if !s.Passed {
-		return "none passed"
+// ratio is a/b, or false when b is not a positive figure or a is missing.
+func ratio(a, b float64) (float64, bool) {
+	if b <= 0 || a < 0 || math.IsNaN(a) || math.IsNaN(b) || math.IsInf(a, 0) {
+		return 0, false
 	}
-	c := rate(s.Best.Achieved())
-	if s.SenderLimited {
-		c = "≥ " + c + " (sender limit)"
-	}
-	return c
+	return a / b, true
 }
 
-func latCell(s stepResult) string {
-	l := latencies(s.Recv.Latencies)
-	if !l.ok {
-		return "no data"
+// ratioCell renders a/b, or "—" when there is no ratio to give.
+func ratioCell(a, b float64) string {
+	if q, ok := ratio(a, b); ok {
+		return fmt.Sprintf("%.2f", q)
 	}
-	return fmt.Sprintf("%s / %s / %s", us(l.P50), us(l.P99), us(l.Max))
+	return "—"
+}
+
+// cpuUS is the CPU per datagram of the step's relays in µs, or -1 when the
+// path has none.
+func cpuUS(s stepResult) float64 {
+	if c, ok := s.CPUPerDatagram(); ok {
+		return c * 1e6
+	}
+	return -1
 }
 
 func cpuCell(s stepResult, names []string) string {
@@ -106,32 +139,274 @@ func cpuCell(s stepResult, names []string) string {
 		return "—"
 	}
 	var parts []string
-	for i, d := range s.CPU {
-		parts = append(parts, fmt.Sprintf("%s %.1f", names[i], float64(d.RunNS)/1e3/float64(max(1, s.Send.Sent))))
-	}
 	var ticks uint64
-	for _, d := range s.CPU {
+	for i, d := range s.CPU {
+		name := fmt.Sprintf("relay %d", i+1)
+		if i < len(names) {
+			name = names[i]
+		}
+		parts = append(parts, fmt.Sprintf("%s %.1f", name, float64(d.RunNS)/1e3/float64(max(1, s.Send.Sent))))
 		ticks += d.Ticks
 	}
-	return fmt.Sprintf("%.1f µs (%s; utime+stime %.0f µs)", c*1e6, strings.Join(parts, " + "),
+	var wait uint64
+	for _, d := range s.CPU {
+		wait += d.WaitNS
+	}
+	cell := fmt.Sprintf("%.1f µs (%s; utime+stime %.0f µs)", c*1e6, strings.Join(parts, " + "),
 		float64(ticks)*tickNS/1e3/float64(max(1, s.Send.Sent)))
+	if s.Wall > 0 && wait > 0 {
+		// Time ready but without a CPU, in ms per second of the step.
+		cell += fmt.Sprintf("; waited for a CPU %.0f ms/s", float64(wait)/1e6/s.Wall.Seconds())
+	}
+	return cell
+}
+
+// step returns the step of path at rate index i, and whether there is one.
+func (r *results) step(path string, i int) (stepResult, bool) {
+	st := r.Steps[path]
+	if i >= len(st) {
+		return stepResult{}, false
+	}
+	return st[i], true
+}
+
+// rateName names rate index i: its rate, or "ceiling (…)" for the last.
+func (r *results) rateName(i int) string {
+	if i == len(r.Rates)-1 && r.Ceiling > 0 {
+		return "ceiling, " + rate(r.Rates[i].Rate)
+	}
+	return rate(r.Rates[i].Rate)
+}
+
+// refCost sums up the reference pair's CPU per datagram at the fixed
+// rates: the figure to compare machines by.
+func (r *results) refCost() string {
+	var parts []string
+	for i := range r.Rates {
+		s, ok := r.step(pathReference, i)
+		if c := cpuUS(s); ok && c >= 0 && i < len(r.Rates)-1 {
+			parts = append(parts, fmt.Sprintf("%.1f µs at %s", c, rate(r.Rates[i].Rate)))
+		}
+	}
+	if len(parts) == 0 {
+		return "not measured"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// sideBySide is the main table: per rate, a row per path and the ratios
+// SnowSignal / reference.
+func (r *results) sideBySide(b *bytes.Buffer) {
+	fmt.Fprintf(b, "| offered | path | sent | delivered | p50 | p99 | max | CPU per datagram, both relays | CPUs busy (of %d) |\n|---|---|---|---|---|---|---|---|---|\n", r.Env.NCPU)
+	for i := range r.Rates {
+		for j, name := range r.paths() {
+			s, ok := r.step(name, i)
+			if !ok {
+				continue
+			}
+			first := ""
+			if j == 0 {
+				first = r.rateName(i)
+			}
+			l := latencies(s.Recv.Latencies)
+			p50, p99, mx := "no data", "no data", "no data"
+			if l.ok {
+				p50, p99, mx = us(l.P50), us(l.P99), us(l.Max)
+			}
+			fmt.Fprintf(b, "| %s | %s | %s | %.2f %% | %s | %s | %s | %s | %.2f |\n", first, name, rate(s.Achieved()),
+				100*s.Delivered(), p50, p99, mx, cpuCell(s, r.RelayNames[name]), s.HostBusy)
+		}
+		for _, name := range r.relayPaths() {
+			x, okx := r.step(name, i)
+			f, okf := r.step(pathReference, i)
+			if okx && okf {
+				lx, lf := latencies(x.Recv.Latencies), latencies(f.Recv.Latencies)
+				fmt.Fprintf(b, "| | *%s / reference* | %s | %s | %s | %s | %s | %s | %s |\n", name,
+					ratioCell(x.Achieved(), f.Achieved()), ratioCell(x.Delivered(), f.Delivered()),
+					ratioCell(float64(lx.P50), float64(lf.P50)), ratioCell(float64(lx.P99), float64(lf.P99)),
+					ratioCell(float64(lx.Max), float64(lf.Max)), ratioCell(cpuUS(x), cpuUS(f)), ratioCell(x.HostBusy, f.HostBusy))
+			}
+		}
+	}
+	b.WriteString("\n")
+}
+
+// pairTable compares the relay pairs where the rates do not matter.
+func (r *results) pairTable(b *bytes.Buffer) {
+	pairs := r.paths()[1:]
+	head, sep := "| |", "|---|"
+	for _, name := range pairs {
+		head += " " + name + " |"
+		sep += "---|"
+	}
+	for _, name := range r.relayPaths() {
+		head += " " + name + " / reference |"
+		sep += "---|"
+	}
+	b.WriteString(head + "\n" + sep + "\n")
+	ir := r.Idle[pathReference]
+	row := "| idle CPU, both relays |"
+	for _, name := range pairs {
+		row += fmt.Sprintf(" %.2f ms/s |", r.Idle[name].PerSecond()*1e3)
+	}
+	for _, name := range r.relayPaths() {
+		row += " " + ratioCell(r.Idle[name].PerSecond(), ir.PerSecond()) + " |"
+	}
+	b.WriteString(row + "\n")
+	row = fmt.Sprintf("| peak RSS per relay (VmHWM) | in this process: %d KiB of buffers per relay |", refMemoryKiB)
+	for _, name := range r.relayPaths() {
+		var mem []string
+		for i, e := range r.MemEnd[name] {
+			relay := ""
+			if i < len(r.RelayNames[name]) {
+				relay = r.RelayNames[name][i]
+			}
+			warm := ""
+			if i < len(r.MemWarm[name]) {
+				warm = fmt.Sprintf("RSS %s after warm-up, ", mib(r.MemWarm[name][i].RSSKiB))
+			}
+			mem = append(mem, fmt.Sprintf("%s %s (%s%s after the ceiling: %s anonymous, %s the mapped binary)",
+				relay, mib(e.HWMKiB), warm, mib(e.RSSKiB), mib(e.AnonKiB), mib(e.FileKiB)))
+		}
+		row += " " + orDefault(strings.Join(mem, "; "), "not measured") + " |"
+	}
+	b.WriteString(row + strings.Repeat(" — |", len(r.relayPaths())) + "\n")
+	for i := range r.Rates {
+		if r.Rates[i].Rate < stormRate && i != len(r.Rates)-1 {
+			continue
+		}
+		direct := "—"
+		if i < len(r.Drops[pathDirect]) {
+			direct = r.Drops[pathDirect][i].String()
+		}
+		row := fmt.Sprintf("| counters that moved at %s (drops; coalescing pauses) (direct: %s) |", r.rateName(i), direct)
+		for _, name := range pairs {
+			if i < len(r.Drops[name]) {
+				row += " " + r.Drops[name][i].String() + " |"
+			} else {
+				row += " — |"
+			}
+		}
+		b.WriteString(row + strings.Repeat(" |", len(r.relayPaths())) + "\n")
+	}
+	b.WriteString("\n")
+}
+
+// target is one target of issue 11 and what the run measured for it.
+type target struct {
+	What, Measured string
+	Met            bool
+}
+
+// targets checks the targets of issue 11 on the run's figures.
+func (r *results) targets() []target {
+	var out []target
+	// Delivery: ≥ 99 % wherever the reference delivers ≥ 99 %, and at
+	// every fixed rate up to the storm's.
+	var misses []string
+	met := true
+	for i := range r.Rates {
+		x, okx := r.step(pathSnowSignal, i)
+		f, okf := r.step(pathReference, i)
+		if !okx || !okf {
+			met = false
+			continue
+		}
+		need := f.Delivered() >= minDelivered || (i < len(r.Rates)-1 && r.Rates[i].Rate <= stormRate)
+		if need && x.Delivered() < minDelivered {
+			met = false
+			misses = append(misses, fmt.Sprintf("%.2f %% at %s (reference %.2f %%)", 100*x.Delivered(), r.rateName(i), 100*f.Delivered()))
+		}
+	}
+	m := "≥ 99 % wherever needed"
+	if len(misses) > 0 {
+		m = strings.Join(misses, "; ")
+	}
+	out = append(out, target{"delivered ≥ 99 % wherever the reference delivers ≥ 99 %, and up to 40k/s", m, met})
+
+	var worst time.Duration
+	met = len(r.Steps[pathSnowSignal]) > 0
+	for i := range r.Rates {
+		x, ok := r.step(pathSnowSignal, i)
+		if !ok {
+			continue
+		}
+		l := latencies(x.Recv.Latencies)
+		worst = max(worst, l.P99)
+		if !l.ok || l.P99 > targetP99 {
+			met = false
+		}
+	}
+	out = append(out, target{"p99 ≤ 10 ms through two relays at every rate up to the ceiling", "worst p99 " + us(worst), met})
+
+	for _, t := range []struct {
+		i     int
+		limit float64
+	}{{0, targetCPURatio1k}, {1, targetCPURatio20}} {
+		if t.i >= len(r.Rates)-1 {
+			continue
+		}
+		x, _ := r.step(pathSnowSignal, t.i)
+		f, _ := r.step(pathReference, t.i)
+		q, ok := ratio(cpuUS(x), cpuUS(f))
+		m := "no data"
+		if ok {
+			m = fmt.Sprintf("%.2f × (%.1f µs vs %.1f µs)", q, cpuUS(x), cpuUS(f))
+		}
+		out = append(out, target{fmt.Sprintf("CPU per datagram, both relays, ≤ %.1f × the reference at %s", t.limit, rate(r.Rates[t.i].Rate)),
+			m, ok && q <= t.limit})
+	}
+	idle := r.Idle[pathSnowSignal].PerSecond()
+	out = append(out, target{"idle CPU ≈ 0 (≤ 2 ms/s), no busy polling", fmt.Sprintf("%.2f ms/s (reference %.2f ms/s)", idle*1e3,
+		r.Idle[pathReference].PerSecond()*1e3), r.Idle[pathSnowSignal].Wall > 0 && idle <= targetIdleCPU})
+
+	x, okx := r.step(pathSnowSignal, 0)
+	d, okd := r.step(pathDirect, 0)
+	lx, ld := latencies(x.Recv.Latencies), latencies(d.Recv.Latencies)
+	ok := okx && okd && lx.ok && ld.ok
+	out = append(out, target{fmt.Sprintf("latency at %s: p50 ≤ direct + 80 µs", r.rateName(0)),
+		fmt.Sprintf("%s (%s vs %s)", signed(lx.P50-ld.P50), us(lx.P50), us(ld.P50)), ok && lx.P50-ld.P50 <= targetAddedP50})
+	out = append(out, target{fmt.Sprintf("latency at %s: p99 ≤ direct + 200 µs", r.rateName(0)),
+		fmt.Sprintf("%s (%s vs %s)", signed(lx.P99-ld.P99), us(lx.P99), us(ld.P99)), ok && lx.P99-ld.P99 <= targetAddedP99})
+
+	var peak uint64
+	memWarm, memEnd := r.MemWarm[pathSnowSignal], r.MemEnd[pathSnowSignal]
+	flat := len(memEnd) > 0
+	for i, e := range memEnd {
+		peak = max(peak, e.HWMKiB)
+		// Flat: the overload added no more than what the readers' queues
+		// hold once a storm fills them (their bound, allocated on first
+		// use), plus a heap's worth of slack, 2 MiB. More would be memory
+		// that nothing bounds.
+		if i >= len(memWarm) || e.RSSKiB > memWarm[i].RSSKiB+readerQueuesKiB+2<<10 {
+			flat = false
+		}
+	}
+	out = append(out, target{"RSS ≤ 20 MiB per relay, flat under overload", "peak " + mib(peak), flat && peak > 0 && peak <= targetRSSKiB})
+	return out
 }
 
 // markdown renders the run as a dated section of docs/BENCHMARKS.md.
 func (r *results) markdown() string {
 	var b bytes.Buffer
-	d, x := r.Paths["direct"], r.Paths["relayed"]
 	e := r.Env
 	fmt.Fprintf(&b, "### %s — commit %s", e.When.Format("2006-01-02 15:04 MST"), e.Commit)
 	if e.Label != "" {
 		fmt.Fprintf(&b, " — %s", e.Label)
 	}
 	b.WriteString("\n\n")
+	fmt.Fprintf(&b, "Machine: kernel %s, %s, nproc %d; %s. The reference relay pair costs %s on it.\n\n",
+		e.Kernel, orDefault(e.CPU, "unknown CPU"), e.NCPU, e.GoVersion, r.refCost())
 	if e.Binary != "" {
-		fmt.Fprintf(&b, "Relay binary given with -bin (%s), not built from this tree. ", e.Binary)
+		fmt.Fprintf(&b, "SnowSignal binary given with -bin (%s), not built from this tree. ", e.Binary)
 	}
-	fmt.Fprintf(&b, "Kernel %s, %d × %s, %s, %s run (sweep steps of %s, latency runs of %s and %s).",
-		e.Kernel, e.NCPU, e.CPU, e.GoVersion, e.Mode, r.Plan.step, r.Plan.latency, r.Plan.latency20)
+	var ds []string
+	for _, st := range r.Rates {
+		ds = append(ds, st.D.String())
+	}
+	fmt.Fprintf(&b, "%s run: steps of %s; %d clients on each client segment, one `sendto` per 100-byte datagram to 10.77.0.255:%d, paced by the clock; the server reads with `recvmsg`.",
+		strings.ToUpper(e.Mode[:1])+e.Mode[1:], strings.Join(ds, ", "), clients, searchPort)
+	fmt.Fprintf(&b, " Sender's ceiling on the direct path: %s.", rate(r.Ceiling))
 	if e.RelayArgs != "" {
 		fmt.Fprintf(&b, " Extra relay arguments: `%s`.", e.RelayArgs)
 	}
@@ -141,100 +416,27 @@ func (r *results) markdown() string {
 	if e.Lab != "" {
 		fmt.Fprintf(&b, " Lab: %s.", e.Lab)
 	}
-	b.WriteString(" 100-byte datagrams to 10.77.0.255:5076.\n\n")
+	b.WriteString("\n\n")
+	r.sideBySide(&b)
+	r.pairTable(&b)
 
-	ld1, lx1 := latencies(d.Lat1k.Recv.Latencies), latencies(x.Lat1k.Recv.Latencies)
-	ld20, lx20 := latencies(d.Lat20k.Recv.Latencies), latencies(x.Lat20k.Recv.Latencies)
-	ratio := func(a, b float64) string {
-		if b == 0 {
-			return "—"
-		}
-		return fmt.Sprintf("%.2f", a/b)
+	b.WriteString("Targets of issue 11 on this machine:\n\n| target | measured | |\n|---|---|---|\n")
+	for _, t := range r.targets() {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", t.What, t.Measured, yes(t.Met))
 	}
-	b.WriteString("| measure | direct (no relay) | relayed (client → relay-a → relay-b → server) | relayed vs direct |\n|---|---|---|---|\n")
-	fmt.Fprintf(&b, "| highest rate with ≥ 99 %% delivered | %s | %s | %s |\n", r.sweepCell("direct"), r.sweepCell("relayed"),
-		ratio(x.Sweep.Best.Achieved(), d.Sweep.Best.Achieved()))
-	fmt.Fprintf(&b, "| delivered at %s offered (sent %s / %s) | %.2f %% | %.2f %% | %s |\n", rate(targetRate),
-		rate(d.Target.Achieved()), rate(x.Target.Achieved()), 100*d.Target.Delivered(), 100*x.Target.Delivered(),
-		ratio(x.Target.Delivered(), d.Target.Delivered()))
-	fmt.Fprintf(&b, "| latency p50 / p99 / max at 1k/s | %s | %s | +%s / +%s p50 / p99 |\n", latCell(d.Lat1k), latCell(x.Lat1k),
-		us(lx1.P50-ld1.P50), us(lx1.P99-ld1.P99))
-	fmt.Fprintf(&b, "| latency p50 / p99 / max at 20k/s | %s | %s | +%s / +%s p50 / p99 |\n", latCell(d.Lat20k), latCell(x.Lat20k),
-		us(lx20.P50-ld20.P50), us(lx20.P99-ld20.P99))
-	fmt.Fprintf(&b, "| latency p50 / p99 / max at %s | %s | %s | |\n", rate(targetRate), latCell(d.Target), latCell(x.Target))
-	for _, s := range []struct {
-		name string
-		st   stepResult
-	}{{"1k/s", x.Lat1k}, {"20k/s", x.Lat20k}, {rate(targetRate), x.Target}} {
-		fmt.Fprintf(&b, "| relay CPU per datagram, both relays, at %s | — | %s | |\n", s.name, cpuCell(s.st, r.RelayNames))
-	}
-	own := func(s stepResult) string {
-		return fmt.Sprintf("%.1f µs", float64(s.Own.Nanoseconds())/1e3/float64(max(1, s.Send.Sent)))
-	}
-	fmt.Fprintf(&b, "| reference: CPU per datagram of this program's sender and receiver (a wake-up, a send, a wake-up, a receive), at 1k/s / 20k/s / %s | %s / %s / %s | %s / %s / %s | |\n",
-		rate(targetRate), own(d.Lat1k), own(d.Lat20k), own(d.Target), own(x.Lat1k), own(x.Lat20k), own(x.Target))
-	var idle float64
-	var idleParts []string
-	for i, c := range r.Idle {
-		v := float64(c.RunNS) / 1e9 / r.IdleWall.Seconds()
-		idle += v
-		idleParts = append(idleParts, fmt.Sprintf("%s %.2f", r.RelayNames[i], v*1e3))
-	}
-	fmt.Fprintf(&b, "| relay idle CPU | — | %.2f ms/s (%s) | |\n", idle*1e3, strings.Join(idleParts, " + "))
-	var mem []string
-	var maxHWM uint64
-	for i := range r.MemEnd {
-		e := r.MemEnd[i]
-		mem = append(mem, fmt.Sprintf("%s %s (RSS %s after warm-up, %s after overload: %s anonymous, %s the mapped binary)",
-			r.RelayNames[i], mib(e.HWMKiB), mib(r.MemWarm[i].RSSKiB), mib(e.RSSKiB), mib(e.AnonKiB), mib(e.FileKiB)))
-		maxHWM = max(maxHWM, e.HWMKiB)
-	}
-	fmt.Fprintf(&b, "| relay peak RSS (VmHWM) | — | %s | |\n", strings.Join(mem, "; "))
-	fmt.Fprintf(&b, "| drop counters that moved at %s | %s | %s | |\n", rate(targetRate), d.TargetDrops, x.TargetDrops)
-	fmt.Fprintf(&b, "| drop counters that moved during the sweep (overload included) | %s | %s | |\n\n", d.SweepDrops, x.SweepDrops)
+	b.WriteString("\n")
 
-	b.WriteString("Targets of issue 6 on this machine:\n\n| target | measured | |\n|---|---|---|\n")
-	fmt.Fprintf(&b, "| ≥ 99 %% delivered at %s through two relays | %.2f %% at %s sent | %s |\n", rate(targetRate),
-		100*x.Target.Delivered(), rate(x.Target.Achieved()), yes(x.Target.Delivered() >= minDelivered && !x.Target.senderLimited()))
-	fmt.Fprintf(&b, "| aim: relay never the bottleneck (≥ 99 %% at what the direct path sustains) | %s relayed vs %s direct | %s |\n",
-		r.sweepCell("relayed"), r.sweepCell("direct"), yes(x.Sweep.Passed && x.Sweep.Best.Achieved() >= 0.95*d.Sweep.Best.Achieved()))
-	fmt.Fprintf(&b, "| added latency p50 ≤ 150 µs at 1k/s | +%s (end to end %s) | %s |\n", us(lx1.P50-ld1.P50), us(lx1.P50),
-		yes(lx1.ok && ld1.ok && lx1.P50-ld1.P50 <= targetAddedP50))
-	fmt.Fprintf(&b, "| added latency p99 ≤ 350 µs at 1k/s | +%s (end to end %s) | %s |\n", us(lx1.P99-ld1.P99), us(lx1.P99),
-		yes(lx1.ok && ld1.ok && lx1.P99-ld1.P99 <= targetAddedP99))
-	fmt.Fprintf(&b, "| aim: p50 within 40 µs of the direct path at 1k/s | +%s | %s |\n", us(lx1.P50-ld1.P50),
-		yes(lx1.ok && ld1.ok && lx1.P50-ld1.P50 <= aimP50OverDirect))
-	c1, _ := x.Lat1k.CPUPerDatagram()
-	c20, _ := x.Lat20k.CPUPerDatagram()
-	fmt.Fprintf(&b, "| CPU ≤ 40 µs per datagram, both relays, at 1k/s | %.1f µs | %s |\n", c1*1e6, yes(c1 > 0 && c1 <= targetCPU1k))
-	fmt.Fprintf(&b, "| CPU ≤ 15 µs per datagram, both relays, at 20k/s | %.1f µs | %s |\n", c20*1e6, yes(c20 > 0 && c20 <= targetCPU20k))
-	fmt.Fprintf(&b, "| idle CPU ≈ 0 (≤ 2 ms/s) | %.2f ms/s | %s |\n", idle*1e3, yes(idle <= targetIdleCPU))
-	flat := true
-	for i := range r.MemEnd {
-		// Flat: the overload added no more than what the readers' queues
-		// hold once a storm fills them (their bound, allocated on first
-		// use), plus a heap's worth of slack, 2 MiB. More would be memory
-		// that nothing bounds.
-		if r.MemEnd[i].RSSKiB > r.MemWarm[i].RSSKiB+readerQueuesKiB+2<<10 {
-			flat = false
-		}
-	}
-	fmt.Fprintf(&b, "| RSS ≤ 20 MiB per relay, flat under load and overload | peak %s | %s |\n\n", mib(maxHWM),
-		yes(maxHWM > 0 && maxHWM <= targetRSSKiB && flat))
-
-	var steps []stepResult
-	for _, name := range []string{"direct", "relayed"} {
-		pr := r.Paths[name]
-		steps = append(steps, pr.Lat1k, pr.Lat20k, pr.Target)
-		steps = append(steps, pr.Sweep.Steps...)
-	}
 	var sum, worst float64
-	for _, s := range steps {
-		sum += s.Foreign
-		worst = max(worst, s.Foreign)
+	var n int
+	for _, name := range r.paths() {
+		for _, s := range r.Steps[name] {
+			sum += s.Foreign
+			worst = max(worst, s.Foreign)
+			n++
+		}
 	}
 	fmt.Fprintf(&b, "Other programs used %.0f %% of the CPUs on average during the steps, %.0f %% at most in one step.",
-		100*sum/float64(max(1, len(steps))), 100*worst)
+		100*sum/float64(max(1, n)), 100*worst)
 	if worst > quietShare {
 		b.WriteString(" **The host was not quiet: the numbers above are pessimistic; rerun on an idle machine.**")
 	}
@@ -243,7 +445,7 @@ func (r *results) markdown() string {
 		b.WriteString("The relay had no `--stats-socket` in this build: its internal drop counters are not in the table; the kernel's are.\n\n")
 	}
 	if len(r.Problems) > 0 {
-		b.WriteString("Relay log lines at warning level or above during the run:\n\n```\n")
+		b.WriteString("SnowSignal log lines at warning level or above during the run:\n\n```\n")
 		for i, p := range r.Problems {
 			if i == 10 {
 				fmt.Fprintf(&b, "... and %d more\n", len(r.Problems)-10)
@@ -253,15 +455,23 @@ func (r *results) markdown() string {
 		}
 		b.WriteString("```\n\n")
 	}
-	b.WriteString("<details><summary>Sweep steps</summary>\n\n| path | offered | sent | delivered | relay CPU per datagram |\n|---|---|---|---|---|\n")
-	for _, name := range []string{"direct", "relayed"} {
-		for _, s := range r.Paths[name].Sweep.Steps {
-			cpu := "—"
-			if c, ok := s.CPUPerDatagram(); ok {
-				cpu = fmt.Sprintf("%.1f µs", c*1e6)
+	b.WriteString("<details><summary>The sender's ceiling, and this program's own CPU</summary>\n\n")
+	b.WriteString("| search step (direct) | offered | sent | delivered |\n|---|---|---|---|\n")
+	for i, s := range r.CeilingSteps {
+		fmt.Fprintf(&b, "| %d | %s | %s | %.2f %% |\n", i+1, rate(s.Offered), rate(s.Achieved()), 100*s.Delivered())
+	}
+	b.WriteString("\nCPU per datagram of the benchmark's senders and receiver (the reference relay's threads excluded):\n\n| offered | " +
+		strings.Join(r.paths(), " | ") + " |\n|---|" + strings.Repeat("---|", len(r.paths())) + "\n")
+	for i := range r.Rates {
+		var cells []string
+		for _, name := range r.paths() {
+			if s, ok := r.step(name, i); ok {
+				cells = append(cells, fmt.Sprintf("%.1f µs", float64(s.Own.Nanoseconds())/1e3/float64(max(1, s.Send.Sent))))
+			} else {
+				cells = append(cells, "—")
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %.2f %% | %s |\n", name, rate(s.Offered), rate(s.Achieved()), 100*s.Delivered(), cpu)
 		}
+		fmt.Fprintf(&b, "| %s | %s |\n", r.rateName(i), strings.Join(cells, " | "))
 	}
 	b.WriteString("\n</details>\n")
 	return b.String()

@@ -4,6 +4,7 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,6 +55,7 @@ func TestDropCountersFindsEveryNonZeroDrop(t *testing.T) {
 		"links": [{"name": "capture->decode", "packets": 9, "dropped_packets": 3, "dropped_batches": 1},
 		          {"name": "decode->filter", "dropped_packets": 0}],
 		"drops": {"duplicate": 2, "wrong_port": 0},
+		"coalesce": {"capture_pauses": 0, "listener_pauses": 7},
 		"kernel_drops": 1,
 		"peers": [{"addr": "10.77.0.2:7124", "tx_packets": 5}]
 	}`), &snap)
@@ -66,6 +68,7 @@ func TestDropCountersFindsEveryNonZeroDrop(t *testing.T) {
 		"links[capture->decode].dropped_batches": 1,
 		"drops.duplicate":                        2,
 		"kernel_drops":                           1,
+		"coalesce.listener_pauses":               7,
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %v, want %v", got, want)
@@ -117,5 +120,177 @@ func TestSoftnetAndHostCPU(t *testing.T) {
 	}
 	if h.Total == 0 || h.Busy > h.Total {
 		t.Errorf("host cpu %+v", h)
+	}
+}
+
+func TestRatio(t *testing.T) {
+	for _, c := range []struct {
+		a, b float64
+		want string
+	}{
+		{3, 2, "1.50"},
+		{0, 2, "0.00"},
+		{2, 0, "—"},  // nothing to divide by
+		{-1, 2, "—"}, // a figure that was not measured
+		{math.NaN(), 1, "—"},
+	} {
+		if got := ratioCell(c.a, c.b); got != c.want {
+			t.Errorf("ratioCell(%v, %v) = %q, want %q", c.a, c.b, got, c.want)
+		}
+	}
+}
+
+// fakeStep is a step of n datagrams sent at rate, got of them received
+// with latency lat each, and relays costing cpu per datagram each.
+func fakeStep(rate float64, n, got int, lat time.Duration, cpu ...time.Duration) stepResult {
+	s := stepResult{Offered: rate, Send: sendResult{Sent: n, Elapsed: time.Duration(float64(n) / rate * 1e9)}}
+	s.Recv.Got = got
+	for range got {
+		s.Recv.Latencies = append(s.Recv.Latencies, int64(lat))
+	}
+	for _, c := range cpu {
+		s.CPU = append(s.CPU, cpuDelta{RunNS: uint64(c) * uint64(n)})
+	}
+	return s
+}
+
+func fakeResults() *results {
+	r := &results{
+		Env:     envInfo{When: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC), Kernel: "6.18", CPU: "Test CPU", NCPU: 2, GoVersion: "go1.26", Commit: "abc", Mode: "quick"},
+		Ceiling: 50e3,
+		Rates:   []planStep{{1e3, time.Second}, {20e3, time.Second}, {40e3, time.Second}, {50e3, time.Second}},
+		Steps:   map[string][]stepResult{},
+		Drops:   map[string][]counterSet{},
+		Idle: map[string]idleResult{
+			pathReference:  {CPU: []cpuDelta{{RunNS: 1e5}, {RunNS: 1e5}}, Wall: time.Second},
+			pathSnowSignal: {CPU: []cpuDelta{{RunNS: 3e5}, {RunNS: 1e5}}, Wall: time.Second},
+		},
+		RelayNames: map[string][]string{pathReference: {"ref-a", "ref-b"}, pathSnowSignal: {"relay-a", "relay-b"}},
+		MemWarm:    map[string][]procSample{pathSnowSignal: {{RSSKiB: 15 << 10}, {RSSKiB: 15 << 10}}},
+		MemEnd:     map[string][]procSample{pathSnowSignal: {{HWMKiB: 17 << 10, RSSKiB: 16 << 10}, {HWMKiB: 18 << 10, RSSKiB: 16 << 10}}},
+	}
+	us := time.Microsecond
+	for _, st := range r.Rates {
+		n := int(st.Rate)
+		r.Steps[pathDirect] = append(r.Steps[pathDirect], fakeStep(st.Rate, n, n, 40*us))
+		r.Steps[pathReference] = append(r.Steps[pathReference], fakeStep(st.Rate, n, n, 100*us, 20*us, 20*us))
+		got := n
+		if st.Rate >= 40e3 {
+			got = n * 3 / 4 // the lost quarter
+		}
+		r.Steps[pathSnowSignal] = append(r.Steps[pathSnowSignal], fakeStep(st.Rate, n, got, 200*us, 30*us, 30*us))
+		for _, p := range r.paths() {
+			r.Drops[p] = append(r.Drops[p], counterSet{})
+		}
+	}
+	r.Drops[pathSnowSignal][2] = counterSet{"relay-b stats links[listener->rewrite].dropped_packets": 10000}
+	return r
+}
+
+func TestSideBySideShowsEveryPathAndTheRatios(t *testing.T) {
+	md := fakeResults().markdown()
+	for _, want := range []string{
+		"kernel 6.18, Test CPU, nproc 2",
+		"The reference relay pair costs 40.0 µs at 1.0k/s, 40.0 µs at 20.0k/s, 40.0 µs at 40.0k/s",
+		"| 1.0k/s | direct | 1.0k/s | 100.00 % | 40 µs | 40 µs | 40 µs | — |",
+		"|  | reference | 1.0k/s | 100.00 % | 100 µs | 100 µs | 100 µs | 40.0 µs (ref-a 20.0 + ref-b 20.0; utime+stime 0 µs) |",
+		// SnowSignal / reference: sent, delivered, p50, p99, max, CPU.
+		"| | *SnowSignal / reference* | 1.00 | 1.00 | 2.00 | 2.00 | 2.00 | 1.50 |",
+		"| 40.0k/s | direct |",
+		"| | *SnowSignal / reference* | 1.00 | 0.75 | 2.00 | 2.00 | 2.00 | 1.50 |",
+		"| ceiling, 50.0k/s | direct |",
+		"| idle CPU, both relays | 0.20 ms/s | 0.40 ms/s | 2.00 |",
+		"relay-b stats links[listener->rewrite].dropped_packets 10000",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestTargets(t *testing.T) {
+	got := map[string]bool{}
+	for _, tg := range fakeResults().targets() {
+		got[tg.What] = tg.Met
+	}
+	want := map[string]bool{
+		"delivered ≥ 99 % wherever the reference delivers ≥ 99 %, and up to 40k/s": false, // 75 % at 40k/s
+		"p99 ≤ 10 ms through two relays at every rate up to the ceiling":           true,
+		"CPU per datagram, both relays, ≤ 1.5 × the reference at 1.0k/s":           true, // 1.50 exactly
+		"CPU per datagram, both relays, ≤ 1.3 × the reference at 20.0k/s":          false,
+		"idle CPU ≈ 0 (≤ 2 ms/s), no busy polling":                                 true,
+		"latency at 1.0k/s: p50 ≤ direct + 80 µs":                                  false, // +160 µs
+		"latency at 1.0k/s: p99 ≤ direct + 200 µs":                                 true,
+		"RSS ≤ 20 MiB per relay, flat under overload":                              true,
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d targets, want %d: %v", len(got), len(want), got)
+	}
+	for k, v := range want {
+		if m, ok := got[k]; !ok || m != v {
+			t.Errorf("%q: met %v (present %v), want %v", k, m, ok, v)
+		}
+	}
+}
+
+func TestSignedAndUnits(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{154 * time.Microsecond, "+154 µs"},
+		{-75 * time.Microsecond, "−75 µs"},
+		{0, "+0 µs"},
+		{42 * time.Millisecond, "+42.0 ms"}, // from 10 ms on, in ms
+	} {
+		if got := signed(c.d); got != c.want {
+			t.Errorf("signed(%v) = %q, want %q", c.d, got, c.want)
+		}
+	}
+}
+
+func TestCandidateGetsItsOwnRowsAndRatios(t *testing.T) {
+	r := fakeResults()
+	r.Candidate = "shorter links"
+	for range r.Rates {
+		n := 20000
+		r.Steps[r.Candidate] = append(r.Steps[r.Candidate], fakeStep(20e3, n, n, 50*time.Microsecond, 10*time.Microsecond, 10*time.Microsecond))
+		r.Drops[r.Candidate] = append(r.Drops[r.Candidate], counterSet{})
+	}
+	r.Idle[r.Candidate] = idleResult{CPU: []cpuDelta{{RunNS: 1e5}}, Wall: time.Second}
+	md := r.markdown()
+	for _, want := range []string{
+		"|  | shorter links | 20.0k/s | 100.00 % | 50 µs |",
+		// against the reference's 100 µs and 40 µs per datagram.
+		"| | *shorter links / reference* | ", "| 0.50 | 0.50 | 0.50 | 0.50 |",
+		"| | reference | SnowSignal | shorter links | SnowSignal / reference | shorter links / reference |",
+		"| idle CPU, both relays | 0.20 ms/s | 0.40 ms/s | 0.10 ms/s | 2.00 | 0.50 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestQueueParsers(t *testing.T) {
+	packet := `sk               RefCnt Type Proto  Iface R Rmem   User   Inode
+0000000000000000 3      3    0003   2     1 0      0      1001
+0000000000000000 3      3    0000   2     0 832000 0      1002
+`
+	if n, err := packetRmem(packet); err != nil || n != 832000 {
+		t.Errorf("packetRmem = %d, %v; want 832000", n, err)
+	}
+	udp := `   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  100: 0200000A:1BD4 0100000A:1BD4 01 00000000:000CB200 00:00000000 00000000     0        0 1003 2 0000000000000000 0
+  101: 00000000:13D4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1004 2 0000000000000000 7
+`
+	if n, err := udpRxQueue(7124)(udp); err != nil || n != 0xCB200 {
+		t.Errorf("udpRxQueue(7124) = %d, %v; want %d", n, err, 0xCB200)
+	}
+	if _, err := udpRxQueue(9999)(udp); err == nil {
+		t.Error("no error for a port without a socket")
+	}
+	if n, err := udpDropsOf(udp, 5076); err != nil || n != 7 {
+		t.Errorf("udpDropsOf(5076) = %d, %v; want 7", n, err)
 	}
 }

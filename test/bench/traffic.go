@@ -4,19 +4,16 @@ package main
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"sync/atomic"
-	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/snowsignal/snowsignal/netio/mmsg"
+	"github.com/snowsignal/snowsignal/netio/netlab"
 )
 
 // Every benchmark datagram carries this header in its payload; the rest of
@@ -32,14 +29,10 @@ const (
 	headerLen   = 24
 )
 
-// maxBurst is how many datagrams one sendmmsg(2) carries at most: when the
-// pacing loop falls behind it catches up in bursts of up to this many.
-const maxBurst = 64
-
-// socketBuffer is the send and receive buffer of the benchmark's sockets
-// (set with SO_*BUFFORCE, which root may do past rmem_max): the receiver
-// must not be what drops datagrams.
-const socketBuffer = 8 << 20
+// receiveBuffer is the receiver's socket buffer (SO_RCVBUFFORCE, which root
+// may set past rmem_max): the receiver must not be what drops datagrams.
+// The senders' buffers are the kernel's default, as an EPICS client's are.
+const receiveBuffer = 16 << 20
 
 // A clock measures time on the monotonic clock from one origin, so that send
 // and receive times taken in different goroutines (and network namespaces,
@@ -48,55 +41,56 @@ type clock struct{ base time.Time }
 
 func (c clock) now() int64 { return int64(time.Since(c.base)) }
 
-// setBuffers raises a socket's buffers to socketBuffer.
-func setBuffers(rc syscall.RawConn) error {
-	var err error
-	cerr := rc.Control(func(fd uintptr) {
-		for _, o := range []int{unix.SO_RCVBUFFORCE, unix.SO_SNDBUFFORCE} {
-			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o, socketBuffer); e != nil {
-				err = os.NewSyscallError("setsockopt", e)
+// A sender is a storm of EPICS clients: one plain UDP socket per client
+// address, every datagram its own sendto(2) to the broadcast address,
+// paced by the clock. The sockets take turns, so each client sends
+// rate/len(fds).
+type sender struct {
+	fds []int
+	to  unix.RawSockaddrInet4
+	clk clock
+	buf []byte
+}
+
+// newSender opens a broadcast socket in host for each of addrs, bound to
+// it, for datagrams to to (the segment's broadcast address and port).
+func newSender(h *netlab.Host, addrs []netip.Addr, to netip.AddrPort, clk clock) (*sender, error) {
+	s := &sender{clk: clk, buf: make([]byte, payloadSize)}
+	copy(s.buf, benchMagic)
+	for i := headerLen; i < payloadSize; i++ {
+		s.buf[i] = byte(i)
+	}
+	s.to.Family = unix.AF_INET
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&s.to.Port))[:], to.Port())
+	s.to.Addr = to.Addr().As4()
+	err := h.Do(func() error {
+		for _, a := range addrs {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("socket: %w", err)
+			}
+			s.fds = append(s.fds, fd)
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BROADCAST, 1); err != nil {
+				return fmt.Errorf("setsockopt SO_BROADCAST: %w", err)
+			}
+			if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: a.As4()}); err != nil {
+				return fmt.Errorf("bind %v: %w", a, err)
 			}
 		}
+		return nil
 	})
-	return errors.Join(cerr, err)
-}
-
-// A sender broadcasts paced benchmark datagrams from one UDP socket in
-// batched sendmmsg(2) calls. The socket is created in the client's
-// namespace; the sending thread may be any.
-type sender struct {
-	conn *net.UDPConn
-	rc   syscall.RawConn
-	to   netip.AddrPort
-	clk  clock
-	mm   *mmsg.Batch
-	bufs [][]byte
-
-	// for the write callback
-	off  int
-	errs int
-	wfn  func(fd uintptr) bool
-}
-
-func newSender(conn *net.UDPConn, to netip.AddrPort, clk clock) (*sender, error) {
-	rc, err := conn.SyscallConn()
 	if err != nil {
-		return nil, fmt.Errorf("sender: %w", err)
+		s.close()
+		return nil, fmt.Errorf("sender in %s: %w", h.Name, err)
 	}
-	if err := setBuffers(rc); err != nil {
-		return nil, fmt.Errorf("sender: %w", err)
-	}
-	s := &sender{conn: conn, rc: rc, to: to, clk: clk, mm: mmsg.NewBatch(maxBurst)}
-	for range maxBurst {
-		b := make([]byte, payloadSize)
-		copy(b, benchMagic)
-		for i := headerLen; i < len(b); i++ {
-			b[i] = byte(i)
-		}
-		s.bufs = append(s.bufs, b)
-	}
-	s.wfn = s.write
 	return s, nil
+}
+
+func (s *sender) close() {
+	for _, fd := range s.fds {
+		unix.Close(fd)
+	}
+	s.fds = nil
 }
 
 // sendResult is what one paced run sent.
@@ -104,7 +98,7 @@ type sendResult struct {
 	Sent    int           // datagrams the kernel took
 	Errors  int           // datagrams the kernel refused
 	Elapsed time.Duration // from the first send to the last
-	Calls   int           // sendmmsg(2) calls
+	Wakeups int           // sleeps the pacing loop woke from
 }
 
 // Rate is the rate the sender achieved.
@@ -116,9 +110,10 @@ func (r sendResult) Rate() float64 {
 }
 
 // run sends n datagrams of step at rate per second, paced by time: datagram
-// i is due at i/rate after the start, and every wake-up sends all that are
-// due (up to maxBurst per call). It gives up at limit, so a sender that
-// cannot keep up still ends in bounded time.
+// i is due at i/rate after the start. The loop sleeps to the next due time
+// and, on waking, sends every datagram that is due, each with its own
+// sendto(2). It gives up at limit, so a sender that cannot keep up still
+// ends in bounded time.
 //
 // It runs on a thread of its own with a timer slack of 1 ns: Go's timers
 // sleep at least about a millisecond here, and the default 50 µs slack of
@@ -139,9 +134,7 @@ func (s *sender) run(step uint32, rate float64, n int, limit time.Duration) send
 
 func (s *sender) loop(step uint32, rate float64, n int, limit time.Duration) sendResult {
 	var r sendResult
-	for _, b := range s.bufs {
-		binary.BigEndian.PutUint32(b[4:8], step)
-	}
+	binary.BigEndian.PutUint32(s.buf[4:8], step)
 	start := time.Now()
 	sent := 0
 	for sent < n {
@@ -150,69 +143,47 @@ func (s *sender) loop(step uint32, rate float64, n int, limit time.Duration) sen
 			break
 		}
 		due := min(int(el.Seconds()*rate)+1, n) // datagram 0 is due at once
-		k := due - sent
-		if k <= 0 {
+		if due <= sent {
 			next := time.Duration(float64(sent) / rate * 1e9)
 			ts := unix.NsecToTimespec(int64(next - el))
 			_ = unix.Nanosleep(&ts, nil)
+			r.Wakeups++
 			continue
 		}
-		k = min(k, maxBurst)
-		ok, errs := s.send(sent, k)
-		r.Sent += ok
-		r.Errors += errs
-		r.Calls++
-		sent += k
+		for ; sent < due; sent++ {
+			if s.send(sent) {
+				r.Sent++
+			} else {
+				r.Errors++
+			}
+		}
 	}
 	r.Elapsed = time.Since(start)
 	return r
 }
 
-// send stamps and sends datagrams seq...seq+k-1 and reports how many the
-// kernel took and refused.
-func (s *sender) send(seq, k int) (sent, refused int) {
-	s.mm.Reset()
-	now := s.clk.now()
-	for i := range k {
-		b := s.bufs[i]
-		binary.BigEndian.PutUint64(b[8:16], uint64(seq+i))
-		binary.BigEndian.PutUint64(b[16:24], uint64(now))
-		s.mm.Add(b, s.to)
-	}
-	s.off, s.errs = 0, 0
-	if err := s.rc.Write(s.wfn); err != nil {
-		return 0, k
-	}
-	return k - s.errs, s.errs
+// send stamps datagram seq and sends it from client seq mod len(fds).
+func (s *sender) send(seq int) bool {
+	binary.BigEndian.PutUint64(s.buf[8:16], uint64(seq))
+	binary.BigEndian.PutUint64(s.buf[16:24], uint64(s.clk.now()))
+	fd := s.fds[seq%len(s.fds)]
+	_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&s.buf[0])), uintptr(len(s.buf)),
+		0, uintptr(unsafe.Pointer(&s.to)), unix.SizeofSockaddrInet4)
+	return e == 0
 }
 
-func (s *sender) write(fd uintptr) bool {
-	for s.off < s.mm.Len() {
-		n, err := s.mm.Send(fd, s.off)
-		switch {
-		case err == unix.EAGAIN:
-			return false
-		case err == unix.EINTR:
-		case err != nil:
-			s.off++ // this datagram failed; go on with the rest
-			s.errs++
-		default:
-			s.off += n
-		}
-	}
-	return true
-}
-
-// A receiver counts the benchmark datagrams of one step arriving on a UDP
-// socket, in batched recvmmsg(2) calls, and records their one-way latency.
+// A receiver is an EPICS server's search socket: one UDP socket bound to
+// the port, a 16 MiB buffer, read by blocking recvmsg(2) calls of one
+// datagram each on a thread of its own. It counts the benchmark datagrams
+// of one step and records their one-way latency.
 type receiver struct {
-	conn  *net.UDPConn
-	rc    syscall.RawConn
-	clk   clock
-	rd    *mmsg.Reader
-	bufs  [][]byte
-	sizes []int
+	fd  int
+	clk clock
+	buf []byte
+	iov unix.Iovec
+	msg unix.Msghdr
 
+	stop atomic.Bool
 	// Step state, owned by the receiving goroutine between begin and end.
 	step    uint32
 	seen    []uint64 // bitmap of sequence numbers
@@ -225,20 +196,44 @@ type receiver struct {
 	done    chan struct{}
 }
 
-func newReceiver(conn *net.UDPConn, clk clock) (*receiver, error) {
-	rc, err := conn.SyscallConn()
+// receiverPoll is how long a blocked recvmsg(2) waits before the receiver
+// looks whether its step has ended (SO_RCVTIMEO).
+const receiverPoll = 20 * time.Millisecond
+
+// newReceiver opens the receiving socket on port in host.
+func newReceiver(h *netlab.Host, port uint16, clk clock) (*receiver, error) {
+	r := &receiver{clk: clk, buf: make([]byte, 2048)}
+	err := h.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("socket: %w", err)
+		}
+		tv := unix.NsecToTimeval(int64(receiverPoll))
+		for _, err := range []error{
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1),
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, receiveBuffer),
+			unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv),
+			unix.Bind(fd, &unix.SockaddrInet4{Port: int(port)}),
+		} {
+			if err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("socket setup: %w", err)
+			}
+		}
+		r.fd = fd
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("receiver: %w", err)
+		return nil, fmt.Errorf("receiver in %s: %w", h.Name, err)
 	}
-	if err := setBuffers(rc); err != nil {
-		return nil, fmt.Errorf("receiver: %w", err)
-	}
-	r := &receiver{conn: conn, rc: rc, clk: clk, rd: mmsg.NewReader(maxBurst), sizes: make([]int, maxBurst)}
-	for range maxBurst {
-		r.bufs = append(r.bufs, make([]byte, 2048))
-	}
+	r.iov.Base = &r.buf[0]
+	r.iov.SetLen(len(r.buf))
+	r.msg.Iov = &r.iov
+	r.msg.SetIovlen(1)
 	return r, nil
 }
+
+func (r *receiver) close() { unix.Close(r.fd) }
 
 // begin starts receiving step, expecting at most n datagrams, keeping the
 // latency of each if latency is set.
@@ -260,8 +255,8 @@ func (r *receiver) begin(step uint32, n int, latency bool) {
 	r.dup, r.stale, r.foreign = 0, 0, 0
 	r.got.Store(0)
 	r.last.Store(r.clk.now())
+	r.stop.Store(false)
 	r.done = make(chan struct{})
-	_ = r.conn.SetReadDeadline(time.Time{})
 	go r.loop()
 }
 
@@ -276,7 +271,7 @@ type recvResult struct {
 
 // end stops receiving and returns what arrived.
 func (r *receiver) end() recvResult {
-	_ = r.conn.SetReadDeadline(time.Now())
+	r.stop.Store(true)
 	<-r.done
 	return recvResult{Got: int(r.got.Load()), Dup: r.dup, Stale: r.stale, Foreign: r.foreign, Latencies: r.lat}
 }
@@ -296,18 +291,20 @@ func (r *receiver) settle(want int, quiet, limit time.Duration) {
 	}
 }
 
+// loop reads until end is called. The thread is unlocked, not ended,
+// afterwards, for the reason sender.run gives.
 func (r *receiver) loop() {
 	defer close(r.done)
-	for {
-		n, _, err := r.rd.Read(r.rc, r.bufs, 0, r.sizes, nil)
-		if err != nil {
-			return // the deadline end set, or the socket closed
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for !r.stop.Load() {
+		n, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.msg)), 0)
+		if e != 0 {
+			continue // EAGAIN after receiverPoll, or EINTR
 		}
 		now := r.clk.now()
 		r.last.Store(now)
-		for i := range n {
-			r.account(r.bufs[i][:r.sizes[i]], now)
-		}
+		r.account(r.buf[:n], now)
 	}
 }
 

@@ -36,7 +36,7 @@ func checkInterface(name string, info *Iface, err error, names func() []string) 
 		for _, a := range info.Addrs {
 			all = append(all, describeAddr(a))
 		}
-		out = append(out, warn(check, "", "%d IPv4 addresses: %s; the relay uses the first one's subnet (%s)",
+		out = append(out, ok(check, "%d IPv4 addresses: %s; each relayed broadcast goes to its client's subnet (else %s's)",
 			n, strings.Join(all, ", "), info.Addrs[0].Prefix.Masked()))
 	}
 	if !info.Addrs[0].Broadcast.IsValid() {
