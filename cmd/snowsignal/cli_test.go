@@ -16,6 +16,7 @@ var runEnv = []string{
 	"DISCOVER", "SERVICENAME", "DISCOVERY_INTERVAL", "REBROADCAST_DESTINATION", "DEDUP_WINDOW",
 	"HELLO_INTERVAL", "ACCEPT_ANY_PEER", "MESH_KEY_FILE", "LOCAL_DELIVERY", "WAIT_FOR_INTERFACE", "INJECT_MARK",
 	"COALESCE",
+	"MESH_IPV6",
 }
 
 // cleanEnv unsets every variable of runEnv for the test, then sets kv
