@@ -69,3 +69,21 @@ func TestHelloCaps(t *testing.T) {
 	}
 	r.wantDrops(nil)
 }
+
+// TestOwnHelloIPv6Only: a relay without IPv4 hears its own ff02::1 hello
+// back from its ULA, which is not a peer: it is used, not an unknown_peer
+// drop (nor a discovery kick). Another source's hello still is.
+func TestOwnHelloIPv6Only(t *testing.T) {
+	r := newRig(t)
+	own := netip.MustParseAddr("fd00:77::2")
+	info := ourInfo()
+	info.Addr, info.Prefix, info.Broadcast = netip.Addr{}, netip.Prefix{}, netip.Addr{}
+	info.Addrs6 = []netip.Prefix{netip.PrefixFrom(own, 64)}
+	r.target.Store(info)
+	r.seg = segment.NewTable(0xaaaa, time.Minute)
+	hello := segment.PutHelloCaps(make([]byte, segment.HelloLen), 0xaaaa, ourMAC, mesh.CapIPv6)
+	r.one(netip.AddrPortFrom(own, 7124), hello)
+	r.wantDrops(nil)
+	r.one(netip.MustParseAddrPort("[fd00:77::99]:7124"), hello)
+	r.wantDrops(map[pipeline.Reason]uint64{pipeline.ReasonUnknownPeer: 1})
+}
