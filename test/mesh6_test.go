@@ -2,15 +2,18 @@ package test
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
+	"github.com/snowsignal/snowsignal/netio/mesh"
 	"github.com/snowsignal/snowsignal/netio/netlab"
 	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 	"github.com/snowsignal/snowsignal/test/harness"
@@ -219,5 +222,76 @@ func TestMesh6Hellos(t *testing.T) {
 		if s.Drops["unknown_peer"] != 0 {
 			t.Errorf("%s: %d unknown_peer drops: its own looped-back hellos?", tc.r.Host.Name, s.Drops["unknown_peer"])
 		}
+	}
+}
+
+// TestMesh6CapsReply: a relay answers a peer's capabilities request over
+// IPv6 with its own (none: no --ipv6), at once, one reply per second
+// however many requests come, each the request's size; the request counts
+// as the peer's announcement (stats: capabilities ipv6) and as no drop. A
+// truncated one is malformed_mesh; one from outside the peer set is
+// unknown_peer and not answered.
+func TestMesh6CapsReply(t *testing.T) {
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
+	for _, n := range []string{"relay-a", "relay-b"} {
+		addULA(t, l.Host(n), mesh6ULA[n], false)
+	}
+	stranger := netip.MustParseAddr("fd00:77::99")
+	addULA(t, l.Host("server"), stranger, false)
+	bin := harness.Binary(t)
+	b := harness.StartT(t, bin, l.Host("relay-b"), "--other-relays", mesh6ULA["relay-a"].String(), "--hello-interval", "0")
+	if _, err := b.WaitLog(labrelay.Msg("peer set changed", "stage", "discovery"), deliveryTimeout); err != nil {
+		t.Fatal(err)
+	}
+	// relay-a's mesh port, played by a test socket: a relay that asks.
+	udp6 := func(h *netlab.Host, a netip.Addr) *net.UDPConn {
+		var c *net.UDPConn
+		if err := h.Do(func() (err error) {
+			c, err = net.ListenUDP("udp6", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, meshPort)))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	peer := udp6(l.Host("relay-a"), mesh6ULA["relay-a"])
+	other := udp6(l.Host("server"), stranger)
+	relayB := netip.AddrPortFrom(mesh6ULA["relay-b"], meshPort)
+	req := mesh.PutCaps(make([]byte, mesh.CapsLen), mesh.Announce{ID: 0x0a0b0c0d, Caps: mesh.CapIPv6, WantReply: true})
+	for range 5 {
+		send(t, peer, req, relayB)
+	}
+	send(t, other, req, relayB)
+	send(t, peer, req[:mesh.CapsLen-1], relayB)
+
+	got := recvFor(t, peer, quietWait)
+	if len(got) != 1 {
+		t.Fatalf("peer got %d replies to 5 requests within %s, want 1", len(got), quietWait)
+	}
+	if got[0].from != relayB || len(got[0].payload) != len(req) {
+		t.Errorf("reply of %d bytes from %s, want %d bytes from %s", len(got[0].payload), got[0].from, len(req), relayB)
+	}
+	if a, err := mesh.ParseCaps(got[0].payload); err != nil || a.Caps != 0 || a.WantReply || a.ID == 0 {
+		t.Errorf("reply %+v (%v), want caps none, no reply wanted, a relay id", a, err)
+	}
+	if more := recvFor(t, other, 0); len(more) != 0 {
+		t.Errorf("a source outside the peer set got %d replies", len(more))
+	}
+	s := obsStats(t, bin, b)
+	if len(s.Peers) != 1 || s.Peers[0].Capabilities != "ipv6" {
+		t.Errorf("peers %+v, want the asking peer with capabilities ipv6", s.Peers)
+	}
+	for reason, n := range s.Drops {
+		want := map[string]uint64{"malformed_mesh": 1, "unknown_peer": 1}[reason]
+		if n != want {
+			t.Errorf("drops[%s] = %d, want %d", reason, n, want)
+		}
+	}
+	// A second later the peer is answered again.
+	time.Sleep(time.Second)
+	send(t, peer, req, relayB)
+	if got := recvFor(t, peer, quietWait); len(got) != 1 {
+		t.Errorf("%d replies to a request a second later, want 1", len(got))
 	}
 }
