@@ -80,9 +80,6 @@ func Listen(addr netip.AddrPort) (*Conn, error) {
 		return nil, fmt.Errorf("mesh socket %s: %w", addr, err)
 	}
 	uc := pc.(*net.UDPConn)
-	if err != nil {
-		return nil, fmt.Errorf("mesh socket %s: %w", addr, err)
-	}
 	rc, err := uc.SyscallConn()
 	if err != nil {
 		uc.Close()
@@ -103,8 +100,9 @@ func Listen(addr netip.AddrPort) (*Conn, error) {
 		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
 		if serr == nil && (network == "udp4" || a.IsUnspecified()) {
 			// Learn which peer answered with an ICMP error (see errqueue.go):
-			// IP_RECVERR for IPv4 peers, on a dual-stack socket too (per
-			// ipv6(7), IPv4 options apply to its IPv4 traffic).
+			// IP_RECVERR for IPv4 peers, on a dual-stack socket too, whose
+			// IPv4 datagrams take the IPv4 path (udpv6_sendmsg hands them to
+			// udp_sendmsg); TestDualStack sees the errors of both families.
 			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_RECVERR, 1)
 		}
 		if serr == nil && network == "udp6" {
