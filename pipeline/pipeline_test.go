@@ -10,6 +10,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
+
+	"github.com/snowsignal/snowsignal/netio/frame"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -248,5 +250,34 @@ func TestSupervisorGraceCancelsStuckConsumer(t *testing.T) {
 	sup.Run(ctx)
 	if el := time.Since(start); el > time.Second {
 		t.Errorf("stuck consumer held shutdown for %s", el)
+	}
+}
+
+// TestReasonNamesAndHints: every reason has a distinct label that
+// ReasonNamed finds again; link_local_source tells the operator what to fix
+// and is what frame.ErrLinkLocalSource maps to.
+func TestReasonNamesAndHints(t *testing.T) {
+	seen := map[string]bool{}
+	for r := Reason(0); r < NumReasons; r++ {
+		name := r.String()
+		if name == "" || name == "unknown" || seen[name] {
+			t.Errorf("reason %d: label %q empty, unknown or repeated", r, name)
+		}
+		seen[name] = true
+		if got, ok := ReasonNamed(name); !ok || got != r {
+			t.Errorf("ReasonNamed(%q) = %v, %v; want %v", name, got, ok, r)
+		}
+	}
+	if _, ok := ReasonNamed("no_such_reason"); ok {
+		t.Error("ReasonNamed found an unknown label")
+	}
+	if got := FrameReason(frame.ErrLinkLocalSource); got != ReasonLinkLocalSource || got.String() != "link_local_source" {
+		t.Errorf("FrameReason(ErrLinkLocalSource) = %v", got)
+	}
+	if h := ReasonLinkLocalSource.Hint(); h != "client uses a link-local source; give it a global or ULA address" {
+		t.Errorf("link_local_source hint %q", h)
+	}
+	if h := ReasonWrongPort.Hint(); h != "" {
+		t.Errorf("wrong_port has a hint %q, want none", h)
 	}
 }

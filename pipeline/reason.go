@@ -30,6 +30,7 @@ const (
 	ReasonNotUDP                           // inbound frame: IP protocol is not UDP
 	ReasonBadUDPLength                     // inbound frame: UDP length below 8 or not matching the IP payload
 	ReasonNeighbourInjection               // captured a frame another relay on our segment injected
+	ReasonLinkLocalSource                  // IPv6 source is link-local (fe80::/10): no server on another segment can answer it
 	NumReasons
 )
 
@@ -56,6 +57,32 @@ var reasonNames = [NumReasons]string{
 	ReasonNotUDP:             "not_udp",
 	ReasonBadUDPLength:       "bad_udp_length",
 	ReasonNeighbourInjection: "neighbour_injection",
+	ReasonLinkLocalSource:    "link_local_source",
+}
+
+// reasonHints tell the operator what to change, for the reasons whose cause
+// is a client's or host's setting rather than the network's doing.
+var reasonHints = [NumReasons]string{
+	ReasonLinkLocalSource: "client uses a link-local source; give it a global or ULA address",
+}
+
+// Hint returns what an operator should do about drops for r, or "" when the
+// reason needs no advice; `snowsignal stats` prints it beside the count.
+func (r Reason) Hint() string {
+	if r < NumReasons {
+		return reasonHints[r]
+	}
+	return ""
+}
+
+// ReasonNamed returns the reason whose label value is name.
+func ReasonNamed(name string) (Reason, bool) {
+	for r, n := range reasonNames {
+		if n == name {
+			return Reason(r), true
+		}
+	}
+	return NumReasons, false
 }
 
 // String returns the reason's stable label value.
@@ -73,8 +100,8 @@ func (r Reason) String() string {
 // and the mesh side use the same reasons.
 //
 // The IPv6 errors (frame.Decode6, frame.CheckSource6, frame.CheckGroup) map
-// onto the same reasons; see docs/IPV6.md. A link-local source is
-// bad_source until the stages add its own reason, link_local_source.
+// onto the same reasons (see docs/IPV6.md), except a link-local source,
+// which has its own, link_local_source: the operator must fix the client.
 func FrameReason(err error) Reason {
 	switch err {
 	case frame.ErrTruncated:
@@ -88,8 +115,10 @@ func FrameReason(err error) Reason {
 		return ReasonNotUDP
 	case frame.ErrBadUDPLength:
 		return ReasonBadUDPLength
-	case frame.ErrBadSource, frame.ErrLinkLocalSource:
+	case frame.ErrBadSource:
 		return ReasonBadSource
+	case frame.ErrLinkLocalSource:
+		return ReasonLinkLocalSource
 	case frame.ErrNotLinkScope, frame.ErrGroupNotRelayed:
 		return ReasonNotBroadcast
 	}

@@ -57,6 +57,42 @@ func TestDemo(t *testing.T) {
 	checkNoNamespaces(t, cmd.Process.Pid)
 }
 
+// TestDemoIPv6: `snowsignal demo --ipv6` adds the IPv6 step: a search from
+// the client's ULA address crosses once and is answered, one from its
+// link-local address is not relayed and is counted.
+func TestDemoIPv6(t *testing.T) {
+	netlabtest.Require(t)
+	bin := harness.Binary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), demoTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "demo", "--ipv6")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("snowsignal demo --ipv6: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"client fd00:77::11, relay-a fd00:77::1",
+		"snowsignal run -t eth0 --other-relays 10.77.0.2 --ipv6",
+		"searches by multicast to [ff02::1%eth0]:5076",
+		"the server received 1 copy from [fd00:77::11]:",
+		"the client received it. ✓",
+		"the server received nothing (not relayed: counted as link_local_source) ✓",
+		"dropped: link_local_source 1",
+		"Success: 5 broadcasts crossed",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if strings.Contains(string(out), "✗") {
+		t.Errorf("output shows a failed check")
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", out)
+	}
+	checkNoNamespaces(t, cmd.Process.Pid)
+}
+
 // TestDemoInterrupted: Ctrl-C while the relays run stops them, removes
 // every namespace and exits non-zero.
 func TestDemoInterrupted(t *testing.T) {

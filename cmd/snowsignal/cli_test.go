@@ -15,7 +15,7 @@ var runEnv = []string{
 	"TARGET_INTERFACE", "BDCAST_PORT", "MESH_PORT", "OTHER_RELAYS", "LOGLEVEL", "LOG_FORMAT",
 	"DISCOVER", "SERVICENAME", "DISCOVERY_INTERVAL", "REBROADCAST_DESTINATION", "DEDUP_WINDOW",
 	"HELLO_INTERVAL", "ACCEPT_ANY_PEER", "MESH_KEY_FILE", "LOCAL_DELIVERY", "WAIT_FOR_INTERFACE", "INJECT_MARK",
-	"COALESCE",
+	"COALESCE", "IPV6", "IPV6_GROUPS",
 	"MESH_IPV6",
 }
 
@@ -182,6 +182,8 @@ func TestRunErrors(t *testing.T) {
 		{"unknown log level -l", []string{"-l", "trace"}, nil, []string{"--log-level", "critical", "trace"}},
 		{"unknown log level from env", nil, []string{"LOGLEVEL", "WARN"}, []string{"--log-level", "warning"}},
 		{"link-local IPv6 peer", []string{"--other-relays", "fe80::1"}, nil, []string{"--other-relays", "fe80::1", "link-local"}},
+		{"IPv6 group site-scope", []string{"--ipv6", "--ipv6-group", "ff05::1"}, nil, []string{"--ipv6-group", "ff05::1", "not a link-scope", "ff02::/16"}},
+		{"IPv6 groups from env without IPV6", nil, []string{"IPV6_GROUPS", "ff02::1"}, []string{"--ipv6-group", "without --ipv6"}},
 		{"other-relays without a value", []string{"--other-relays"}, nil, []string{"--other-relays"}},
 		{"coalesce 20ms", []string{"--coalesce", "20ms"}, nil, []string{"--coalesce", "20ms", "out of range", "0 to disable", "10ms"}},
 		{"coalesce=-1ms", []string{"--coalesce=-1ms"}, nil, []string{"--coalesce", "-1ms", "out of range", "0 to disable", "10ms"}},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/netip"
 	"os"
 	"reflect"
 	"strings"
@@ -63,6 +64,10 @@ func TestConfigErrors(t *testing.T) {
 		{"no broadcast port", func(c *RunCmd) { c.BroadcastPort = []string{" , "} }, []string{"--broadcast-port", "at least one"}},
 		{"broadcast port equals mesh port", func(c *RunCmd) { c.BroadcastPort = []string{"5064", "7124"} }, []string{"--broadcast-port", "7124", "--mesh-port"}},
 		{"loopback IPv6 peer", func(c *RunCmd) { c.OtherRelays = []string{"10.0.0.1", "::1"} }, []string{"--other-relays", "::1", "unicast address of another host"}},
+		{"IPv6 group without --ipv6", func(c *RunCmd) { c.IPv6Group = []string{"ff02::1"} }, []string{"--ipv6-group", "without --ipv6"}},
+		{"IPv6 group not an address", func(c *RunCmd) { c.IPv6, c.IPv6Group = true, []string{"ff02::1,all-nodes"} }, []string{"--ipv6-group", `"all-nodes" is not an IPv6 address`, "ff02::/16"}},
+		{"IPv6 group IPv4", func(c *RunCmd) { c.IPv6, c.IPv6Group = true, []string{"224.0.0.1"} }, []string{"--ipv6-group", `"224.0.0.1" is not an IPv6 address`}},
+		{"IPv6 group not link-scope", func(c *RunCmd) { c.IPv6, c.IPv6Group = true, []string{"ff0e::1"} }, []string{"--ipv6-group", "ff0e::1", "not a link-scope", "ff02::/16"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid()
@@ -77,6 +82,29 @@ func TestConfigErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConfigIPv6: --ipv6 and --ipv6-group (IPV6, IPV6_GROUPS) reach the
+// config, groups by commas or repeated flags, kept once each in order; off
+// by default, with no groups.
+func TestConfigIPv6(t *testing.T) {
+	cleanEnv(t)
+	c := parseRun(t, "-t", "lo")
+	cfg, _, err := c.config()
+	if err != nil || cfg.IPv6 || cfg.IPv6Groups != nil {
+		t.Errorf("default: IPv6 %v groups %v (err %v), want off and none", cfg.IPv6, cfg.IPv6Groups, err)
+	}
+	c = parseRun(t, "-t", "lo", "--ipv6", "--ipv6-group", "ff02::1,ff02::1:3", "--ipv6-group", "ff02::1")
+	cfg, _, err = c.config()
+	if want := []netip.Addr{netip.MustParseAddr("ff02::1"), netip.MustParseAddr("ff02::1:3")}; err != nil || !cfg.IPv6 || !reflect.DeepEqual(cfg.IPv6Groups, want) {
+		t.Errorf("flags: IPv6 %v groups %v (err %v), want on and %v", cfg.IPv6, cfg.IPv6Groups, err, want)
+	}
+	cleanEnv(t, "IPV6", "true", "IPV6_GROUPS", "ff02::2,ff02::1")
+	c = parseRun(t, "-t", "lo")
+	cfg, _, err = c.config()
+	if want := []netip.Addr{netip.MustParseAddr("ff02::2"), netip.MustParseAddr("ff02::1")}; err != nil || !cfg.IPv6 || !reflect.DeepEqual(cfg.IPv6Groups, want) {
+		t.Errorf("environment: IPv6 %v groups %v (err %v), want on and %v", cfg.IPv6, cfg.IPv6Groups, err, want)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 // DemoCmd shows two relays at work in a lab of network namespaces.
 type DemoCmd struct {
 	Verbose     bool   `short:"v" help:"Also print the relays' log lines as they come."`
+	IPv6        bool   `name:"ipv6" help:"Also give the lab IPv6 (ULA) addresses and relay IPv6 searches to ff02::1 (--ipv6)."`
 	RelayBinary string `hidden:"" type:"path" placeholder:"PATH" help:"snowsignal binary the relays run (default: this program)."`
 }
 
@@ -30,7 +31,7 @@ func (d DemoCmd) Run(o *stdio) error {
 			return fmt.Errorf("demo: %w", err)
 		}
 	}
-	err := demo.Run(ctx, o.Out, bin, d.Verbose)
+	err := demo.Run(ctx, o.Out, bin, demo.Options{Verbose: d.Verbose, IPv6: d.IPv6})
 	if ctx.Err() != nil {
 		return errors.Join(errors.New("demo: interrupted"), err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -43,6 +44,8 @@ type RunCmd struct {
 	RateLimit              int           `env:"RATE_LIMIT" default:"0" placeholder:"PPS" help:"Packets per second each client (IP source) may have relayed, and each peer relay may have injected here; bursts of max(PPS, 128) pass. 0 disables." group:"tuning"`
 	PeerRateLimit          int           `env:"PEER_RATE_LIMIT" default:"0" placeholder:"PPS" help:"Per-peer limit instead of --rate-limit's, for the frames each peer relay may have injected here; a peer forwards all its segment's clients, so set it higher (0: as --rate-limit)." group:"tuning"`
 	Coalesce               time.Duration `env:"COALESCE" default:"150us" help:"Under sustained load (batches more often than one every two of these), a socket reader waits this long after each batch so that one wake-up carries several datagrams, like a network card's interrupt coalescing; it adds at most this much latency, and only then (0 disables)." group:"tuning"`
+	IPv6                   bool          `name:"ipv6" env:"IPV6" help:"Also relay IPv6 UDP datagrams sent to link-scope multicast groups (--ipv6-group) on the broadcast ports: IPv6 clients' searches." group:"net"`
+	IPv6Group              []string      `name:"ipv6-group" env:"IPV6_GROUPS" sep:"," placeholder:"GROUP" help:"IPv6 link-scope group (ff02::/16) relayed with --ipv6; repeat or separate with commas (default: ff02::1)." group:"net"`
 	InjectMark             uint32        `env:"INJECT_MARK" default:"0x534e4f57" hidden:"" help:"SO_MARK of the inject socket, recognised by the capture filter." group:"tuning"`
 
 	StatsSocket     string        `env:"STATS_SOCKET" default:"/run/snowsignal/snowsignal.sock" placeholder:"PATH" help:"Unix socket (mode 0660) that 'snowsignal stats' and 'snowsignal health' query; every relay on a host needs its own. Empty disables it." group:"obs" emptyenv:"keep"`
@@ -87,6 +90,7 @@ func (c *RunCmd) parse() (assembly.Config, []string, error) {
 		Coalesce:          c.Coalesce,
 		RateLimit:         c.RateLimit,
 		PeerRateLimit:     c.PeerRateLimit,
+		IPv6:              c.IPv6,
 		Observability:     c.observabilityConfig(),
 	}
 	cfg.MeshIPv6 = c.MeshIPv6
@@ -119,6 +123,17 @@ func (c *RunCmd) parse() (assembly.Config, []string, error) {
 	}
 	if s := strings.TrimSpace(c.ServiceName); s != "" && !slices.Contains(cfg.Discover, "tasks."+s) {
 		cfg.Discover = append(cfg.Discover, "tasks."+s)
+	}
+	for _, s := range c.IPv6Group {
+		for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+			g, err := netip.ParseAddr(f)
+			if err != nil || !g.Is6() || g.Is4In6() {
+				return cfg, warnings, fmt.Errorf("--ipv6-group: %q is not an IPv6 address (allowed: link-scope groups in ff02::/16, e.g. ff02::1)", f)
+			}
+			if !slices.Contains(cfg.IPv6Groups, g) {
+				cfg.IPv6Groups = append(cfg.IPv6Groups, g)
+			}
+		}
 	}
 	mode, err := rewrite.ParseDestMode(c.RebroadcastDestination)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/snowsignal/snowsignal/cmd/snowsignal/readout"
+	"github.com/snowsignal/snowsignal/pipeline"
 	"github.com/snowsignal/snowsignal/stages/shared/insight"
 )
 
@@ -116,6 +117,13 @@ func renderStats(w io.Writer, s, prev *readout.Snapshot) error {
 				p("\t%s", rate(n, b))
 			}
 			p("\n")
+		}
+	}
+	// What to do about the drops that a client's setting causes, below
+	// the table so its columns stay aligned.
+	for _, r := range reasons {
+		if why, ok := pipeline.ReasonNamed(r); ok && why.Hint() != "" {
+			p("%s: %s\n", r, why.Hint())
 		}
 	}
 

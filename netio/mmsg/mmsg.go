@@ -85,6 +85,23 @@ func (b *Batch) Add(buf []byte, to netip.AddrPort) bool {
 	return true
 }
 
+// AddLink describes one more datagram to send from buf on an AF_PACKET
+// socket with sa as its address (struct sockaddr_ll): per packet_snd, the
+// frame then leaves on sa's interface with sa's protocol as its
+// skb->protocol instead of the socket's bound one. It reports false when
+// the batch is full.
+func (b *Batch) AddLink(buf []byte, sa *unix.RawSockaddrLinklayer) bool {
+	if !b.Add(buf, netip.AddrPort{}) {
+		return false
+	}
+	i := b.n - 1
+	// names hold a sockaddr_in6 (28 bytes), which a sockaddr_ll (20) fits.
+	*(*unix.RawSockaddrLinklayer)(unsafe.Pointer(&b.names[i])) = *sa
+	b.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+	b.hdrs[i].hdr.Namelen = unix.SizeofSockaddrLinklayer
+	return true
+}
+
 // AddRecv describes one more buffer to receive into, asking the kernel for
 // the sender's address.
 func (b *Batch) AddRecv(buf []byte) bool {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -21,6 +22,22 @@ import (
 var baseSysctls = [][2]string{
 	{"net.ipv6.conf.all.disable_ipv6", "1"},
 	{"net.ipv6.conf.default.disable_ipv6", "1"},
+	{"net.ipv4.conf.all.rp_filter", "0"},
+	{"net.ipv4.conf.default.rp_filter", "0"},
+}
+
+// ipv6Sysctls replace baseSysctls in the hosts of a lab with IPv6: IPv6 on,
+// but no duplicate address detection (an address is usable the moment it
+// is added, where DAD would hold it tentative for a second) and no router
+// solicitations (there is no router); MLD reports remain, which a relay's
+// group membership needs.
+var ipv6Sysctls = [][2]string{
+	{"net.ipv6.conf.all.disable_ipv6", "0"},
+	{"net.ipv6.conf.default.disable_ipv6", "0"},
+	{"net.ipv6.conf.all.accept_dad", "0"},
+	{"net.ipv6.conf.default.accept_dad", "0"},
+	{"net.ipv6.conf.default.dad_transmits", "0"},
+	{"net.ipv6.conf.default.router_solicitations", "0"},
 	{"net.ipv4.conf.all.rp_filter", "0"},
 	{"net.ipv4.conf.default.rp_filter", "0"},
 }
@@ -66,9 +83,14 @@ func build(spec Spec, routed bool) (_ *Lab, err error) {
 			MAC:       hp.mac,
 			Broadcast: broadcastOf(sp.subnet),
 			Gateway:   sp.gateway,
+			IP6:       hp.addr6,
 			lab:       l,
 		}
-		if h.path, err = l.createNS(hp.name, baseSysctls, loUp); err != nil {
+		sysctls := baseSysctls
+		if p.ipv6.IsValid() {
+			sysctls = ipv6Sysctls
+		}
+		if h.path, err = l.createNS(hp.name, sysctls, loUp); err != nil {
 			return nil, err
 		}
 		l.hosts = append(l.hosts, h)
@@ -97,7 +119,7 @@ func build(spec Spec, routed bool) (_ *Lab, err error) {
 			bridges[sp.bridge] = idx
 		}
 		if !routed {
-			if err := isolateSegments(len(p.segments)); err != nil {
+			if err := isolateSegments(len(p.segments), p.ipv6.IsValid()); err != nil {
 				return err
 			}
 		}
@@ -147,7 +169,13 @@ func build(spec Spec, routed bool) (_ *Lab, err error) {
 			if h.Ifindex, err = configure(IfName, h.IP, h.Prefix, h.Gateway, true); err != nil {
 				return err
 			}
-			return waitOper([]string{IfName}, true)
+			if err := waitOper([]string{IfName}, true); err != nil {
+				return err
+			}
+			if h.IP6.IsValid() {
+				h.LinkLocal6, err = configure6(IfName, h.IP6)
+			}
+			return err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("lab: host %q: %w", h.Name, err)
@@ -261,6 +289,36 @@ func configure(name string, ip netip.Addr, subnet netip.Prefix, gw netip.Addr, d
 	return link.Attrs().Index, nil
 }
 
+// configure6 gives the interface, up, its IPv6 address (a /64, without
+// DAD) and waits for its link-local address, which the kernel adds from a
+// work queue once the link has carrier; it returns the link-local address.
+func configure6(name string, ip netip.Addr) (netip.Addr, error) {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("link %s: %w", name, err)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD}
+	if err := netlink.AddrAdd(link, addr); err != nil {
+		return netip.Addr{}, fmt.Errorf("add address %v to %s: %w", ip, name, err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		addrs, err := netlink.AddrList(link, netlink.FAMILY_V6)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("%s: addresses: %w", name, err)
+		}
+		for _, a := range addrs {
+			if ll, ok := netip.AddrFromSlice(a.IP); ok && ll.IsLinkLocalUnicast() && a.Flags&unix.IFA_F_TENTATIVE == 0 {
+				return ll, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return netip.Addr{}, fmt.Errorf("%s: no link-local address after 3s", name)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // defaultDst is 0.0.0.0/0: the netlink library needs a Dst (or a gateway)
 // for a device route.
 func defaultDst() *net.IPNet { return &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)} }
@@ -283,10 +341,18 @@ const (
 //	  }
 //	}
 //
+// With ipv6, UDP to IPv6 multicast is dropped between segments too:
+//
+//	meta iifgroup g meta oifgroup != g ether type ip6 ether daddr & ff:ff:00:00:00:00 == 33:33:00:00:00:00 ip6 nexthdr {udp, fragment} counter drop
+//
+// so an IPv6 search stops at its segment's edge as it does on a router,
+// while neighbour discovery and MLD (ICMPv6, also to 33:33:… groups) and
+// IPv6 unicast cross.
+//
 // The bridge runs the forward hook once per egress port of a flooded frame,
 // so a broadcast still reaches the ports of its own segment. ARP (ether type
 // 0x0806) and unicast cross, as on an overlay network.
-func isolateSegments(segments int) error {
+func isolateSegments(segments int, ipv6 bool) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("lab: nftables: %w", err)
@@ -323,6 +389,28 @@ func isolateSegments(segments int) error {
 		// frame to it is multicast, so comparing 3 bytes suffices.
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: match(0, 6, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})})
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: match(0, 3, []byte{0x01, 0x00, 0x5e})})
+		if !ipv6 {
+			continue
+		}
+		// The next header at offset 14+6: UDP (17) and a fragment header
+		// (44), which a fragmented UDP datagram carries. Hop-by-hop (0)
+		// is left: MLD reports carry one.
+		for _, nh := range []byte{17, 44} {
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyIIFGROUP, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: group},
+				&expr.Meta{Key: expr.MetaKeyOIFGROUP, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: group},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: 12, Len: 2},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x86, 0xdd}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: 0, Len: 2},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x33, 0x33}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: 14 + 6, Len: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nh}},
+				&expr.Counter{},
+				&expr.Verdict{Kind: expr.VerdictDrop},
+			}})
+		}
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("lab: nftables rules: %w", err)

@@ -102,6 +102,29 @@ func (h *Host) BroadcastUDP(laddr string) (*net.UDPConn, error) {
 	})
 }
 
+// ListenUDP6 is ListenUDP for IPv6 (a lab with Spec.IPv6): addr is
+// "[::]:5076", "[fd00:77::11]:0" or "[fe80::…%eth0]:0". A socket bound to
+// [::] receives what is sent to the groups the host is a member of on eth0,
+// ff02::1 among them.
+func (h *Host) ListenUDP6(addr string) (*net.UDPConn, error) {
+	var conn *net.UDPConn
+	err := h.Do(func() error {
+		pc, err := (&net.ListenConfig{}).ListenPacket(context.Background(), "udp6", addr)
+		if err != nil {
+			return err
+		}
+		conn = pc.(*net.UDPConn)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lab: %s: listen udp6 %s: %w", h.Name, addr, err)
+	}
+	if err := h.lab.track(conn); err != nil {
+		return nil, err
+	}
+	return conn, nil
+}
+
 func (h *Host) listenUDP(addr string, opt func(fd uintptr) error) (*net.UDPConn, error) {
 	lc := net.ListenConfig{}
 	if opt != nil {

@@ -292,6 +292,9 @@ type Host struct {
 	Gateway netip.Addr
 	// Ifindex of eth0 inside the namespace.
 	Ifindex int
+	// IP6 is eth0's IPv6 address in Spec.IPv6 (fd00:77::11 for 10.77.0.11),
+	// and LinkLocal6 its link-local one; both zero when IPv6 is off.
+	IP6, LinkLocal6 netip.Addr
 
 	lab  *Lab
 	path string // NetNSDir/NetNS

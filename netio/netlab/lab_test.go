@@ -600,3 +600,55 @@ func TestBuildTime(t *testing.T) {
 		t.Errorf("allocated %v, want 10.77.0.3 (lowest free)", got)
 	}
 }
+
+// TestSwarmIPv6: in a lab with IPv6, every host has its ULA address (read
+// as its IPv4 one) and a link-local one; a UDP datagram to ff02::1 stays
+// on its segment, counted by the switch, while IPv6 unicast (and the
+// neighbour discovery it needs) crosses both ways.
+func TestSwarmIPv6(t *testing.T) {
+	l := NewSwarmT(t, TwoSegmentSwarm6())
+	client, relayA, server, relayB := l.Host("client"), l.Host("relay-a"), l.Host("server"), l.Host("relay-b")
+	for name, want := range map[string]string{"client": "fd00:77::11", "relay-a": "fd00:77::1", "server": "fd00:77::21", "relay-b": "fd00:77::2"} {
+		if h := l.Host(name); h.IP6.String() != want || !h.LinkLocal6.IsLinkLocalUnicast() {
+			t.Errorf("%s: IPv6 %v link-local %v, want %s and fe80::/10", name, h.IP6, h.LinkLocal6, want)
+		}
+	}
+	listen6 := func(h *Host, addr string) *net.UDPConn {
+		c, err := h.ListenUDP6(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	la, ls, lb := listen6(relayA, "[::]:5076"), listen6(server, "[::]:5076"), listen6(relayB, "[::]:5076")
+	send := listen6(client, "["+client.IP6.String()+"]:0")
+	var before uint64
+	t.Run("multicast stays on its segment", func(t *testing.T) {
+		var err error
+		if before, err = l.SwitchDrops(); err != nil {
+			t.Fatal(err)
+		}
+		err = client.Do(func() error {
+			_, err := send.WriteToUDPAddrPort([]byte("search6"), netip.MustParseAddrPort("[ff02::1%eth0]:5076"))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		expect(t, "relay-a (same segment)", la, []byte("search6"), client.IP6)
+		expectNothing(t, map[string]*net.UDPConn{"server (other segment)": ls, "relay-b (other segment)": lb})
+		if after, err := l.SwitchDrops(); err != nil || after != before+2 {
+			t.Errorf("switch drops went from %d to %d (err %v), want 2 more (the ports of segment b)", before, after, err)
+		}
+	})
+	t.Run("unicast crosses both ways", func(t *testing.T) {
+		if _, err := send.WriteToUDPAddrPort([]byte("hello server"), netip.AddrPortFrom(server.IP6, port)); err != nil {
+			t.Fatal(err)
+		}
+		from := expect(t, "server", ls, []byte("hello server"), client.IP6)
+		if _, err := ls.WriteToUDPAddrPort([]byte("hello client"), from); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, "client", send, []byte("hello client"), server.IP6)
+	})
+}

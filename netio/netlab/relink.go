@@ -80,7 +80,12 @@ func (r *RemovedLink) Restore() error {
 				return err
 			}
 			h.Ifindex = idx
-			return waitOper([]string{IfName}, true)
+			if err := waitOper([]string{IfName}, true); err != nil || !h.IP6.IsValid() {
+				return err
+			}
+			// The link-local address comes from the MAC, which is the same.
+			_, err = configure6(IfName, h.IP6)
+			return err
 		})
 	}
 	if err == nil {

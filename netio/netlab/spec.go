@@ -17,6 +17,42 @@ type Spec struct {
 	// Segments in order. A Swarm lab needs at least one (two to be
 	// interesting); a Routed lab at least one.
 	Segments []SegmentSpec
+	// IPv6, if valid, is a /64 (a ULA such as fd00:77::/64) shared by every
+	// host of a Swarm lab, as Subnet is: IPv6 is then on in the hosts'
+	// namespaces (without duplicate address detection, so addresses are
+	// usable at once), each host has a link-local address and one of IPv6
+	// (see Host.IP6), and the switch drops UDP to IPv6 multicast between
+	// segments as it drops IPv4 broadcasts. Zero leaves IPv6 off everywhere,
+	// so the wire carries only the frames a test makes and ARP.
+	IPv6 netip.Prefix
+}
+
+// DefaultIPv6 is the ULA prefix of the test vectors' IPv6 lab: a host
+// 10.77.0.11 gets fd00:77::11 (see Host.IP6).
+var DefaultIPv6 = netip.MustParsePrefix("fd00:77::/64")
+
+// TwoSegmentSwarm6 is TwoSegmentSwarm with IPv6 on, in DefaultIPv6:
+//
+//	segment a: client fd00:77::11, relay-a fd00:77::1
+//	segment b: server fd00:77::21, relay-b fd00:77::2
+func TwoSegmentSwarm6() Spec {
+	s := TwoSegmentSwarm()
+	s.IPv6 = DefaultIPv6
+	return s
+}
+
+// ip6For gives a host its IPv6 address in p: the last byte of its IPv4
+// address, written in decimal, as the low 16 bits in hex (10.77.0.11 in
+// fd00:77::/64 is fd00:77::11), so the two addresses read alike. The last
+// byte is unique in a Swarm lab's subnet of /24 or longer; longer subnets
+// (/8 to /23) add the byte before it (10.77.1.11 is fd00:77::1:11).
+func ip6For(p netip.Prefix, v4 netip.Addr) netip.Addr {
+	b := p.Masked().Addr().As16()
+	a := v4.As4()
+	hex := func(d byte) uint16 { return uint16(d/100)<<8 | uint16(d/10%10)<<4 | uint16(d%10) }
+	lo, hi := hex(a[3]), hex(a[2])
+	b[12], b[13], b[14], b[15] = byte(hi>>8), byte(hi), byte(lo>>8), byte(lo)
+	return netip.AddrFrom16(b)
 }
 
 // SegmentSpec describes one segment: a broadcast domain.
@@ -99,6 +135,7 @@ func TwoSubnetRouted() Spec {
 // plan is a validated Spec with every name and address decided.
 type plan struct {
 	routed   bool
+	ipv6     netip.Prefix // the hosts' IPv6 /64; zero: IPv6 off
 	segments []segPlan
 	hosts    []hostPlan
 }
@@ -117,7 +154,8 @@ type hostPlan struct {
 	name   string
 	seg    int
 	addr   netip.Addr
-	port   string // switch-side veth
+	addr6  netip.Addr // zero: IPv6 off
+	port   string     // switch-side veth
 	mac    net.HardwareAddr
 	subnet netip.Prefix
 }
@@ -150,6 +188,15 @@ func makePlan(spec Spec, routed bool) (*plan, error) {
 	}
 	if routed && spec.Subnet.IsValid() {
 		return nil, errors.New("lab: a routed spec has one subnet per segment; leave Spec.Subnet zero")
+	}
+	if spec.IPv6.IsValid() {
+		if routed {
+			return nil, errors.New("lab: IPv6 is for Swarm labs only; leave Spec.IPv6 zero")
+		}
+		if !spec.IPv6.Addr().Is6() || spec.IPv6.Addr().Is4In6() || spec.IPv6.Bits() != 64 {
+			return nil, fmt.Errorf("lab: spec IPv6 prefix %v: want an IPv6 /64", spec.IPv6)
+		}
+		p.ipv6 = spec.IPv6.Masked()
 	}
 	var shared *addrPool
 	if !routed {
@@ -241,6 +288,9 @@ func makePlan(spec Spec, routed bool) (*plan, error) {
 			h.addr = a
 		}
 		h.mac = macFor(h.addr)
+		if p.ipv6.IsValid() {
+			h.addr6 = ip6For(p.ipv6, h.addr)
+		}
 	}
 	return p, nil
 }

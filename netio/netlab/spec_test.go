@@ -107,3 +107,30 @@ func TestPlanErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestPlanIPv6: hosts' IPv6 addresses read as their IPv4 ones; IPv6 is for
+// Swarm labs, on a /64.
+func TestPlanIPv6(t *testing.T) {
+	p, err := makePlan(TwoSegmentSwarm6(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range p.hosts {
+		if want := map[string]string{"client": "fd00:77::11", "relay-a": "fd00:77::1", "server": "fd00:77::21", "relay-b": "fd00:77::2"}[h.name]; h.addr6.String() != want {
+			t.Errorf("%s: %v, want %s", h.name, h.addr6, want)
+		}
+	}
+	if a := ip6For(DefaultIPv6, netip.MustParseAddr("10.77.1.255")); a.String() != "fd00:77::1:255" {
+		t.Errorf("10.77.1.255 -> %v, want fd00:77::1:255", a)
+	}
+	routed := TwoSubnetRouted()
+	routed.IPv6 = DefaultIPv6
+	if _, err := makePlan(routed, true); err == nil || !strings.Contains(err.Error(), "Swarm labs only") {
+		t.Errorf("routed with IPv6: %v", err)
+	}
+	wide := TwoSegmentSwarm()
+	wide.IPv6 = netip.MustParsePrefix("fd00:77::/48")
+	if _, err := makePlan(wide, false); err == nil || !strings.Contains(err.Error(), "want an IPv6 /64") {
+		t.Errorf("a /48: %v", err)
+	}
+}

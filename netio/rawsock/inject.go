@@ -30,6 +30,10 @@ type Injector struct {
 
 	retried bool // the frame at off failed once already
 
+	// to6 is the address IPv6 frames are sent to: the socket's interface
+	// with protocol ETH_P_IPV6 (see WriteBatch).
+	to6 unix.RawSockaddrLinklayer
+
 	// Dropped counts frames the kernel refused with ENOBUFS.
 	Dropped uint64
 }
@@ -52,7 +56,8 @@ func ListenInject(ifi *net.Interface, mark uint32) (*Injector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inject on %s: %w", ifi.Name, err)
 	}
-	in := &Injector{conn: conn, rc: rc, ifi: ifi, mm: mmsg.NewBatch(mmsg.MaxBatch)}
+	in := &Injector{conn: conn, rc: rc, ifi: ifi, mm: mmsg.NewBatch(mmsg.MaxBatch),
+		to6: unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(unix.ETH_P_IPV6), Ifindex: int32(ifi.Index)}}
 	in.wfn = in.writeFn
 	return in, nil
 }
@@ -62,11 +67,23 @@ func ListenInject(ifi *net.Interface, mark uint32) (*Injector, error) {
 // waits while the socket's send buffer is full. It returns how many frames
 // were sent and the error that stopped it, if any; frames after a failed
 // one are not sent.
+//
+// The socket is bound with ETH_P_IP, and per packet_snd a frame sent
+// without an address leaves with the bound protocol as skb->protocol,
+// which qdiscs, offloads and taps may trust. An IPv6 frame (EtherType
+// 0x86dd) is therefore sent with an address of its own, the interface with
+// ETH_P_IPV6, in the same sendmmsg: one socket, one mark, the batch's order
+// kept. (A second socket bound to ETH_P_IPV6 would split each mixed batch
+// into two calls and need its own mark and filter.)
 func (in *Injector) WriteBatch(bufs [][]byte) (int, error) {
 	sent := 0
 	for base := 0; base < len(bufs); base += in.mm.Cap() {
 		in.mm.Reset()
 		for _, b := range bufs[base:min(base+in.mm.Cap(), len(bufs))] {
+			if len(b) >= 14 && b[12] == 0x86 && b[13] == 0xdd {
+				in.mm.AddLink(b, &in.to6)
+				continue
+			}
 			in.mm.Add(b, netip.AddrPort{})
 		}
 		in.off, in.sent, in.err, in.retried = 0, 0, nil, false

@@ -8,6 +8,7 @@ package capture
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snowsignal/snowsignal/netio/iface"
+	"github.com/snowsignal/snowsignal/netio/mcast"
 	"github.com/snowsignal/snowsignal/netio/rawsock"
 	"github.com/snowsignal/snowsignal/pipeline"
 )
@@ -25,7 +27,10 @@ type Config struct {
 	// Interface is the target interface's name. It is looked up on every
 	// (re)start, so an interface that was removed and re-created is found.
 	Interface string
-	// Filter selects the frames the kernel delivers.
+	// Filter selects the frames the kernel delivers. With Filter.IPv6, the
+	// stage also joins Filter.IPv6Groups on the interface at every
+	// (re)start, so switches that snoop MLD deliver them, and leaves them
+	// when it stops.
 	Filter rawsock.FilterConfig
 }
 
@@ -65,6 +70,16 @@ func (s *Stage) Run(ctx context.Context) error {
 	}, nil)
 	if err != nil {
 		return err
+	}
+	if s.cfg.Filter.IPv6 {
+		// Re-joined on every start: re-creating the interface drops the
+		// memberships.
+		m, err := mcast.Join(info.Index, s.cfg.Filter.IPv6Groups)
+		if err != nil {
+			return fmt.Errorf("capture on %s: %w (is IPv6 disabled on %s?)", s.cfg.Interface, err, s.cfg.Interface)
+		}
+		defer m.Close()
+		s.log.Info().Str("groups", fmt.Sprint(m.Groups())).Msg("joined IPv6 groups")
 	}
 	sock, err := rawsock.ListenCapture(info.Interface(), s.cfg.Filter)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -130,5 +131,72 @@ func TestCaptureFollowsItsInterface(t *testing.T) {
 		}
 	case <-time.After(time.Second):
 		t.Fatal("Run did not return after cancel")
+	}
+}
+
+// TestCaptureJoinsIPv6Groups: with the IPv6 filter, the stage joins its
+// groups on the interface while it runs (the kernel lists the membership,
+// which sends MLD reports) and leaves them when it stops; meanwhile it
+// captures a search to one of them.
+func TestCaptureJoinsIPv6Groups(t *testing.T) {
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm6())
+	h := l.Host("relay-a")
+	group := netip.MustParseAddr("ff02::1:3")
+	pool := pipeline.NewPool(2048)
+	m := pipeline.NewMetrics()
+	out := pipeline.NewLink("capture->decode", 64, pipeline.Drop, pool)
+	var logs syncBuffer
+	s := New(Config{Interface: netlab.IfName, Filter: rawsock.FilterConfig{Ports: []uint16{5076}, IPv6: true,
+		IPv6Groups: []netip.Addr{group}}}, pool, out, m.Stage("capture"), m, nil, zerolog.New(&logs))
+	member := func() bool {
+		var in bool
+		err := h.Do(func() error {
+			b, err := os.ReadFile("/proc/thread-self/net/igmp6")
+			in = strings.Contains(string(b), "ff020000000000000000000000010003")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	if member() {
+		t.Fatal("ff02::1:3 joined before the stage runs")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Do(func() error { return s.Run(ctx) }) }()
+	for end := time.Now().Add(2 * time.Second); !s.Up() || !member(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			cancel()
+			t.Fatalf("not capturing and joined within 2s\n%s", logs.String())
+		}
+	}
+	cl, err := l.Host("client").ListenUDP6("[fd00:77::11]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = l.Host("client").Do(func() error {
+		_, err := cl.WriteToUDPAddrPort([]byte("search"), netip.AddrPortFrom(group.WithZone(netlab.IfName), 5076))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-out.C():
+		if len(b.Pkts) != 1 || b.Pkts[0].Len != 14+40+8+6 {
+			t.Errorf("captured %d frames, want the one search", len(b.Pkts))
+		}
+		pool.Put(b)
+	case <-time.After(2 * time.Second):
+		t.Error("the search to ff02::1:3 was not captured")
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run: %v", err)
+	}
+	if member() {
+		t.Error("ff02::1:3 still joined after the stage stopped")
 	}
 }

@@ -1,5 +1,6 @@
 // Package decode is the outbound pipeline's second stage: it parses each
-// captured frame as Ethernet/IPv4/UDP and drops, counted, what does not parse.
+// captured frame as Ethernet/IPv4/UDP (and, with --ipv6, Ethernet/IPv6/UDP)
+// and drops, counted, what does not parse.
 package decode
 
 import (
@@ -10,14 +11,21 @@ import (
 
 // Stage decodes frames in place; packets that survive carry their Frame.
 type Stage struct {
+	ipv6    bool
 	in, out *pipeline.Link
 	c       *pipeline.StageCounters
 	m       *pipeline.Metrics
 }
 
-// New returns a decode stage from in to out.
+// New returns a decode stage from in to out that decodes IPv4 frames only.
 func New(in, out *pipeline.Link, c *pipeline.StageCounters, m *pipeline.Metrics) *Stage {
 	return &Stage{in: in, out: out, c: c, m: m}
+}
+
+// NewIP returns a decode stage from in to out that decodes IPv6 frames too
+// when ipv6 is set (--ipv6); without it, an IPv6 frame is not_ipv4, as New's.
+func NewIP(ipv6 bool, in, out *pipeline.Link, c *pipeline.StageCounters, m *pipeline.Metrics) *Stage {
+	return &Stage{ipv6: ipv6, in: in, out: out, c: c, m: m}
 }
 
 // Run decodes until its input link is closed.
@@ -38,7 +46,13 @@ func (s *Stage) Handle(b *pipeline.Batch) error {
 }
 
 func (s *Stage) decode(p *pipeline.Packet) bool {
-	if err := p.Frame.Decode(p.Bytes()); err != nil {
+	var err error
+	if s.ipv6 {
+		err = p.Frame.DecodeIP(p.Bytes())
+	} else {
+		err = p.Frame.Decode(p.Bytes())
+	}
+	if err != nil {
 		s.m.Drop(pipeline.FrameReason(err), 1)
 		return false
 	}

@@ -7,6 +7,7 @@ package filter
 import (
 	"context"
 	"hash/maphash"
+	"net/netip"
 
 	"github.com/snowsignal/snowsignal/pipeline"
 	"github.com/snowsignal/snowsignal/stages/shared/dedup"
@@ -26,6 +27,9 @@ type Config struct {
 	// Limiter, if set, limits the frames each client (keyed by the IP
 	// source of the captured frame) gets forwarded (--rate-limit).
 	Limiter *ratelimit.Limiter
+	// Groups are the IPv6 groups relayed (--ipv6-group); the decode stage
+	// passes IPv6 frames only with --ipv6.
+	Groups []netip.Addr
 }
 
 // Stage filters decoded frames.
@@ -38,7 +42,7 @@ type Stage struct {
 // duplicate suppression, no relays known on our segment.
 func New(cfg Config, in, out *pipeline.Link, c *pipeline.StageCounters, m *pipeline.Metrics, d *dedup.Cache, seg *segment.Table, seed maphash.Seed) *Stage {
 	return &Stage{in: in, out: out, rules: rules.New(rules.Config{Ports: cfg.Ports, Fragments: cfg.Fragments,
-		Limiter: cfg.Limiter, Dedup: d, Segment: seg, Seed: seed, Observer: cfg.Observer}, c, m)}
+		Limiter: cfg.Limiter, Dedup: d, Segment: seg, Seed: seed, Observer: cfg.Observer, Groups: cfg.Groups}, c, m)}
 }
 
 // Run filters until its input link is closed.
@@ -62,10 +66,15 @@ func (s *Stage) Handle(b *pipeline.Batch) error {
 // The rate limit comes before fragment tracking, so the later fragments of a
 // first fragment that was refused are refused too (unmatched), and before
 // dedup, so a client's retry of a refused datagram is not taken for a
-// duplicate. A first fragment is followed only once its port passed.
+// duplicate. A first fragment is followed only once its port passed. An
+// IPv6 frame must also go to a relayed group, at the group's MAC (the
+// kernel's filter checks both already; these make the rule explicit and
+// counted).
 func (s *Stage) keep(p *pipeline.Packet) bool {
 	r := s.rules
 	if r.NotNeighbourInjection(p) &&
+		r.GroupEthernet(p) &&
+		r.RelayedGroup(p) &&
 		r.GoodSource(p) &&
 		r.WithinRate(p, p.Frame.Src) &&
 		r.Fragment(p) &&

@@ -95,6 +95,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	s.log.Info().Int("ifindex", info.Index).Bool("local_delivery", local != nil).Msg("injecting")
 
 	bufs := pipeline.NewBuffers() // each batch, as the sockets see it
+	var v4 [][]byte               // the IPv4 frames of a batch with IPv6 ones, for lo
 	var enobufs uint64
 	// A write waiting for socket buffer space must not hold up shutdown.
 	stopWrites := context.AfterFunc(ctx, func() { sock.SetWriteDeadline(time.Now()) })
@@ -108,12 +109,13 @@ func (s *Stage) Run(ctx context.Context) error {
 			s.cfg.Listeners.Active()
 		}
 		if local != nil && (s.cfg.Listeners == nil || s.cfg.Listeners.Present()) {
-			if _, lerr := local.WriteBatch(frames); lerr != nil {
+			if _, lerr := local.WriteBatch(localFrames(frames, &v4)); lerr != nil {
 				s.c.Errors.Add(1)
 				s.log.Debug().Err(lerr).Msg("local delivery failed")
 			}
 		}
 		clear(frames) // no reference to the batch outlives it
+		clear(v4)
 		s.pool.Put(b)
 		s.c.Out.Add(uint64(sent))
 		if d := sock.Dropped - enobufs; d > 0 {
@@ -135,6 +137,33 @@ func (s *Stage) Run(ctx context.Context) error {
 	}
 	return nil
 }
+
+// localFrames returns the frames of a batch that local delivery copies to
+// lo: the IPv4 ones. The kernel has no route for IPv6 multicast arriving on
+// lo (it counts such frames in Ip6InNoRoutes and drops them), so a copy of
+// an IPv6 frame would cost a write and deliver nothing; servers on the
+// relay's own host do not receive relayed IPv6 searches (docs/IPV6.md).
+// A batch of IPv4 frames only is returned as it is; otherwise the IPv4
+// frames are gathered in *buf, which is reused across batches.
+func localFrames(frames [][]byte, buf *[][]byte) [][]byte {
+	i := 0
+	for i < len(frames) && !isIPv6(frames[i]) {
+		i++
+	}
+	if i == len(frames) {
+		return frames
+	}
+	*buf = append((*buf)[:0], frames[:i]...)
+	for _, f := range frames[i+1:] {
+		if !isIPv6(f) {
+			*buf = append(*buf, f)
+		}
+	}
+	return *buf
+}
+
+// isIPv6 reports whether the Ethernet frame b carries IPv6.
+func isIPv6(b []byte) bool { return len(b) >= 14 && b[12] == 0x86 && b[13] == 0xdd }
 
 // openLocal opens the inject socket for local delivery on the loopback
 // interface. It carries no mark: the capture socket is not bound to lo.

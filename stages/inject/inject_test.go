@@ -59,3 +59,31 @@ func TestInjectDropsWhileItsInterfaceIsMissing(t *testing.T) {
 		t.Errorf("send_error drops %d, want 60", got)
 	}
 }
+
+// TestLocalFrames: local delivery copies the IPv4 frames of a batch, in
+// order, and no IPv6 one; a batch without IPv6 is passed as it is, and
+// gathering allocates nothing once the buffer has grown.
+func TestLocalFrames(t *testing.T) {
+	v4 := func(tag byte) []byte { b := make([]byte, 60); b[12], b[13], b[14] = 0x08, 0x00, tag; return b }
+	v6 := func(tag byte) []byte { b := make([]byte, 62); b[12], b[13], b[14] = 0x86, 0xdd, tag; return b }
+	var buf [][]byte
+	only4 := [][]byte{v4(1), v4(2)}
+	if got := localFrames(only4, &buf); len(got) != 2 || &got[0] != &only4[0] {
+		t.Errorf("IPv4 only: %d frames, or not the batch itself", len(got))
+	}
+	mixed := [][]byte{v4(1), v6(2), v4(3), v6(4), v6(5), v4(6)}
+	var got [][]byte
+	if n := testing.AllocsPerRun(10, func() { got = localFrames(mixed, &buf) }); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+	var tags []byte
+	for _, f := range got {
+		tags = append(tags, f[14])
+	}
+	if string(tags) != "\x01\x03\x06" {
+		t.Errorf("copied frames %v, want the IPv4 ones 1, 3, 6", tags)
+	}
+	if got := localFrames([][]byte{v6(1)}, &buf); len(got) != 0 {
+		t.Errorf("IPv6 only: %d frames copied, want none", len(got))
+	}
+}

@@ -1,8 +1,8 @@
 // Package rewrite is the inbound pipeline's second stage. It admits mesh
 // datagrams only from known peers, unwraps and validates the frame each one
 // carries, and turns it into a broadcast for this segment: Ethernet source
-// our MAC, destination ff:ff:ff:ff:ff:ff, IP source and UDP ports untouched,
-// valid IP and UDP checksums. Nothing that fails a check reaches the inject
+// our MAC, destination ff:ff:ff:ff:ff:ff (an IPv6 group's MAC with --ipv6),
+// IP source and UDP ports untouched, valid IP and UDP checksums. Nothing that fails a check reaches the inject
 // stage; every drop is counted under its reason.
 package rewrite
 
@@ -53,6 +53,11 @@ type Config struct {
 	// Limiter, if set, limits the frames each peer (keyed by the mesh
 	// datagram's source address) gets injected (--rate-limit).
 	Limiter *ratelimit.Limiter
+	// IPv6 accepts IPv6 frames to Groups (--ipv6); without it an IPv6 frame
+	// is dropped as not_ipv4.
+	IPv6 bool
+	// Groups are the IPv6 link-scope groups injected (--ipv6-group).
+	Groups []netip.Addr
 	// Probes, if set, answers `snowsignal doctor`'s probes, from any
 	// source (probe.go).
 	Probes *ProbeResponder
@@ -84,7 +89,7 @@ func New(cfg Config, in, out *pipeline.Link, target *iface.Current, t *peers.Tab
 	d *dedup.Cache, seg *segment.Table, seed maphash.Seed, c *pipeline.StageCounters, m *pipeline.Metrics, log zerolog.Logger) *Stage {
 	return &Stage{cfg: cfg, in: in, out: out, target: target, peers: t, opener: opener, segment: seg,
 		rules: rules.New(rules.Config{Ports: cfg.Ports, Fragments: cfg.Fragments, Limiter: cfg.Limiter,
-			Dedup: d, Segment: seg, Seed: seed, Observer: cfg.Observer}, c, m),
+			Dedup: d, Segment: seg, Seed: seed, Observer: cfg.Observer, Groups: cfg.Groups}, c, m),
 		log: log.With().Str("stage", c.Name()).Logger(), unknown: unknownSources{m: map[netip.Addr]uint64{}}}
 }
 
@@ -229,11 +234,18 @@ func (s *Stage) hello(src netip.Addr, b []byte) bool {
 // rewrite turns the frame into a broadcast for this segment: Ethernet
 // padding cut (the NIC pads again if needed), the --rebroadcast-destination
 // policy applied, Ethernet source our MAC and destination broadcast, IP and
-// UDP checksums valid. It cannot fail.
+// UDP checksums valid. An IPv6 frame keeps its group, goes to the group's
+// MAC (33:33:…) from ours, and gets a valid UDP checksum (mandatory in
+// IPv6); source, ports, hop limit and payload stay. It cannot fail.
 func (s *Stage) rewrite(p *pipeline.Packet) bool {
 	f := &p.Frame
 	p.Len = f.Len()
 	b := p.Bytes()
+	if f.IPv6 {
+		frame.SetMulticastEthernet(b, f.Dst, s.info.MAC)
+		f.FixChecksums(b)
+		return true
+	}
 	if dst, change := s.destination(f.Src, f.Dst); change {
 		f.SetDst(b, dst)
 	}

@@ -35,11 +35,31 @@ import (
 // the rules both directions share (stages/shared/rules). Bytes after the
 // IPv4 total length (Ethernet padding) are ignored, and cut before the frame
 // is injected.
+//
+// With --ipv6 an IPv6 frame is decoded too (frame.Decode6, whose errors map
+// onto the same reasons; without --ipv6 it is not_ipv4), and checked in the
+// same order: port and fragments (on the 32-bit fragment id) as above, the
+// destination one of the relayed link-scope groups (not_broadcast), the
+// source neither link-local (link_local_source) nor one no client can have
+// (bad_source), the MTU (too_big).
 func (s *Stage) validate(p *pipeline.Packet) bool {
 	p.Off += p.Len - len(s.fr)
 	p.Len = len(s.fr)
-	if err := p.Frame.Decode(s.fr); err != nil {
+	var err error
+	if s.cfg.IPv6 {
+		err = p.Frame.DecodeIP(s.fr)
+	} else {
+		err = p.Frame.Decode(s.fr)
+	}
+	if err != nil {
 		return s.rules.Refuse(pipeline.FrameReason(err))
+	}
+	if p.Frame.IPv6 {
+		return s.rules.RelayedPort(p) &&
+			s.rules.Fragment(p) &&
+			s.rules.RelayedGroup(p) &&
+			s.rules.GoodSource(p) &&
+			s.fitsMTU(p)
 	}
 	return s.rules.RelayedPort(p) &&
 		s.rules.Fragment(p) &&

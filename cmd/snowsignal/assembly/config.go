@@ -74,6 +74,14 @@ type Config struct {
 	// A peer forwards the broadcasts of every client on its segment, so this
 	// is usually set higher than RateLimit.
 	PeerRateLimit int
+	// IPv6 also relays IPv6 UDP datagrams sent to the link-scope multicast
+	// groups of IPv6Groups, on the same BroadcastPorts: an IPv6 client's
+	// "broadcast" search (docs/IPV6.md). Off, nothing IPv6 is captured or
+	// injected.
+	IPv6 bool
+	// IPv6Groups are the groups relayed with IPv6, each in ff02::/16 and
+	// without a zone; empty means DefaultIPv6Group alone.
+	IPv6Groups []netip.Addr
 	// Coalesce is how long a socket reader waits after each batch while
 	// batches keep coming faster than one every two Coalesce, so that one
 	// wake-up carries several datagrams (pipeline.Coalescer); zero never

@@ -228,12 +228,13 @@ func (r *Relay) build(info *iface.Info) error {
 	r.listenerCoalescer = pipeline.NewCoalescer(cfg.Coalesce)
 	r.capture = capture.New(capture.Config{
 		Interface: cfg.Interface,
-		Filter:    rawsock.FilterConfig{Ports: cfg.BroadcastPorts, Mark: cfg.Mark, Fragments: fragments},
+		Filter: rawsock.FilterConfig{Ports: cfg.BroadcastPorts, Mark: cfg.Mark, Fragments: fragments,
+			IPv6: cfg.IPv6, IPv6Groups: cfg.IPv6Groups},
 	}, pool, capDec, st["capture"], m, r.captureCoalescer, r.log)
 	sup.Add(st["capture"], r.capture, nil, capDec)
-	sup.Add(st["decode"], decode.New(capDec, decFil, st["decode"], m), capDec, decFil)
+	sup.Add(st["decode"], decode.NewIP(cfg.IPv6, capDec, decFil, st["decode"], m), capDec, decFil)
 	sup.Add(st["filter"], filter.New(filter.Config{Ports: cfg.BroadcastPorts, Fragments: fragments, Limiter: r.ClientLimit,
-		Observer: r.outboundObserver()},
+		Observer: r.outboundObserver(), Groups: cfg.IPv6Groups},
 		decFil, filFan, st["filter"], m, r.Dedup, r.Segment, seed), decFil, filFan)
 	sup.Add(st["fanout"], fanout.New(filFan, pool, r.conn, r.Peers, sealer, st["fanout"], m, r.log), filFan)
 
@@ -242,7 +243,7 @@ func (r *Relay) build(info *iface.Info) error {
 	r.rewrite = rewrite.New(rewrite.Config{
 		Ports: cfg.BroadcastPorts, Dest: cfg.RebroadcastDestination, AcceptAnyPeer: cfg.AcceptAnyPeer,
 		Fragments: fragments, Limiter: r.PeerLimit, OnUnknownPeer: func(netip.Addr) { r.discovery.Kick() },
-		Observer: r.inboundObserver(), Probes: r.probes, OnCaps: r.announce.Heard,
+		Observer: r.inboundObserver(), Probes: r.probes, OnCaps: r.announce.Heard, IPv6: cfg.IPv6, Groups: cfg.IPv6Groups,
 		OnNewNeighbour: func() {
 			if hellos != nil {
 				hellos.Kick()
@@ -270,6 +271,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer r.closeObservability()
 	r.log.Info().Str("iface", r.cfg.Interface).Uints16("broadcast_ports", r.cfg.BroadcastPorts).
 		Uint16("mesh_port", r.cfg.MeshPort).Strs("other_relays", r.cfg.Peers).Strs("discover", r.cfg.Discover).
+		Bool("ipv6", r.cfg.IPv6).Str("ipv6_groups", fmt.Sprint(r.cfg.IPv6Groups)).
 		Msg("relay starting")
 	r.discovery.Prime(ctx)
 	err := r.sup.Run(ctx)

@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
+	"github.com/snowsignal/snowsignal/netio/frame"
 	"github.com/snowsignal/snowsignal/netio/mesh"
+	"github.com/snowsignal/snowsignal/netio/rawsock"
 	"github.com/snowsignal/snowsignal/stages/rewrite"
 	"github.com/snowsignal/snowsignal/stages/shared/ratelimit"
 )
@@ -25,6 +28,10 @@ const (
 	DefaultStatsSocket       = "/run/snowsignal/snowsignal.sock"
 	DefaultSummaryInterval   = 60 * time.Second
 )
+
+// DefaultIPv6Group is the group relayed with --ipv6 when no --ipv6-group is
+// given: all nodes (ff02::1), where EPICS clients send their IPv6 searches.
+var DefaultIPv6Group = netip.MustParseAddr("ff02::1")
 
 // MaxMeshKeys is how many mesh keys a relay holds: one, or two during key
 // rotation (send with the first, accept either).
@@ -63,13 +70,24 @@ func (c Config) withDefaults() Config {
 	if c.PeerRateLimit == 0 {
 		c.PeerRateLimit = c.RateLimit
 	}
+	if c.IPv6 {
+		if len(c.IPv6Groups) == 0 {
+			c.IPv6Groups = []netip.Addr{DefaultIPv6Group}
+		}
+		c.IPv6Groups = uniqueAddrs(c.IPv6Groups)
+	}
 	return c
 }
 
-// meshCaps are the capabilities this relay announces to other relays.
-// CapIPv6 belongs with IPv6 relaying (--ipv6), which sets it once the data
-// path lands; until then a relay announces none, and answers requests.
-func (c Config) meshCaps() mesh.Caps { return 0 }
+// meshCaps are the capabilities this relay announces to other relays, in
+// its hellos and capabilities datagrams: ipv6 with IPv6 relaying (it
+// injects IPv6 frames), else none.
+func (c Config) meshCaps() mesh.Caps {
+	if c.IPv6 {
+		return mesh.CapIPv6
+	}
+	return 0
+}
 
 // A ConfigError is one invalid setting of a Config.
 type ConfigError struct {
@@ -153,7 +171,39 @@ func (c *Config) Validate() error {
 	if c.PeerRateLimit < 0 || c.PeerRateLimit > ratelimit.MaxRate {
 		return invalid("--peer-rate-limit", "%d is out of range (allowed: 0 for --rate-limit's, or 1-%d packets per second)", c.PeerRateLimit, ratelimit.MaxRate)
 	}
+	if err := c.validateIPv6(); err != nil {
+		return err
+	}
 	return c.Observability.Validate()
+}
+
+// validateIPv6 checks the IPv6 groups: given only with --ipv6 (without it
+// the user forgot the switch), each a link-scope group without a zone, and
+// no more distinct ones than the capture filter tests.
+func (c *Config) validateIPv6() error {
+	if len(c.IPv6Groups) > 0 && !c.IPv6 {
+		return invalid("--ipv6-group", "given without --ipv6 (add --ipv6 to relay IPv6 searches)")
+	}
+	for _, g := range c.IPv6Groups {
+		if !frame.IsLinkScopeMulticast(g) || g.Zone() != "" {
+			return invalid("--ipv6-group", "%s is not a link-scope multicast group (allowed: ff02::/16, without a zone, e.g. ff02::1)", g)
+		}
+	}
+	if n := len(uniqueAddrs(c.IPv6Groups)); n > rawsock.MaxFilterGroups {
+		return invalid("--ipv6-group", "%d groups given (allowed: 1-%d)", n, rawsock.MaxFilterGroups)
+	}
+	return nil
+}
+
+// uniqueAddrs returns as in order with repeats removed, as a new slice.
+func uniqueAddrs(as []netip.Addr) []netip.Addr {
+	out := make([]netip.Addr, 0, len(as))
+	for _, a := range as {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // Validate checks the observability settings; Config.Validate calls it.

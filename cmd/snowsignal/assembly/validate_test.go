@@ -2,6 +2,7 @@ package assembly
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +47,12 @@ func TestValidate(t *testing.T) {
 		{"peer rate limit high", func(c *Config) { c.PeerRateLimit = ratelimit.MaxRate + 1 }, "--peer-rate-limit", "(allowed: 0 for --rate-limit's"},
 		{"metrics address without port", func(c *Config) { c.Observability.MetricsAddress = "9124" }, "--metrics-address", `"9124" is not HOST:PORT`},
 		{"metrics port out of range", func(c *Config) { c.Observability.MetricsAddress = ":99999" }, "--metrics-address", `port "99999" is out of range (allowed: 0-65535)`},
+		{"groups without --ipv6", func(c *Config) { c.IPv6Groups = []netip.Addr{DefaultIPv6Group} }, "--ipv6-group", "given without --ipv6"},
+		{"site-scope group", func(c *Config) { c.IPv6, c.IPv6Groups = true, []netip.Addr{netip.MustParseAddr("ff05::1")} }, "--ipv6-group", "ff05::1 is not a link-scope multicast group (allowed: ff02::/16"},
+		{"unicast group", func(c *Config) { c.IPv6, c.IPv6Groups = true, []netip.Addr{netip.MustParseAddr("fd00::1")} }, "--ipv6-group", "fd00::1 is not a link-scope"},
+		{"IPv4 group", func(c *Config) { c.IPv6, c.IPv6Groups = true, []netip.Addr{netip.MustParseAddr("224.0.0.1")} }, "--ipv6-group", "224.0.0.1 is not a link-scope"},
+		{"group with zone", func(c *Config) { c.IPv6, c.IPv6Groups = true, []netip.Addr{netip.MustParseAddr("ff02::1%eth0")} }, "--ipv6-group", "without a zone"},
+		{"too many groups", func(c *Config) { c.IPv6, c.IPv6Groups = true, groups(17) }, "--ipv6-group", "17 groups given (allowed: 1-16)"},
 		{"summary interval short", func(c *Config) { c.Observability.SummaryInterval = 500 * time.Millisecond }, "--summary-interval", "500ms is too short (allowed: 0 to disable, or 1s or more)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -60,6 +67,39 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Validate() = %q (setting %q), want %s: ...%s...", err, ce.Setting, tc.setting, tc.want)
 			}
 		})
+	}
+}
+
+// groups returns n distinct link-scope groups, ff02::1:1 onwards.
+func groups(n int) []netip.Addr {
+	var gs []netip.Addr
+	for i := range n {
+		gs = append(gs, netip.AddrFrom16([16]byte{0: 0xff, 1: 0x02, 13: 1, 15: byte(i + 1)}))
+	}
+	return gs
+}
+
+// TestValidateIPv6: sixteen groups are allowed, and a group given twice
+// counts once (and is kept once by New's defaults); --ipv6 alone relays
+// ff02::1.
+func TestValidateIPv6(t *testing.T) {
+	cfg := Default()
+	cfg.IPv6, cfg.IPv6Groups = true, append(groups(16), groups(2)...)
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("16 distinct groups, 2 repeated: %v", err)
+	}
+	if got := cfg.withDefaults().IPv6Groups; len(got) != 16 || got[0] != groups(1)[0] {
+		t.Errorf("groups after defaults %v, want the 16 distinct ones in order", got)
+	}
+	cfg.IPv6Groups = nil
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("--ipv6 alone: %v", err)
+	}
+	if got := cfg.withDefaults().IPv6Groups; len(got) != 1 || got[0] != DefaultIPv6Group {
+		t.Errorf("--ipv6 alone relays %v, want [ff02::1]", got)
+	}
+	if got := Default().withDefaults().IPv6Groups; got != nil {
+		t.Errorf("without --ipv6 the groups are %v, want none", got)
 	}
 }
 

@@ -91,7 +91,7 @@ func (r *rig) checkReply(ctx context.Context, w io.Writer, first demoResult) boo
 }
 
 // receive collects what the server's socket conn and the sniffer on its
-// eth0 saw of s: every copy within demoArrival (or demoQuiet for one that
+// eth0 (if sn is not nil) saw of s: every copy within demoArrival (or demoQuiet for one that
 // must not arrive), plus a short wait for duplicates.
 func receive(ctx context.Context, conn *net.UDPConn, sn *netlab.Sniffer, s demoSend) demoResult {
 	var r demoResult
@@ -115,6 +115,9 @@ func receive(ctx context.Context, conn *net.UDPConn, sn *netlab.Sniffer, s demoS
 		if r.copies == 1 && s.relayed {
 			end = time.Now().Add(demoQuiet / 3) // any duplicate comes right behind
 		}
+	}
+	if sn == nil {
+		return r
 	}
 	frames, _ := sn.Collect(50*time.Millisecond, func(f netlab.Frame) bool {
 		_, _, p, ok := f.UDP()

@@ -46,14 +46,22 @@ type demoResult struct {
 	sniff  bool
 }
 
-// Run is the demo, writing to w and running bin for the relays (verbose:
-// echo their log lines). It removes the lab before it returns, also when
-// ctx ends (Ctrl-C).
-func Run(ctx context.Context, w io.Writer, bin string, verbose bool) (err error) {
+// Options are the demo's switches.
+type Options struct {
+	// Verbose echoes the relays' log lines.
+	Verbose bool
+	// IPv6 gives the lab's hosts ULA addresses, runs the relays with
+	// --ipv6 and adds a step of IPv6 searches (ipv6.go).
+	IPv6 bool
+}
+
+// Run is the demo, writing to w and running bin for the relays. It removes
+// the lab before it returns, also when ctx ends (Ctrl-C).
+func Run(ctx context.Context, w io.Writer, bin string, o Options) (err error) {
 	if err := checkPrerequisites(); err != nil {
 		return err
 	}
-	r, err := newRig()
+	r, err := newRig(o.IPv6)
 	if err != nil {
 		return err
 	}
@@ -76,7 +84,7 @@ func Run(ctx context.Context, w io.Writer, bin string, verbose bool) (err error)
 
 	// 2. Start the relays: this program's run command, as real processes.
 	narrateRelaysStarting(w)
-	relays, err := r.startRelays(ctx, w, bin, verbose)
+	relays, err := r.startRelays(ctx, w, bin, o.Verbose)
 	defer func() {
 		for _, rl := range relays {
 			rl.Stop()
@@ -96,6 +104,15 @@ func Run(ctx context.Context, w io.Writer, bin string, verbose bool) (err error)
 	delivered, failed := printTable(w, sends, results, netip.AddrPortFrom(r.client.IP, r.clientPort), r.relayB)
 	if !r.checkReply(ctx, w, results[0]) {
 		failed++
+	}
+
+	// 3b. With --ipv6: IPv6 searches to ff02::1.
+	if o.IPv6 {
+		n, f, err := r.showIPv6(ctx, w)
+		if err != nil {
+			return err
+		}
+		delivered, failed = delivered+n, failed+f
 	}
 
 	// 4. What the relays counted: their last log line, written on SIGTERM.

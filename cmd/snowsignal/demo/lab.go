@@ -32,11 +32,19 @@ type rig struct {
 	// server's, on the relayed port and on one the relays ignore.
 	cl, srv, srvOther *net.UDPConn
 	clientPort        uint16
+	// With IPv6: the client's sockets on its ULA and link-local addresses,
+	// and the server's on [::]:5076.
+	cl6, clLL, srv6 *net.UDPConn
 }
 
-// newRig builds the lab and opens the sockets; on error nothing is left.
-func newRig() (*rig, error) {
-	l, err := netlab.NewSwarm(netlab.TwoSegmentSwarm())
+// newRig builds the lab (with IPv6 addresses if ipv6) and opens the
+// sockets; on error nothing is left.
+func newRig(ipv6 bool) (*rig, error) {
+	spec := netlab.TwoSegmentSwarm()
+	if ipv6 {
+		spec = netlab.TwoSegmentSwarm6()
+	}
+	l, err := netlab.NewSwarm(spec)
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
@@ -59,6 +67,18 @@ func (r *rig) open() (err error) {
 		return fmt.Errorf("demo: %w", err)
 	}
 	r.clientPort = uint16(r.cl.LocalAddr().(*net.UDPAddr).Port)
+	if !r.client.IP6.IsValid() {
+		return nil
+	}
+	if r.cl6, err = r.client.ListenUDP6(fmt.Sprintf("[%s]:0", r.client.IP6)); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if r.clLL, err = r.client.ListenUDP6(fmt.Sprintf("[%s%%%s]:0", r.client.LinkLocal6, netlab.IfName)); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if r.srv6, err = r.server.ListenUDP6(fmt.Sprintf("[::]:%d", demoPort)); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 	return nil
 }
 
@@ -75,6 +95,9 @@ func (r *rig) startRelays(ctx context.Context, w io.Writer, bin string, verbose 
 	var relays []*labrelay.Relay
 	for _, pair := range [][2]*netlab.Host{{r.relayA, r.relayB}, {r.relayB, r.relayA}} {
 		args := []string{"-t", netlab.IfName, "--other-relays", pair[1].IP.String()}
+		if r.cl6 != nil {
+			args = append(args, "--ipv6")
+		}
 		rl, err := opts.Start(ctx, bin, pair[0], args...)
 		if err != nil {
 			return relays, fmt.Errorf("demo: %w", err)

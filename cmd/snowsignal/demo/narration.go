@@ -20,6 +20,14 @@ Swarm overlay network:
   segment b: server %s, relay-b %s
 
 `, r.lab.ID(), r.client.Prefix, r.client.IP, r.relayA.IP, r.server.IP, r.relayB.IP)
+	if r.client.IP6.IsValid() {
+		fmt.Fprintf(w, `With --ipv6 the hosts also have IPv6 (ULA) addresses, and the switch drops UDP
+to IPv6 multicast between the segments as a router would:
+  segment a: client %s, relay-a %s
+  segment b: server %s, relay-b %s
+
+`, r.client.IP6, r.relayA.IP6, r.server.IP6, r.relayB.IP6)
+	}
 }
 
 func narrateRelaysStarting(w io.Writer) {

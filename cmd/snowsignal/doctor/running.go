@@ -44,6 +44,7 @@ var dropAdvice = map[string]struct {
 	"other_injector":      {OK, "frames another relay on this segment injects", ""},
 	"own_injection":       {OK, "this relay's own injections, seen again by its capture", ""},
 	"neighbour_injection": {OK, "frames a neighbour relay injected, not forwarded again", ""},
+	"link_local_source":   {Warn, "IPv6 searches from a link-local source (fe80::/10), which no server on another segment can answer", "client uses a link-local source; give it a global or ULA address"},
 }
 
 // checkRunning compares two snapshots of the running relay: drop reasons

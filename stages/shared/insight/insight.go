@@ -182,25 +182,37 @@ func (in *Insight) Stats() Stats {
 }
 
 // addrKey encodes an address and port as a table key: 4 bytes for an IPv4
-// address alone, 6 with the port.
-func addrKey(buf *[6]byte, ap netip.AddrPort, withPort bool) []byte {
-	var a [4]byte
-	if ap.Addr().Is4() {
-		a = ap.Addr().As4()
+// address alone, 6 with the port; 16 and 18 for an IPv6 one (--ipv6). The
+// lengths tell the families apart.
+func addrKey(buf *[18]byte, ap netip.AddrPort, withPort bool) []byte {
+	a := ap.Addr().Unmap()
+	n := 4
+	if a.Is6() {
+		b := a.As16()
+		n = copy(buf[:], b[:])
+	} else {
+		var b [4]byte
+		if a.Is4() {
+			b = a.As4()
+		}
+		copy(buf[:], b[:])
 	}
-	copy(buf[:], a[:])
 	if !withPort {
-		return buf[:4]
+		return buf[:n]
 	}
-	buf[4], buf[5] = byte(ap.Port()>>8), byte(ap.Port())
-	return buf[:6]
+	buf[n], buf[n+1] = byte(ap.Port()>>8), byte(ap.Port())
+	return buf[:n+2]
 }
 
 // addrName renders a key made by addrKey.
 func addrName(k string) string {
-	a := netip.AddrFrom4([4]byte([]byte(k[:4])))
-	if len(k) == 6 {
-		return netip.AddrPortFrom(a, uint16(k[4])<<8|uint16(k[5])).String()
+	n := 4
+	if len(k) >= 16 {
+		n = 16
+	}
+	a, _ := netip.AddrFromSlice([]byte(k[:n]))
+	if len(k) == n+2 {
+		return netip.AddrPortFrom(a, uint16(k[n])<<8|uint16(k[n+1])).String()
 	}
 	return a.String()
 }
@@ -236,7 +248,7 @@ func (in *Insight) record(dir Direction, d *epics.Datagram, err error, src netip
 	}
 
 	slice := in.slice(now)
-	var kb [6]byte
+	var kb [18]byte
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if names > 0 {
@@ -249,7 +261,7 @@ func (in *Insight) record(dir Direction, d *epics.Datagram, err error, src netip
 	}
 	if d.Beacons > 0 {
 		server := d.Server
-		if !server.Addr().Is4() || server.Addr().IsUnspecified() {
+		if !server.Addr().IsValid() || server.Addr().IsUnspecified() {
 			// "::" or 0.0.0.0 announce "the address you got this from".
 			server = netip.AddrPortFrom(src.Addr(), server.Port())
 		}

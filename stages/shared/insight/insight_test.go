@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/snowsignal/snowsignal/netio/frame"
 	"github.com/snowsignal/snowsignal/netio/frame/frametest"
 	"github.com/snowsignal/snowsignal/pipeline"
 )
@@ -38,11 +39,43 @@ func batch(t testing.TB, pool *pipeline.Pool, frames ...[]byte) *pipeline.Batch 
 			t.Fatal("batch full")
 		}
 		p.Len = copy(p.Buf[p.Off:], fr)
-		if err := p.Frame.Decode(p.Bytes()); err != nil {
+		if err := p.Frame.DecodeIP(p.Bytes()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return b
+}
+
+// TestObserverIPv6: the searches of the EPICS vectors, sent over IPv6 to
+// ff02::1 (--ipv6), give the same PV names, and their client is listed by
+// its IPv6 address.
+func TestObserverIPv6(t *testing.T) {
+	var frames [][]byte
+	for _, fr := range searches(t) {
+		var f frame.Frame
+		if err := f.Decode(fr); err != nil {
+			t.Fatal(err)
+		}
+		frames = append(frames, frametest.UDP6{Src: netip.MustParseAddrPort("[fd00:77::11]:38726"),
+			Dst: netip.AddrPortFrom(netip.MustParseAddr("ff02::1"), f.DstPort), Payload: f.Payload(fr)}.Frame())
+	}
+	in := New(Config{})
+	out := in.Observer(Outbound, zerolog.Nop())
+	out.Kept(batch(t, pipeline.NewPool(1600), frames...))
+	s := in.Stats()
+	if want := (Counters{PVASearches: 2, CASearches: 1, Names: 4}); s.Outbound != want {
+		t.Errorf("outbound %+v, want %+v", s.Outbound, want)
+	}
+	if want := []Top{{"EP:TEMP", 3}, {"EP:COUNT", 1}}; !reflect.DeepEqual(s.TopNames, want) {
+		t.Errorf("top names %+v, want %+v", s.TopNames, want)
+	}
+	if want := []Top{{"fd00:77::11", 4}}; !reflect.DeepEqual(s.TopClients, want) {
+		t.Errorf("top clients %+v, want %+v", s.TopClients, want)
+	}
+	var kb [18]byte
+	if got := addrName(string(addrKey(&kb, netip.MustParseAddrPort("[fd00::1]:5076"), true))); got != "[fd00::1]:5076" {
+		t.Errorf("IPv6 server key renders as %q", got)
+	}
 }
 
 func TestObserverCounts(t *testing.T) {

@@ -95,10 +95,13 @@ type Limiter struct {
 // because Sources reads them from another goroutine; tokens and last are
 // only touched by the owning stage.
 type entry struct {
-	key     atomic.Uint64 // 0: free; else 1<<32 | IPv4 address
+	key     atomic.Uint64 // 0: free; else 1<<32 | IPv4 address, or an IPv6 address's hash (keyOf)
 	dropped atomic.Uint64 // packets of this source dropped since it took the entry
-	tokens  int64         // credit in nanoseconds; a packet costs Limiter.cost
-	last    int64         // when the source was last seen, clock nanoseconds
+	// hi and lo are an IPv6 source's address, for Sources (the key is a
+	// hash); written before the key is published.
+	hi, lo atomic.Uint64
+	tokens int64 // credit in nanoseconds; a packet costs Limiter.cost
+	last   int64 // when the source was last seen, clock nanoseconds
 }
 
 // New returns a Limiter, or an error naming the field of cfg at fault.
@@ -152,8 +155,8 @@ func (l *Limiter) Now() int64 { return l.clock() }
 
 // Allow takes a token from src's bucket at time now (from Now) and reports
 // whether there was one. A source not in the table takes the entry of its set
-// seen least recently, with a full bucket. Addresses other than IPv4 share
-// one bucket (the mesh and the captured frames are IPv4 only).
+// seen least recently, with a full bucket. IPv6 sources (--ipv6) have
+// buckets of their own as IPv4 ones do.
 func (l *Limiter) Allow(now int64, src netip.Addr) bool {
 	k := keyOf(src)
 	base := int(splitmix.Mix(k^l.seed)&l.setMask) * ways
@@ -177,6 +180,11 @@ func (l *Limiter) Allow(now int64, src netip.Addr) bool {
 	// Reset the count before publishing the key, so Sources never credits
 	// the old source's drops to the new one (it re-reads the key).
 	victim.dropped.Store(0)
+	if a := src.Unmap(); a.Is6() {
+		b := a.As16()
+		victim.hi.Store(binary.BigEndian.Uint64(b[:8]))
+		victim.lo.Store(binary.BigEndian.Uint64(b[8:]))
+	}
 	victim.key.Store(k)
 	victim.tokens, victim.last = l.max, now
 	return l.take(victim, now)
@@ -222,6 +230,16 @@ func (l *Limiter) Sources() []Source {
 		if k == 0 || d == 0 || e.key.Load() != k {
 			continue // free, clean, or taken over while we read it
 		}
+		if k&key6 != 0 {
+			var a [16]byte
+			binary.BigEndian.PutUint64(a[:8], e.hi.Load())
+			binary.BigEndian.PutUint64(a[8:], e.lo.Load())
+			if e.key.Load() != k {
+				continue // taken over while we read the address
+			}
+			out = append(out, Source{Addr: netip.AddrFrom16(a), Dropped: d})
+			continue
+		}
 		var a [4]byte
 		binary.BigEndian.PutUint32(a[:], uint32(k))
 		out = append(out, Source{Addr: netip.AddrFrom4(a), Dropped: d})
@@ -235,9 +253,19 @@ func (l *Limiter) Sources() []Source {
 	return out
 }
 
-// keyOf maps an address to a non-zero table key.
+// key6 marks the key of an IPv6 source: IPv4 keys stay below 1<<33.
+const key6 = 1 << 63
+
+// keyOf maps an address to a non-zero table key: 1<<32 | the address for
+// IPv4, and for IPv6 key6 | 63 bits of a hash of the address (two sources
+// share a bucket only on a 63-bit collision).
 func keyOf(a netip.Addr) uint64 {
 	a = a.Unmap()
+	if a.Is6() {
+		b := a.As16()
+		h := splitmix.Mix(binary.BigEndian.Uint64(b[:8]) ^ splitmix.Mix(binary.BigEndian.Uint64(b[8:])))
+		return key6 | h>>1
+	}
 	if !a.Is4() {
 		return 1 << 32 // shares the key of 0.0.0.0, which no valid source has
 	}

@@ -171,16 +171,25 @@ func TestTableBounded(t *testing.T) {
 	}
 }
 
-func TestNonIPv4SharesOneBucket(t *testing.T) {
+// TestIPv6SourcesAreIndependent: each IPv6 client (--ipv6) has its own
+// bucket and is listed by its address; an IPv4-mapped address is its IPv4
+// address.
+func TestIPv6SourcesAreIndependent(t *testing.T) {
 	l, _ := newT(t, Config{Rate: 1, Burst: 1})
-	v6a, v6b := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
-	if got := allowN(l, v6a, 1) + allowN(l, v6b, 1); got != 1 {
-		t.Errorf("two IPv6 sources: %d allowed, want 1 (one shared bucket)", got)
+	v6a, v6b := netip.MustParseAddr("fd00:77::11"), netip.MustParseAddr("fd00:77::12")
+	if got := allowN(l, v6a, 3) + allowN(l, v6b, 2); got != 2 {
+		t.Errorf("two IPv6 sources: %d allowed, want 2 (one each)", got)
 	}
-	// An IPv4-mapped address is its IPv4 address.
+	want := []Source{{v6a, 2}, {v6b, 1}}
+	if got := l.Sources(); len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("Sources = %v, want %v", got, want)
+	}
 	allowN(l, client1, 1)
 	if got := allowN(l, netip.AddrFrom16(client1.As16()), 1); got != 0 {
 		t.Errorf("::ffff:%s: %d allowed, want 0 (same bucket as %s)", client1, got, client1)
+	}
+	if keyOf(v6a) == keyOf(v6b) || keyOf(v6a)&key6 == 0 || keyOf(client1)&key6 != 0 {
+		t.Errorf("keys %x %x %x: IPv6 keys must differ and carry key6, IPv4 ones not", keyOf(v6a), keyOf(v6b), keyOf(client1))
 	}
 }
 

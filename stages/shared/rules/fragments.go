@@ -15,9 +15,12 @@ type Fragments struct {
 	next int
 }
 
+// fragID ties a fragment to its datagram: the 16-bit IPv4 identification or
+// the 32-bit IPv6 one (frame.FragmentID); the addresses tell the families
+// apart.
 type fragID struct {
 	src, dst netip.Addr
-	id       uint16
+	id       uint32
 }
 
 // NewFragments returns a tracker for up to size datagrams at a time.
@@ -27,7 +30,7 @@ func NewFragments(size int) *Fragments {
 
 // Add starts following the datagram f is the first fragment of, until exp.
 func (t *Fragments) Add(exp int64, f *frame.Frame) {
-	id := fragID{f.Src, f.Dst, f.ID}
+	id := fragID{f.Src, f.Dst, f.FragmentID()}
 	if _, ok := t.m[id]; !ok {
 		// Overwrite the oldest slot: bounded memory beats following a
 		// thousand-and-first concurrent fragmented datagram.
@@ -40,6 +43,6 @@ func (t *Fragments) Add(exp int64, f *frame.Frame) {
 
 // Match reports whether f is a later fragment of a datagram being followed.
 func (t *Fragments) Match(now int64, f *frame.Frame) bool {
-	exp, ok := t.m[fragID{f.Src, f.Dst, f.ID}]
+	exp, ok := t.m[fragID{f.Src, f.Dst, f.FragmentID()}]
 	return ok && exp > now
 }

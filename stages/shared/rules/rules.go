@@ -41,6 +41,10 @@ type Config struct {
 	Seed maphash.Seed
 	// Observer, if set, sees every batch's verdicts.
 	Observer Observer
+	// Groups are the IPv6 link-scope groups relayed (--ipv6-group); an IPv6
+	// frame to any other destination is refused. Only a stage that decodes
+	// IPv6 (--ipv6) ever shows the rules an IPv6 frame.
+	Groups []netip.Addr
 }
 
 // FragmentTrackSize bounds how many fragmented datagrams are followed at once.
@@ -131,9 +135,54 @@ func (r *Rules) Drop(p *pipeline.Packet) bool {
 // only sometimes do is a call of its own.
 
 // GoodSource refuses a frame whose IP source no client can have
-// (bad_source; see ClientSource).
+// (bad_source; see ClientSource), and an IPv6 frame from a link-local
+// source, which no server on another segment can answer
+// (link_local_source; see frame.CheckSource6).
 func (r *Rules) GoodSource(p *pipeline.Packet) bool {
+	if p.Frame.IPv6 {
+		return r.goodSource6(p.Frame.Src)
+	}
 	return ClientSource(p.Frame.Src) || r.Refuse(pipeline.ReasonBadSource)
+}
+
+// goodSource6 is kept out of line, so GoodSource stays within the budget.
+//
+//go:noinline
+func (r *Rules) goodSource6(src netip.Addr) bool {
+	if err := frame.CheckSource6(src); err != nil {
+		return r.Refuse(pipeline.FrameReason(err))
+	}
+	return true
+}
+
+// RelayedGroup refuses an IPv6 frame whose destination is not one of the
+// relayed link-scope groups (not_broadcast, as for an IPv4 frame that is
+// not a broadcast: the group is IPv6's broadcast). IPv4 frames pass; each
+// direction checks their broadcast destination its own way.
+func (r *Rules) RelayedGroup(p *pipeline.Packet) bool {
+	return !p.Frame.IPv6 || r.relayedGroup(p.Frame.Dst)
+}
+
+//go:noinline
+func (r *Rules) relayedGroup(dst netip.Addr) bool {
+	if err := frame.CheckGroup(dst, r.cfg.Groups); err != nil {
+		return r.Refuse(pipeline.FrameReason(err))
+	}
+	return true
+}
+
+// GroupEthernet refuses a captured IPv6 frame whose Ethernet destination is
+// not its group's MAC (frame.MulticastMAC; not_broadcast): a frame
+// unicast to one host at the link layer was not sent to the segment, even
+// with a group as its IP destination. IPv4 frames pass (the capture filter
+// admits only broadcast MACs for them).
+func (r *Rules) GroupEthernet(p *pipeline.Packet) bool {
+	if p.Frame.IPv6 {
+		if m := frame.MulticastMAC(p.Frame.Dst); [6]byte(p.Bytes()[0:6]) != m {
+			return r.Refuse(pipeline.ReasonNotBroadcast)
+		}
+	}
+	return true
 }
 
 // ClientSource reports whether a client can have a as its IP source: not in

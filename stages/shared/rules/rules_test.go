@@ -36,6 +36,21 @@ func udp(src, dst, payload string, mac [6]byte) []byte {
 
 func search(src string) []byte { return udp(src+":38726", "10.77.0.255:5076", "search", [6]byte{}) }
 
+// udp6 returns an IPv6 frame from src to dst carrying payload, sent from the
+// client's MAC to dstMAC (the group's MAC when zero).
+func udp6(src, dst, payload string, dstMAC [6]byte) []byte {
+	d := netip.MustParseAddrPort(dst)
+	if dstMAC == ([6]byte{}) {
+		dstMAC = frame.MulticastMAC(d.Addr())
+	}
+	return frametest.UDP6{DstMAC: dstMAC, SrcMAC: clientMAC, Src: netip.MustParseAddrPort(src), Dst: d, Payload: []byte(payload)}.Frame()
+}
+
+// search6 is an IPv6 client's search to all nodes (ff02::1).
+func search6(src string) []byte {
+	return udp6("["+src+"]:38726", "[ff02::1]:5076", "search", [6]byte{})
+}
+
 // The verdicts a row expects, one per frame: a drop reason or pass.
 const pass = pipeline.NumReasons + 1
 
@@ -46,6 +61,8 @@ var (
 	fragment          = (*Rules).Fragment
 	firstCapture      = (*Rules).FirstCapture
 	firstDelivery     = (*Rules).FirstDelivery
+	relayedGroup      = (*Rules).RelayedGroup
+	groupEthernet     = (*Rules).GroupEthernet
 	neighbourInjected = (*Rules).NotNeighbourInjection
 	ourInjection      = (*Rules).OurInjection
 	withinRate        = func(r *Rules, p *pipeline.Packet) bool { return r.WithinRate(p, p.Frame.Src) }
@@ -64,6 +81,8 @@ func TestRules(t *testing.T) {
 	frags := frametest.Fragments(udp("10.77.0.11:38726", "10.77.0.255:5076", strings.Repeat("f", 3000), [6]byte{}), 1480)
 	wrongPortFrags := frametest.Fragments(udp("10.77.0.11:38726", "10.77.0.255:5077", strings.Repeat("f", 3000), [6]byte{}), 1480)
 	fromMAC := udp("10.77.0.11:38726", "10.77.0.255:5076", "injected by the neighbour", neighbourMAC)
+	frags6 := frametest.Fragments6(udp6("[fd00:77::11]:38726", "[ff02::1]:5076", strings.Repeat("f", 3000), [6]byte{}), 1448, 0x12345678)
+	otherID6 := frametest.Fragments6(udp6("[fd00:77::11]:38726", "[ff02::1]:5076", strings.Repeat("f", 3000), [6]byte{}), 1448, 0x92345678)
 	var owners, others int // frames this relay injects, and leaves to its neighbour
 	for _, tc := range []struct {
 		name   string
@@ -81,6 +100,50 @@ func TestRules(t *testing.T) {
 			frames: [][]byte{search("0.0.0.0"), search("0.1.2.3"), search("127.0.0.1"), search("224.0.0.5"),
 				search("239.255.255.255"), search("240.1.2.3"), search("255.255.255.255")},
 			want: repeat(pipeline.ReasonBadSource, 7)},
+		{name: "IPv6 client sources", rule: goodSource,
+			frames: [][]byte{search6("fd00:77::11"), search6("2001:db8::1"), search6("fc00::1")},
+			want:   []pipeline.Reason{pass, pass, pass}},
+		{name: "IPv6 link-local sources", rule: goodSource,
+			frames: [][]byte{search6("fe80::1"), search6("febf:ffff::1")},
+			want:   repeat(pipeline.ReasonLinkLocalSource, 2)},
+		{name: "IPv6 sources no client can have", rule: goodSource,
+			frames: [][]byte{search6("::"), search6("::1"), search6("ff02::1"), search6("::ffff:10.77.0.11")},
+			want:   repeat(pipeline.ReasonBadSource, 4)},
+		{name: "relayed IPv6 groups", rule: relayedGroup,
+			cfg: func(c *Config) {
+				c.Groups = []netip.Addr{netip.MustParseAddr("ff02::1"), netip.MustParseAddr("ff02::1:3")}
+			},
+			frames: [][]byte{search6("fd00:77::11"), udp6("[fd00:77::11]:1", "[ff02::1:3]:5076", "x", [6]byte{}),
+				udp6("[fd00:77::11]:1", "[ff02::2]:5076", "another group", [6]byte{}),
+				udp6("[fd00:77::11]:1", "[ff05::1]:5076", "site scope", [6]byte{}),
+				udp6("[fd00:77::11]:1", "[fd00:77::21]:5076", "unicast", [6]byte{}),
+				search("10.77.0.11")},
+			want: []pipeline.Reason{pass, pass, pipeline.ReasonNotBroadcast, pipeline.ReasonNotBroadcast, pipeline.ReasonNotBroadcast, pass}},
+		{name: "no IPv6 group relayed", rule: relayedGroup,
+			frames: [][]byte{search6("fd00:77::11")}, want: []pipeline.Reason{pipeline.ReasonNotBroadcast}},
+		{name: "IPv6 Ethernet destination", rule: groupEthernet,
+			frames: [][]byte{search6("fd00:77::11"), udp6("[fd00:77::11]:1", "[ff02::1]:5076", "unicast MAC", [6]byte{0x02, 0, 1, 2, 3, 4}),
+				udp6("[fd00:77::11]:1", "[ff02::1]:5076", "another group's MAC", [6]byte{0x33, 0x33, 0, 0, 0, 2}), search("10.77.0.11")},
+			want: []pipeline.Reason{pass, pipeline.ReasonNotBroadcast, pipeline.ReasonNotBroadcast, pass}},
+		{name: "IPv6 ports", rule: relayedPort,
+			frames: [][]byte{search6("fd00:77::11"), udp6("[fd00:77::11]:1", "[ff02::1]:5077", "x", [6]byte{})},
+			want:   []pipeline.Reason{pass, pipeline.ReasonWrongPort}},
+		{name: "IPv6 fragments followed on their 32-bit id", rule: fragments,
+			frames: append(append([][]byte{}, frags6...), otherID6[1:]...),
+			want:   []pipeline.Reason{pass, pass, pass, pipeline.ReasonFragment, pipeline.ReasonFragment}},
+		{name: "IPv6 fragments disabled", rule: fragments, cfg: func(c *Config) { c.Fragments = false },
+			frames: frags6, want: repeat(pipeline.ReasonFragment, 3)},
+		{name: "a bucket per IPv6 source", rule: withinRate,
+			cfg:    func(c *Config) { c.Limiter, _ = ratelimit.New(ratelimit.Config{Rate: 1, Burst: 1}) },
+			frames: [][]byte{search6("fd00:77::11"), search6("fd00:77::11"), search6("fd00:77::12")},
+			want:   []pipeline.Reason{pass, pipeline.ReasonRateLimited, pass}},
+		{name: "an IPv6 capture of our own injection is a loop", rule: firstCapture,
+			cfg: func(c *Config) {
+				c.Dedup = dedup.New(time.Minute, 1024)
+				c.Dedup.Received(time.Now().UnixNano(), key(t, search6("fd00:77::12"), c.Seed))
+			},
+			frames: [][]byte{search6("fd00:77::11"), search6("fd00:77::12")},
+			want:   []pipeline.Reason{pass, pipeline.ReasonDuplicate}},
 		{name: "relayed ports", rule: relayedPort,
 			frames: [][]byte{udp("10.77.0.11:1", "10.77.0.255:5076", "pva", [6]byte{}), udp("10.77.0.11:1", "255.255.255.255:5064", "ca", [6]byte{}),
 				udp("10.77.0.11:1", "10.77.0.255:5077", "x", [6]byte{}), udp("10.77.0.11:1", "10.77.0.255:5065", "CA beacon port", [6]byte{}),
@@ -221,7 +284,7 @@ func names(rs []pipeline.Reason) []string {
 // key is fr's dedup key.
 func key(t testing.TB, fr []byte, seed maphash.Seed) uint64 {
 	var f frame.Frame
-	if err := f.Decode(fr); err != nil {
+	if err := f.DecodeIP(fr); err != nil {
 		t.Fatal(err)
 	}
 	return f.Key(fr, seed)
@@ -232,7 +295,7 @@ func packet(t testing.TB, fr []byte) *pipeline.Packet {
 	t.Helper()
 	p := &pipeline.Packet{Buf: make([]byte, pipeline.Headroom+2048), Off: pipeline.Headroom}
 	p.Len = copy(p.Buf[p.Off:], fr)
-	if err := p.Frame.Decode(p.Bytes()); err != nil {
+	if err := p.Frame.DecodeIP(p.Bytes()); err != nil {
 		t.Fatalf("test frame does not decode: %v", err)
 	}
 	return p
@@ -301,17 +364,19 @@ func TestRulesAllocateNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{Ports: []uint16{5076}, Fragments: true, Limiter: lim, Dedup: dedup.New(time.Minute, 1<<16),
-		Observer: &stagetest.Recorder{}, Seed: maphash.MakeSeed()}
+		Observer: &stagetest.Recorder{}, Seed: maphash.MakeSeed(), Groups: []netip.Addr{netip.MustParseAddr("ff02::1")}}
 	withNeighbour(&cfg)
 	m := pipeline.NewMetrics()
 	r := New(cfg, m.Stage("test"), m)
 	r.Begin(time.Now().UnixNano(), 0)
 	frags := frametest.Fragments(udp("10.77.0.11:38726", "10.77.0.255:5076", strings.Repeat("f", 3000), [6]byte{}), 1480)
-	for i, fr := range append([][]byte{search("10.77.0.11"), search("127.0.0.1")}, frags...) {
+	frags6 := frametest.Fragments6(udp6("[fd00:77::11]:38726", "[ff02::1]:5076", strings.Repeat("f", 3000), [6]byte{}), 1448, 7)
+	all6 := append([][]byte{search6("fd00:77::11"), search6("fe80::1"), udp6("[fd00:77::11]:1", "[ff02::2]:5076", "x", [6]byte{})}, frags6...)
+	for i, fr := range append(append([][]byte{search("10.77.0.11"), search("127.0.0.1")}, frags...), all6...) {
 		p := packet(t, fr)
 		p.Addr = netip.AddrPortFrom(neighbour, 7124)
 		all := func() {
-			_ = r.NotNeighbourInjection(p) && r.GoodSource(p) && r.WithinRate(p, p.Frame.Src) &&
+			_ = r.NotNeighbourInjection(p) && r.GroupEthernet(p) && r.RelayedGroup(p) && r.GoodSource(p) && r.WithinRate(p, p.Frame.Src) &&
 				fragments(r, p) && r.FirstCapture(p) || r.Drop(p)
 			_ = fromNeighbour(r, p) || r.Drop(p)
 			_ = r.FirstDelivery(p) && r.OurInjection(p) || r.Drop(p)
