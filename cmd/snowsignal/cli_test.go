@@ -16,6 +16,7 @@ var runEnv = []string{
 	"DISCOVER", "SERVICENAME", "DISCOVERY_INTERVAL", "REBROADCAST_DESTINATION", "DEDUP_WINDOW",
 	"HELLO_INTERVAL", "ACCEPT_ANY_PEER", "MESH_KEY_FILE", "LOCAL_DELIVERY", "WAIT_FOR_INTERFACE", "INJECT_MARK",
 	"COALESCE", "MAX_DELAY", "IPV6", "IPV6_GROUPS",
+	"MESH_IPV6",
 }
 
 // cleanEnv unsets every variable of runEnv for the test, then sets kv
@@ -180,7 +181,7 @@ func TestRunErrors(t *testing.T) {
 		{"unknown log level", []string{"-ll", "verbose"}, nil, []string{"--log-level", "debug", "info", "warning", "error", "critical", "verbose"}},
 		{"unknown log level -l", []string{"-l", "trace"}, nil, []string{"--log-level", "critical", "trace"}},
 		{"unknown log level from env", nil, []string{"LOGLEVEL", "WARN"}, []string{"--log-level", "warning"}},
-		{"IPv6 peer", []string{"--other-relays", "fd00::1"}, nil, []string{"--other-relays", "IPv4"}},
+		{"link-local IPv6 peer", []string{"--other-relays", "fe80::1"}, nil, []string{"--other-relays", "fe80::1", "link-local"}},
 		{"IPv6 group site-scope", []string{"--ipv6", "--ipv6-group", "ff05::1"}, nil, []string{"--ipv6-group", "ff05::1", "not a link-scope", "ff02::/16"}},
 		{"IPv6 groups from env without IPV6", nil, []string{"IPV6_GROUPS", "ff02::1"}, []string{"--ipv6-group", "without --ipv6"}},
 		{"other-relays without a value", []string{"--other-relays"}, nil, []string{"--other-relays"}},

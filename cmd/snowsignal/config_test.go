@@ -63,7 +63,7 @@ func TestConfigErrors(t *testing.T) {
 		{"broadcast port with sign", func(c *RunCmd) { c.BroadcastPort = []string{"+5076"} }, []string{"--broadcast-port", "not a port number"}},
 		{"no broadcast port", func(c *RunCmd) { c.BroadcastPort = []string{" , "} }, []string{"--broadcast-port", "at least one"}},
 		{"broadcast port equals mesh port", func(c *RunCmd) { c.BroadcastPort = []string{"5064", "7124"} }, []string{"--broadcast-port", "7124", "--mesh-port"}},
-		{"IPv6 peer", func(c *RunCmd) { c.OtherRelays = []string{"10.0.0.1", "::1"} }, []string{"--other-relays", "::1", "IPv4"}},
+		{"loopback IPv6 peer", func(c *RunCmd) { c.OtherRelays = []string{"10.0.0.1", "::1"} }, []string{"--other-relays", "::1", "unicast address of another host"}},
 		{"IPv6 group without --ipv6", func(c *RunCmd) { c.IPv6Group = []string{"ff02::1"} }, []string{"--ipv6-group", "without --ipv6"}},
 		{"IPv6 group not an address", func(c *RunCmd) { c.IPv6, c.IPv6Group = true, []string{"ff02::1,all-nodes"} }, []string{"--ipv6-group", `"all-nodes" is not an IPv6 address`, "ff02::/16"}},
 		{"IPv6 group IPv4", func(c *RunCmd) { c.IPv6, c.IPv6Group = true, []string{"224.0.0.1"} }, []string{"--ipv6-group", `"224.0.0.1" is not an IPv6 address`}},

@@ -29,9 +29,10 @@ type RunCmd struct {
 	LogLevel        string   `short:"l" env:"LOGLEVEL" default:"info" enum:"debug,info,warning,error,critical" help:"Log level: debug, info, warning, error or critical (also -ll)." group:"obs"`
 	LogFormat       string   `env:"LOG_FORMAT" default:"auto" enum:"auto,json,console" help:"Log format: json, console, or auto (console on a terminal, JSON otherwise)." group:"obs"`
 
-	Discover          []string      `env:"DISCOVER" sep:"," placeholder:"NAME" help:"DNS name whose IPv4 addresses are peers (e.g. a Kubernetes headless Service); re-resolved every --discovery-interval." group:"peers"`
+	Discover          []string      `env:"DISCOVER" sep:"," placeholder:"NAME" help:"DNS name whose IPv4 addresses (and IPv6 ones with an IPv6 mesh, --mesh-ipv6) are peers (e.g. a Kubernetes headless Service); re-resolved every --discovery-interval." group:"peers"`
 	ServiceName       string        `env:"SERVICENAME" hidden:"" help:"Docker Swarm service name: shorthand for --discover tasks.NAME." group:"peers"`
 	DiscoveryInterval time.Duration `env:"DISCOVERY_INTERVAL" default:"10s" help:"How often peer names are resolved again." group:"peers"`
+	MeshIPv6          bool          `name:"mesh-ipv6" env:"MESH_IPV6" help:"Run the mesh over IPv6 too: dual-stack mesh socket, and --discover names' AAAA records as well as A. Implied by an IPv6 --other-relays address or an interface without IPv4." group:"peers"`
 
 	RebroadcastDestination string        `env:"REBROADCAST_DESTINATION" default:"auto" enum:"auto,keep,limited,subnet" help:"IP destination of re-broadcasts: auto, keep, limited (255.255.255.255) or subnet (this segment's broadcast address)." group:"net"`
 	DedupWindow            time.Duration `env:"DEDUP_WINDOW" default:"250ms" help:"How long a datagram is remembered to suppress loops and duplicates when several relays share a segment (0 disables)." group:"tuning"`
@@ -94,6 +95,7 @@ func (c *RunCmd) parse() (assembly.Config, []string, error) {
 		IPv6:              c.IPv6,
 		Observability:     c.observabilityConfig(),
 	}
+	cfg.MeshIPv6 = c.MeshIPv6
 	if c.MeshPort < 1 || c.MeshPort > 65535 {
 		return cfg, warnings, fmt.Errorf("--mesh-port: %d is out of range (allowed: 1-65535)", c.MeshPort)
 	}

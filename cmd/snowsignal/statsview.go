@@ -136,7 +136,7 @@ func renderStats(w io.Writer, s, prev *readout.Snapshot) error {
 				prevPeer[pe.Addr] = [2]uint64{pe.TxPackets, pe.RxPackets}
 			}
 		}
-		p("\nPEER\tSOURCES\tTX\tTX BYTES\tTX ERRORS\tRX\tRX BYTES\tLAST HEARD")
+		p("\nPEER\tSOURCES\tCAPS\tTX\tTX BYTES\tTX ERRORS\tRX\tRX BYTES\tLAST HEARD")
 		if prev != nil {
 			p("\tTX/s\tRX/s")
 		}
@@ -146,7 +146,11 @@ func renderStats(w io.Writer, s, prev *readout.Snapshot) error {
 			if pe.LastHeard != nil {
 				heard = fmtDuration(s.Time.Sub(*pe.LastHeard)) + " ago"
 			}
-			p("%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s", pe.Addr, pe.Sources, pe.TxPackets, pe.TxBytes, pe.TxErrors, pe.RxPackets, pe.RxBytes, heard)
+			caps := pe.Capabilities
+			if pe.WithheldIPv6 > 0 {
+				caps += fmt.Sprintf(" (%d IPv6 withheld)", pe.WithheldIPv6)
+			}
+			p("%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s", pe.Addr, pe.Sources, caps, pe.TxPackets, pe.TxBytes, pe.TxErrors, pe.RxPackets, pe.RxBytes, heard)
 			if prev != nil {
 				b := prevPeer[pe.Addr]
 				p("\t%s\t%s", rate(pe.TxPackets, b[0]), rate(pe.RxPackets, b[1]))

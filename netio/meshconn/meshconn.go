@@ -45,12 +45,41 @@ type Conn struct {
 	mem  sockmem.Reader
 }
 
-// Listen binds a UDP socket to addr (for example 0.0.0.0:7124).
+// Listen binds a UDP socket to addr. An IPv4 address (0.0.0.0:7124, the
+// default, or the interface's) makes an IPv4 socket, as always. An IPv6
+// address makes an IPv6 socket; the unspecified one, [::]:7124, a
+// dual-stack socket (IPV6_V6ONLY off), which reaches IPv4 and IPv6 peers
+// alike and receives hellos sent to ff02::1: IPv4 peers then arrive as
+// ::ffff:a.b.c.d, which the reader unmaps, so a peer is the same address
+// whichever socket saw it. A socket bound to a unicast IPv6 address
+// receives no multicast, so relays that send hellos to ff02::1 bind [::].
 func Listen(addr netip.AddrPort) (*Conn, error) {
-	uc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+	network := "udp4"
+	a := addr.Addr()
+	if a.Is4In6() {
+		a = a.Unmap()
+		addr = netip.AddrPortFrom(a, addr.Port())
+	}
+	if a.Is6() {
+		network = "udp6"
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			if network == "udp6" && a.IsUnspecified() {
+				// Go sets IPV6_V6ONLY off for "udp" on [::] only; be explicit.
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
+			}
+		}); err != nil {
+			return err
+		}
+		return os.NewSyscallError("setsockopt IPV6_V6ONLY", serr)
+	}}
+	pc, err := lc.ListenPacket(context.Background(), network, addr.String())
 	if err != nil {
 		return nil, fmt.Errorf("mesh socket %s: %w", addr, err)
 	}
+	uc := pc.(*net.UDPConn)
 	rc, err := uc.SyscallConn()
 	if err != nil {
 		uc.Close()
@@ -69,9 +98,16 @@ func Listen(addr netip.AddrPort) (*Conn, error) {
 		}
 		// Broadcast hellos and self mode may send to a broadcast address.
 		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
-		if serr == nil {
-			// Learn which peer answered with an ICMP error (see errqueue.go).
+		if serr == nil && (network == "udp4" || a.IsUnspecified()) {
+			// Learn which peer answered with an ICMP error (see errqueue.go):
+			// IP_RECVERR for IPv4 peers, on a dual-stack socket too, whose
+			// IPv4 datagrams take the IPv4 path (udpv6_sendmsg hands them to
+			// udp_sendmsg); TestDualStack sees the errors of both families.
 			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_RECVERR, 1)
+		}
+		if serr == nil && network == "udp6" {
+			// And IPV6_RECVERR for IPv6 peers.
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_RECVERR, 1)
 		}
 		if serr == nil {
 			// Each datagram's receive time, so the relay can tell a stale
@@ -228,6 +264,20 @@ func (c *Conn) SetReadDeadline(t time.Time) error { return c.uc.SetReadDeadline(
 // SetWriteDeadline sets the deadline for WriteBatch and WriteTo; a past time
 // unblocks a send waiting for buffer space at once.
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.uc.SetWriteDeadline(t) }
+
+// WriteFrom sends one datagram to addr from the local address src on the
+// interface ifindex (IPV6_PKTINFO, per ipv6(7)), for hellos to ff02::1: the
+// kernel would otherwise send a link-scope multicast from the link-local
+// address, and neighbours must see the address the relay meshes from. The
+// socket must be an IPv6 one.
+func (c *Conn) WriteFrom(b []byte, src netip.Addr, ifindex int, addr netip.AddrPort) error {
+	info := unix.Inet6Pktinfo{Addr: src.As16(), Ifindex: uint32(ifindex)}
+	_, _, err := c.uc.WriteMsgUDPAddrPort(b, unix.PktInfo6(&info), addr)
+	if err != nil {
+		return fmt.Errorf("mesh socket %s: send from %s: %w", c.addr, src, err)
+	}
+	return nil
+}
 
 // WriteTo sends one datagram to addr, for the occasional control message.
 func (c *Conn) WriteTo(b []byte, addr netip.AddrPort) error {

@@ -46,8 +46,13 @@ type Resolver interface {
 type Config struct {
 	// Static are the --other-relays entries: IP addresses or names.
 	Static []string
-	// Discover are DNS names whose every IPv4 address is a peer.
+	// Discover are DNS names whose every IPv4 address is a peer (and every
+	// IPv6 one, with IPv6).
 	Discover []string
+	// IPv6 admits IPv6 peers: --other-relays literals, and AAAA records
+	// besides A records, for a mesh socket that reaches IPv6 (dual-stack or
+	// IPv6). Without it peers are IPv4 only, as before.
+	IPv6 bool
 	// Interval is how often names are resolved again; DefaultInterval when
 	// zero.
 	Interval time.Duration
@@ -94,7 +99,7 @@ type Stage struct {
 
 // nameState is what discovery remembers about one name between rounds.
 type nameState struct {
-	addrs    []netip.Addr // last good answer, IPv4 only
+	addrs    []netip.Addr // last good answer, IPv4 (and IPv6 with Config.IPv6) only
 	resolved bool         // addrs holds an answer (as opposed to nothing yet)
 	failing  bool         // the last lookup failed
 	lastWarn time.Time    // last failure warning, to log at most one per interval

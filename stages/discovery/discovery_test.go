@@ -27,11 +27,12 @@ const meshPort = 7124
 // fakeDNS is an injected Resolver whose answers the test changes between
 // rounds. It records when each name was looked up.
 type fakeDNS struct {
-	mu      sync.Mutex
-	answers map[string][]netip.Addr
-	errs    map[string]error
-	block   map[string]bool // names whose lookup waits for the context
-	times   map[string][]time.Time
+	mu       sync.Mutex
+	answers  map[string][]netip.Addr
+	errs     map[string]error
+	block    map[string]bool // names whose lookup waits for the context
+	times    map[string][]time.Time
+	networks []string // the network of every lookup, in order
 }
 
 func newFakeDNS() *fakeDNS {
@@ -61,13 +62,18 @@ func (f *fakeDNS) lookups(name string) []time.Time {
 }
 
 func (f *fakeDNS) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
-	if network != "ip4" {
-		return nil, errors.New("fakeDNS: discovery must ask for ip4 only, asked for " + network)
+	if network != "ip4" && network != "ip" {
+		return nil, errors.New("fakeDNS: discovery must ask for ip4 or ip, asked for " + network)
 	}
 	f.mu.Lock()
 	f.times[host] = append(f.times[host], time.Now())
+	f.networks = append(f.networks, network)
 	ans, err, block := slices.Clone(f.answers[host]), f.errs[host], f.block[host]
 	f.mu.Unlock()
+	if network == "ip4" && ans != nil {
+		// As a resolver asked for A records only: no IPv6 address.
+		ans = slices.DeleteFunc(ans, func(a netip.Addr) bool { return !a.Unmap().Is4() })
+	}
 	if block {
 		<-ctx.Done()
 		return nil, &net.DNSError{Err: "i/o timeout", Name: host, IsTimeout: true}

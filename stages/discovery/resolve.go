@@ -65,7 +65,7 @@ func (s *Stage) round(ctx context.Context, lookup bool) {
 	}
 	own := s.ownAddrs(now)
 	for ap := range sources {
-		if !peerable(ap.Addr()) || slices.Contains(own, ap.Addr()) {
+		if !peerable(ap.Addr(), s.cfg.IPv6) || slices.Contains(own, ap.Addr()) {
 			delete(sources, ap)
 		}
 	}
@@ -125,12 +125,16 @@ func (s *Stage) lookupAll(ctx context.Context, names []string) []answer {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			got, err := s.cfg.Resolver.LookupNetIP(ctx, "ip4", name)
+			network := "ip4"
+			if s.cfg.IPv6 {
+				network = "ip" // A and AAAA
+			}
+			got, err := s.cfg.Resolver.LookupNetIP(ctx, network, name)
 			if err != nil {
 				out[i].err = fmt.Errorf("resolve %s: %w", name, err)
 				return
 			}
-			out[i].addrs = ipv4Set(got)
+			out[i].addrs = addrSet(got, s.cfg.IPv6)
 		})
 	}
 	wg.Wait()
@@ -194,18 +198,23 @@ func (s *Stage) ownAddrs(now time.Time) []netip.Addr {
 }
 
 // peerable reports whether a may be a peer at all: a unicast IPv4 address
-// that is not this host's loopback.
-func peerable(a netip.Addr) bool {
+// that is not this host's loopback, or with ipv6 a global or unique-local
+// IPv6 one. Link-local IPv6 addresses are refused: they need a zone, and a
+// datagram from one names no interface the peer set could match.
+func peerable(a netip.Addr, ipv6 bool) bool {
+	if a.Is6() {
+		return ipv6 && a.Zone() == "" && a.IsGlobalUnicast() && !a.IsLinkLocalUnicast()
+	}
 	return a.Is4() && !a.IsLoopback() && !a.IsUnspecified() && !a.IsMulticast() &&
 		a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
-// ipv4Set returns the IPv4 addresses of got, unmapped, sorted and without
-// duplicates.
-func ipv4Set(got []netip.Addr) []netip.Addr {
+// addrSet returns the IPv4 addresses of got (and with ipv6 the IPv6 ones),
+// unmapped, sorted and without duplicates.
+func addrSet(got []netip.Addr, ipv6 bool) []netip.Addr {
 	out := make([]netip.Addr, 0, len(got))
 	for _, a := range got {
-		if a = a.Unmap(); a.Is4() {
+		if a = a.Unmap(); a.Is4() || ipv6 && a.Is6() {
 			out = append(out, a)
 		}
 	}

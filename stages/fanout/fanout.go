@@ -36,7 +36,9 @@ type Conn interface {
 	OnPeerError(fn func(meshconn.PeerError))
 }
 
-// Stage sends frames to the peers of the current peer set.
+// Stage sends frames to the peers of the current peer set. An IPv6 frame
+// goes only to the peers whose announced capabilities include
+// mesh.CapIPv6; the others are counted in their Peer.Withheld6.
 type Stage struct {
 	in     *pipeline.Link
 	pool   *pipeline.Pool
@@ -104,8 +106,13 @@ func (s *Stage) Handle(b *pipeline.Batch) error {
 
 func (s *Stage) send(b *pipeline.Batch) error {
 	set := s.peers.Load()
+	var now int64 // read once per batch, at the first IPv6 frame
 	for i := range b.Pkts {
 		p := &b.Pkts[i]
+		v6 := p.Frame.IPv6
+		if v6 && now == 0 {
+			now = time.Now().UnixNano()
+		}
 		var start int
 		if s.sealer != nil {
 			start = s.sealer.Seal(p.Buf, p.Off, p.Len)
@@ -114,6 +121,13 @@ func (s *Stage) send(b *pipeline.Batch) error {
 		}
 		d := p.Buf[start : p.Off+p.Len]
 		for _, peer := range set.Peers {
+			if v6 && !peer.Caps(now).Has(mesh.CapIPv6) {
+				// Only a peer that announced ipv6 gets IPv6 frames: a legacy
+				// relay would drop them or, the Python one, re-broadcast
+				// garbage (docs/MESH-PROTOCOL.md).
+				peer.Withheld6.Add(1)
+				continue
+			}
 			if len(s.bufs) == sendBatch {
 				if err := s.flush(); err != nil {
 					return err

@@ -72,7 +72,7 @@ func TestFanoutSendsEveryFrameToEveryPeer(t *testing.T) {
 	}
 	got := r.conn.Sent()
 	if len(got) != len(want) {
-		t.Fatalf("sent %d datagrams, want %d: %v", len(got), len(want), got)
+		t.Fatalf("sent %d datagrams, want %d: %+v", len(got), len(want), got)
 	}
 	for i := range want {
 		if got[i].Addr != want[i].Addr || !bytes.Equal(got[i].Data, want[i].Data) {
@@ -195,5 +195,81 @@ func TestFanoutShedsStaleFrames(t *testing.T) {
 	}
 	if n := len(r0.conn.Sent()); n != 2 || r0.m.Drops(pipeline.ReasonStale) != 0 {
 		t.Errorf("--max-delay 0: sent %d datagrams, %d stale; want 2, 0", n, r0.m.Drops(pipeline.ReasonStale))
+	}
+}
+
+// TestFanoutIPv6OnlyToCapablePeers: an IPv6 frame goes only to the peer
+// whose current announcement includes ipv6; the peer that never announced
+// (a legacy relay) and the one whose announcement expired get only the IPv4
+// frame, and each counts the IPv6 frame it was not sent. IPv4 frames go to
+// every peer, as before.
+func TestFanoutIPv6OnlyToCapablePeers(t *testing.T) {
+	r := newFakeRig(t)
+	c := netip.MustParseAddrPort("[fd00:77::3]:7124")
+	r.tbl.Update(map[netip.AddrPort]string{r.a: "static", r.b: "static", c: "static"}, false, time.Now())
+	set := r.tbl.Load()
+	now := time.Now().UnixNano()
+	set.Lookup(r.a.Addr()).SetCaps(mesh.CapIPv6, now, now+int64(time.Minute))
+	set.Lookup(c.Addr()).SetCaps(mesh.CapIPv6, now-int64(2*time.Minute), now-int64(time.Minute)) // expired
+	b := r.batch("frame-v4", "frame-v6")
+	b.Pkts[1].Frame.IPv6 = true
+	if err := r.s.Handle(b); err != nil {
+		t.Fatal(err)
+	}
+	got := map[netip.AddrPort][]string{}
+	for _, d := range r.conn.Sent() {
+		got[d.Addr] = append(got[d.Addr], string(d.Data[len(mesh.LegacyMagic):]))
+	}
+	want := map[netip.AddrPort][]string{r.a: {"frame-v4", "frame-v6"}, r.b: {"frame-v4"}, c: {"frame-v4"}}
+	for addr, w := range want {
+		if !slicesEqual(got[addr], w) {
+			t.Errorf("%s was sent %q, want %q", addr, got[addr], w)
+		}
+	}
+	for addr, w := range map[netip.AddrPort]uint64{r.a: 0, r.b: 1, c: 1} {
+		if n := set.Lookup(addr.Addr()).Withheld6.Load(); n != w {
+			t.Errorf("%s: Withheld6 = %d, want %d", addr, n, w)
+		}
+	}
+	if n := r.c.Out.Load(); n != 2 {
+		t.Errorf("Out = %d, want 2 (frames, not datagrams)", n)
+	}
+}
+
+func slicesEqual(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestFanoutWithholdAllocs: withholding IPv6 frames from peers that did not
+// announce ipv6 allocates nothing (nothing is sent here, so the fake
+// socket, which copies what it is given, is not in the measurement).
+func TestFanoutWithholdAllocs(t *testing.T) {
+	r := newFakeRig(t)
+	b := r.pool.Get()
+	for range pipeline.MaxBatch {
+		p := b.Slot()
+		p.Len = copy(p.Buf[p.Off:], "frame-v6")
+		p.Frame.IPv6 = true
+	}
+	var err error
+	if n := testing.AllocsPerRun(100, func() { err = r.s.send(b) }); n != 0 {
+		t.Errorf("%v allocations per batch, want 0", n)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(r.conn.Sent()); got != 0 {
+		t.Errorf("sent %d datagrams, want none", got)
+	}
+	if n, want := r.tbl.Load().Lookup(r.b.Addr()).Withheld6.Load(), uint64(101*pipeline.MaxBatch); n != want {
+		t.Errorf("Withheld6 = %d, want %d", n, want)
 	}
 }

@@ -44,6 +44,10 @@ type Config struct {
 	// OnUnknownPeer, if set, is called (from the stage goroutine; it must not
 	// block) with the source of a datagram from outside the peer set.
 	OnUnknownPeer func(netip.Addr)
+	// OnCaps, if set, is given every capabilities announcement ("SC") from
+	// a peer of the set, admitted and (keyed) authenticated; it is called
+	// from the stage goroutine and must not block (stages/announce.Heard).
+	OnCaps func(*peers.Peer, mesh.Announce)
 	// Observer, if set, sees every batch's verdicts (see rules.Observer).
 	Observer rules.Observer
 	// Limiter, if set, limits the frames each peer (keyed by the mesh
@@ -132,9 +136,10 @@ func (s *Stage) keep(p *pipeline.Packet) bool {
 }
 
 // notOwnHello refuses our own hello (sealed, with a key), looped back by
-// the kernel like every broadcast.
+// the kernel like every broadcast (and every ff02::1 hello of a relay
+// without IPv4, which sends from its IPv6 address).
 func (s *Stage) notOwnHello(p *pipeline.Packet, src netip.Addr) bool {
-	if s.info != nil && src == s.info.Addr && !s.set.Self {
+	if s.info != nil && !s.set.Self && (src == s.info.Addr || !s.info.Addr.IsValid() && src == s.info.Addr6()) {
 		if d := p.Bytes(); segment.IsHello(d) || mesh.Kind(d) == mesh.Auth {
 			return s.rules.Refuse(rules.Used)
 		}
@@ -172,6 +177,9 @@ func (s *Stage) unwrap(p *pipeline.Packet, src netip.Addr) bool {
 		if segment.IsHello(d) {
 			return s.hello(src, d)
 		}
+		if mesh.IsCaps(d) {
+			return s.caps(src, d)
+		}
 		fr, err := mesh.DecodeLegacy(d)
 		if err != nil {
 			return s.rules.Refuse(meshReason(err, d))
@@ -186,8 +194,25 @@ func (s *Stage) unwrap(p *pipeline.Packet, src netip.Addr) bool {
 	if segment.IsHello(fr) {
 		return s.hello(src, fr)
 	}
+	if mesh.IsCaps(fr) {
+		return s.caps(src, fr)
+	}
 	s.fr = fr
 	return true
+}
+
+// caps hands a peer's capabilities announcement b to OnCaps: it is used,
+// not injected, and not counted as a drop unless malformed (malformed_mesh).
+// A source outside the peer set (admitted by AcceptAnyPeer) is not recorded.
+func (s *Stage) caps(src netip.Addr, b []byte) bool {
+	a, err := mesh.ParseCaps(b)
+	if err != nil {
+		return s.rules.Refuse(pipeline.ReasonMalformedMesh)
+	}
+	if peer := s.set.Lookup(src); peer != nil && s.cfg.OnCaps != nil {
+		s.cfg.OnCaps(peer, a)
+	}
+	return s.rules.Refuse(rules.Used)
 }
 
 // hello handles a neighbour's hello body b from src: it is used, not
@@ -197,7 +222,7 @@ func (s *Stage) hello(src netip.Addr, b []byte) bool {
 	if !ok || s.segment == nil {
 		return s.rules.Refuse(pipeline.ReasonMalformedMesh)
 	}
-	if s.segment.Heard(s.rules.Now(), src, id, mac) {
+	if s.segment.HeardCaps(s.rules.Now(), src, id, mac, mesh.HelloCaps(b)) {
 		s.log.Info().Str("peer", src.String()).Msg("another relay shares this segment; sharing injections with it")
 		if s.cfg.OnNewNeighbour != nil {
 			s.cfg.OnNewNeighbour()

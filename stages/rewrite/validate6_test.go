@@ -227,7 +227,7 @@ func TestDuplicates6(t *testing.T) {
 	r = rig6(t)
 	r.seg = segment.NewTable(1, time.Minute)
 	r.seg.SetSelf(ourAddr)
-	r.seg.Heard(time.Now().UnixNano(), netip.MustParseAddr("10.77.0.4"), 4, [6]byte{2, 0, 10, 77, 0, 4})
+	r.seg.HeardCaps(time.Now().UnixNano(), netip.MustParseAddr("10.77.0.4"), 4, [6]byte{2, 0, 10, 77, 0, 4}, mesh.CapIPv6)
 	var ds [][]byte
 	for i := range 64 {
 		ds = append(ds, legacy(search6(client6, "[ff02::1]:5076", strings.Repeat("s", i+1))))
@@ -247,7 +247,7 @@ func TestProcessAllocs6(t *testing.T) {
 	r.dedup = dedup.New(dedup.DefaultWindow, dedup.DefaultSize)
 	r.seg = segment.NewTable(1, time.Minute)
 	r.seg.SetSelf(ourAddr)
-	r.seg.Heard(time.Now().UnixNano(), netip.MustParseAddr("10.77.0.4"), 4, [6]byte{2, 0, 10, 77, 0, 4})
+	r.seg.HeardCaps(time.Now().UnixNano(), netip.MustParseAddr("10.77.0.4"), 4, [6]byte{2, 0, 10, 77, 0, 4}, mesh.CapIPv6)
 	pp.s, pp.m = r.stage(nil, nil), r.m
 	for i := range pp.frames {
 		payload := make([]byte, 100)
@@ -311,4 +311,25 @@ func FuzzInbound6(f *testing.F) {
 			t.Fatal("kept a frame whose UDP checksum does not verify")
 		}
 	})
+}
+
+// TestInjector6SkipsNeighboursWithoutIPv6: a neighbour that did not announce
+// IPv6 drops IPv6 frames, so it is never elected to inject one: every IPv6
+// search is injected here, while IPv4 searches are still shared with it.
+func TestInjector6SkipsNeighboursWithoutIPv6(t *testing.T) {
+	r := rig6(t)
+	r.seg = segment.NewTable(1, time.Minute)
+	r.seg.SetSelf(ourAddr)
+	r.seg.Heard(time.Now().UnixNano(), netip.MustParseAddr("10.77.0.4"), 4, [6]byte{2, 0, 10, 77, 0, 4})
+	var v6, v4 [][]byte
+	for i := range 64 {
+		v6 = append(v6, legacy(search6(client6, "[ff02::1]:5076", strings.Repeat("s", i+1))))
+		v4 = append(v4, legacy(search("10.77.0.255:5076", strings.Repeat("s", i+1))))
+	}
+	if got := len(r.one(peerA, v6...)); got != 64 || r.m.Drops(pipeline.ReasonOtherInjector) != 0 {
+		t.Errorf("%d of 64 IPv6 searches injected here (other_injector %d), want all", got, r.m.Drops(pipeline.ReasonOtherInjector))
+	}
+	if got := len(r.one(peerA, v4...)); got == 0 || got == 64 {
+		t.Errorf("%d of 64 IPv4 searches injected here, want a share", got)
+	}
 }

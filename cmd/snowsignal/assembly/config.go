@@ -23,9 +23,15 @@ type Config struct {
 	BroadcastPorts []uint16
 	// MeshPort is the UDP port relays exchange mesh datagrams on.
 	MeshPort uint16
-	// MeshBind is the address the mesh socket binds to; the unspecified
-	// address (0.0.0.0) when invalid.
+	// MeshBind is the address the mesh socket binds to. When invalid: the
+	// dual-stack [::] if the mesh may use IPv6 (MeshIPv6, an IPv6 address
+	// among Peers, or an interface without IPv4 but with a global or ULA
+	// IPv6 address), else 0.0.0.0, as before IPv6.
 	MeshBind netip.Addr
+	// MeshIPv6 runs the mesh over IPv6 as well as IPv4 (--mesh-ipv6): the
+	// mesh socket is dual-stack and discovery takes AAAA records too. An
+	// IPv6 --other-relays address or an interface without IPv4 implies it.
+	MeshIPv6 bool
 	// Peers are the static peers (--other-relays): IP addresses or names.
 	Peers []string
 	// Discover are DNS names whose addresses are peers (--discover, SERVICENAME).

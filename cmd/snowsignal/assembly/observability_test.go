@@ -108,7 +108,7 @@ func TestSnapshotFields(t *testing.T) {
 		links[].dropped_batches links[].dropped_packets
 		drops kernel_drops mesh_kernel_drops self_mode
 		peers peers[].addr peers[].sources peers[].tx_packets peers[].tx_bytes peers[].tx_errors
-		peers[].rx_packets peers[].rx_bytes peers[].first_seen peers[].last_heard
+		peers[].rx_packets peers[].rx_bytes peers[].capabilities peers[].withheld_ipv6 peers[].first_seen peers[].last_heard
 		neighbours dedup dedup.enabled dedup.window_seconds dedup.entries dedup.evicted
 		unknown_sources discovery discovery.resolutions discovery.failures
 		rate_limited rate_limited.clients rate_limited.peers
@@ -170,7 +170,7 @@ func TestSnapshotValues(t *testing.T) {
 	if s.Drops["wrong_port"] != 2 || s.Drops["duplicate"] != 0 {
 		t.Errorf("drops %v", s.Drops)
 	}
-	wantPeer := readout.PeerStats{Addr: "10.99.0.2:7124", Sources: "static", TxPackets: 3, TxBytes: 300, FirstSeen: now}
+	wantPeer := readout.PeerStats{Addr: "10.99.0.2:7124", Sources: "static", TxPackets: 3, TxBytes: 300, Capabilities: "unknown", FirstSeen: now}
 	if len(s.Peers) != 1 || s.Peers[0] != wantPeer {
 		t.Errorf("peers %+v, want [%+v]", s.Peers, wantPeer)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/snowsignal/snowsignal/netio/meshconn"
 	"github.com/snowsignal/snowsignal/netio/rawsock"
 	"github.com/snowsignal/snowsignal/pipeline"
+	"github.com/snowsignal/snowsignal/stages/announce"
 	"github.com/snowsignal/snowsignal/stages/capture"
 	"github.com/snowsignal/snowsignal/stages/decode"
 	"github.com/snowsignal/snowsignal/stages/discovery"
@@ -65,6 +66,7 @@ type Relay struct {
 	rewrite   *rewrite.Stage
 	probes    *rewrite.ProbeResponder // answers doctor's probes, for rewrite
 	discovery *discovery.Stage
+	announce  *announce.Stage
 	obs       observability // stats socket, metrics, summary, EPICS insight (observability.go)
 
 	// The socket readers' coalescers (--coalesce), kept for their counts.
@@ -77,6 +79,7 @@ type Relay struct {
 // New checks cfg against the system, opens the mesh socket and builds the
 // pipelines. Nothing runs until Run.
 func New(cfg Config, log zerolog.Logger) (*Relay, error) {
+	bindGiven := cfg.MeshBind.IsValid()
 	cfg = cfg.withDefaults()
 	info, err := iface.Lookup(cfg.Interface)
 	if err != nil {
@@ -85,6 +88,9 @@ func New(cfg Config, log zerolog.Logger) (*Relay, error) {
 		}
 		log.Warn().Str("iface", cfg.Interface).Msg("target interface does not exist yet; waiting for it (--wait-for-interface)")
 		info = nil
+	}
+	if !bindGiven {
+		cfg.MeshBind = cfg.autoMeshBind(info)
 	}
 	conn, err := meshconn.Listen(netip.AddrPortFrom(cfg.MeshBind, cfg.MeshPort))
 	if err != nil {
@@ -108,6 +114,24 @@ func New(cfg Config, log zerolog.Logger) (*Relay, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// autoMeshBind is the address the mesh socket binds to when Config.MeshBind
+// is not given (see there); info is the interface, nil while it does not
+// exist yet.
+func (c Config) autoMeshBind(info *iface.Info) netip.Addr {
+	v6 := c.MeshIPv6 || info != nil && !info.Addr.IsValid() && info.Addr6().IsValid()
+	for _, p := range c.Peers {
+		if a, err := netip.ParseAddr(p); err == nil && a.Unmap().Is6() {
+			v6 = true
+		}
+	}
+	if v6 {
+		// Dual-stack, not the interface's IPv6 address: a socket bound to a
+		// unicast address receives no hellos sent to ff02::1.
+		return netip.IPv6Unspecified()
+	}
+	return netip.IPv4Unspecified()
 }
 
 // maxFrame sizes packet buffers: a frame of the interface's MTU plus a
@@ -168,8 +192,12 @@ func (r *Relay) build(info *iface.Info) error {
 	r.discovery = discovery.New(discovery.Config{
 		Static: cfg.Peers, Discover: cfg.Discover, Interval: cfg.DiscoveryInterval, MeshPort: cfg.MeshPort,
 		Resolver: cfg.Resolver, LocalAddrs: iface.LocalAddrs, Counters: st["discovery"],
+		IPv6: cfg.MeshBind.Is6(),
 		SelfAddr: func() netip.Addr {
 			if i := r.Target.Load(); i != nil {
+				if !i.Addr.IsValid() && cfg.MeshBind.Is6() {
+					return i.Addr6() // an interface without IPv4
+				}
 				return i.Addr
 			}
 			return netip.Addr{}
@@ -177,16 +205,25 @@ func (r *Relay) build(info *iface.Info) error {
 	}, r.Peers, r.log)
 	sup.Add(st["discovery"], r.discovery, nil)
 
+	// The relay id: in hellos and capabilities announcements alike.
+	var idb [4]byte
+	if _, err := rand.Read(idb[:]); err != nil {
+		return fmt.Errorf("relay id: %w", err)
+	}
+	id := binary.BigEndian.Uint32(idb[:])
+	caps := cfg.meshCaps()
 	var hellos *hello.Stage
 	if cfg.HelloInterval > 0 {
-		var id [4]byte
-		if _, err := rand.Read(id[:]); err != nil {
-			return fmt.Errorf("relay id: %w", err)
-		}
-		r.Segment = segment.NewTable(binary.BigEndian.Uint32(id[:]), helloExpiry*cfg.HelloInterval)
-		hellos = hello.New(r.Segment, r.conn, sealer, r.Target, cfg.MeshPort, cfg.HelloInterval, r.log)
+		r.Segment = segment.NewTable(id, helloExpiry*cfg.HelloInterval)
+		hellos = hello.New(r.Segment, r.conn, sealer, r.Target, cfg.MeshPort, cfg.HelloInterval, caps, r.log)
 		sup.Add(m.Stage("hello"), hellos, nil)
 	}
+	// Every relay answers capabilities requests; only one that relays IPv6
+	// announces unprompted (docs/MESH-PROTOCOL.md).
+	ac := m.Stage("announce")
+	r.announce = announce.New(announce.Config{ID: id, Caps: caps, Announce: caps.Has(mesh.CapIPv6)},
+		r.conn, r.Peers, sealer, ac, r.log)
+	sup.Add(ac, r.announce, nil)
 	r.captureCoalescer = pipeline.NewCoalescer(cfg.Coalesce)
 	r.listenerCoalescer = pipeline.NewCoalescer(cfg.Coalesce)
 	r.capture = capture.New(capture.Config{
@@ -206,7 +243,7 @@ func (r *Relay) build(info *iface.Info) error {
 	r.rewrite = rewrite.New(rewrite.Config{
 		Ports: cfg.BroadcastPorts, Dest: cfg.RebroadcastDestination, AcceptAnyPeer: cfg.AcceptAnyPeer,
 		Fragments: fragments, Limiter: r.PeerLimit, OnUnknownPeer: func(netip.Addr) { r.discovery.Kick() },
-		Observer: r.inboundObserver(), Probes: r.probes, IPv6: cfg.IPv6, Groups: cfg.IPv6Groups,
+		Observer: r.inboundObserver(), Probes: r.probes, OnCaps: r.announce.Heard, IPv6: cfg.IPv6, Groups: cfg.IPv6Groups,
 		OnNewNeighbour: func() {
 			if hellos != nil {
 				hellos.Kick()

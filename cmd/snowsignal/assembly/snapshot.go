@@ -76,7 +76,11 @@ func (r *Relay) Snapshot() readout.Snapshot {
 			Addr: p.Addr.String(), Sources: p.Sources(),
 			TxPackets: p.TxPackets.Load(), TxBytes: p.TxBytes.Load(), TxErrors: p.TxErrors.Load(),
 			RxPackets: p.RxPackets.Load(), RxBytes: p.RxBytes.Load(),
+			Capabilities: "unknown", WithheldIPv6: p.Withheld6.Load(),
 			FirstSeen: p.FirstSeen,
+		}
+		if c, known := p.CapsKnown(now.UnixNano()); known {
+			ps.Capabilities = c.String()
 		}
 		if t := p.LastHeard(); !t.IsZero() {
 			ps.LastHeard = &t

@@ -67,7 +67,7 @@ func (c Config) withDefaults() Config {
 		c.Mark = DefaultMark
 	}
 	if !c.MeshBind.IsValid() {
-		c.MeshBind = netip.IPv4Unspecified()
+		c.MeshBind = netip.IPv4Unspecified() // New picks [::] instead when the mesh may use IPv6
 	}
 	if c.Resolver == nil {
 		c.Resolver = net.DefaultResolver
@@ -82,6 +82,16 @@ func (c Config) withDefaults() Config {
 		c.IPv6Groups = uniqueAddrs(c.IPv6Groups)
 	}
 	return c
+}
+
+// meshCaps are the capabilities this relay announces to other relays, in
+// its hellos and capabilities datagrams: ipv6 with IPv6 relaying (it
+// injects IPv6 frames), else none.
+func (c Config) meshCaps() mesh.Caps {
+	if c.IPv6 {
+		return mesh.CapIPv6
+	}
+	return 0
 }
 
 // A ConfigError is one invalid setting of a Config.
@@ -126,8 +136,15 @@ func (c *Config) Validate() error {
 		return invalid("--broadcast-port", "at least one port is required (allowed: 1-65535)")
 	}
 	for _, p := range c.Peers {
-		if a, err := netip.ParseAddr(p); err == nil && !a.Unmap().Is4() {
-			return invalid("--other-relays", "%s is not an IPv4 address (the mesh is IPv4)", p)
+		a, err := netip.ParseAddr(p)
+		if err != nil {
+			continue // a name
+		}
+		if a = a.Unmap(); a.Is6() && (a.Zone() != "" || a.IsLinkLocalUnicast()) {
+			return invalid("--other-relays", "%s is a link-local address (use the peer's global or unique-local IPv6 address)", p)
+		}
+		if a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() {
+			return invalid("--other-relays", "%s is not a unicast address of another host", p)
 		}
 	}
 	if c.DiscoveryInterval < time.Second {

@@ -30,7 +30,8 @@ func TestValidate(t *testing.T) {
 		{"broadcast port 0", func(c *Config) { c.BroadcastPorts = []uint16{5076, 0} }, "--broadcast-port", "0 is out of range (allowed: 1-65535)"},
 		{"broadcast port is the mesh port", func(c *Config) { c.BroadcastPorts = []uint16{7124} }, "--broadcast-port", "7124 is also the mesh port (--mesh-port); they must differ"},
 		{"no broadcast port", func(c *Config) { c.BroadcastPorts = nil }, "--broadcast-port", "at least one port is required"},
-		{"IPv6 peer", func(c *Config) { c.Peers = []string{"relay-b", "fd00::1"} }, "--other-relays", "fd00::1 is not an IPv4 address"},
+		{"link-local IPv6 peer", func(c *Config) { c.Peers = []string{"relay-b", "fd00::1", "fe80::1%eth0"} }, "--other-relays", "fe80::1%eth0 is a link-local address"},
+		{"multicast peer", func(c *Config) { c.Peers = []string{"ff02::1"} }, "--other-relays", "ff02::1 is not a unicast address of another host"},
 		{"discovery interval short", func(c *Config) { c.DiscoveryInterval = 999 * time.Millisecond }, "--discovery-interval", "999ms is too short (allowed: 1s or more)"},
 		{"dedup window negative", func(c *Config) { c.DedupWindow = -time.Millisecond }, "--dedup-window", "-1ms is out of range (allowed: 0 to 1m)"},
 		{"dedup window long", func(c *Config) { c.DedupWindow = time.Minute + 1 }, "--dedup-window", "is out of range (allowed: 0 to 1m)"},
@@ -110,7 +111,7 @@ func TestValidateAllowsOff(t *testing.T) {
 	cfg := Default()
 	cfg.DedupWindow, cfg.HelloInterval, cfg.Coalesce, cfg.RateLimit, cfg.PeerRateLimit, cfg.MaxDelay = 0, 0, 0, 0, 0, 0
 	cfg.Observability = Observability{MetricsAddress: "127.0.0.1:0"}
-	cfg.Peers = []string{"10.0.0.2", "relay-b.example"}
+	cfg.Peers = []string{"10.0.0.2", "relay-b.example", "fd00:77::2", "2001:db8::2"}
 	if err := cfg.Validate(); err != nil {
 		t.Error(err)
 	}

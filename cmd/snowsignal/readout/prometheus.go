@@ -2,6 +2,7 @@ package readout
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +51,8 @@ var (
 	descPeerTxErrors = metricDesc("peer_send_errors_total", "Mesh datagrams to a peer the kernel refused to send.", "peer")
 	descPeerRx       = metricDesc("peer_received_datagrams_total", "Mesh datagrams received from a peer.", "peer")
 	descPeerRxBytes  = metricDesc("peer_received_bytes_total", "Mesh datagram bytes received from a peer.", "peer")
+	descPeerWithheld = metricDesc("peer_withheld_ipv6_frames_total", "IPv6 frames not sent to a peer because it has not announced the ipv6 capability.", "peer")
+	descPeerIPv6     = metricDesc("peer_ipv6", "1 if a peer currently announces the ipv6 capability (is sent IPv6 frames), else 0.", "peer")
 	descPeerHeard    = metricDesc("peer_last_heard_timestamp_seconds", "When a datagram last came from a peer, in seconds since the Unix epoch (0: never).", "peer")
 
 	descNeighbours   = metricDesc("neighbours", "Other relays heard on this relay's segment.")
@@ -82,6 +85,7 @@ func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 		descStageIn, descStageOut, descStageErrors, descStageRestarts, descStageRunning,
 		descLinkBatches, descLinkPackets, descLinkDroppedBatches, descLinkDroppedPackets, descLinkLength, descLinkCapacity,
 		descDrops, descKernelDrops, descMeshDrops, descPeers, descPeerTx, descPeerTxBytes, descPeerTxErrors, descPeerRx, descPeerRxBytes, descPeerHeard,
+		descPeerWithheld, descPeerIPv6,
 		descNeighbours, descDedupEntries, descDedupEvicted, descUnknown, descResolutions, descResFailures,
 		descCoalescePauses, descProbes,
 		descEPICSSearches, descEPICSBeacons, descEPICSNames, descEPICSReplies, descEPICSUndecoded} {
@@ -135,6 +139,12 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descPeerTxErrors, p.TxErrors, p.Addr)
 		counter(descPeerRx, p.RxPackets, p.Addr)
 		counter(descPeerRxBytes, p.RxBytes, p.Addr)
+		counter(descPeerWithheld, p.WithheldIPv6, p.Addr)
+		ipv6 := 0.0
+		if strings.Contains(p.Capabilities, "ipv6") {
+			ipv6 = 1
+		}
+		gauge(descPeerIPv6, ipv6, p.Addr)
 		heard := 0.0
 		if p.LastHeard != nil {
 			heard = float64(p.LastHeard.UnixNano()) / 1e9

@@ -159,6 +159,14 @@ type PeerStats struct {
 	// RxPackets and RxBytes count mesh datagrams received from the peer.
 	RxPackets uint64 `json:"rx_packets"`
 	RxBytes   uint64 `json:"rx_bytes"`
+	// Capabilities are what the peer announced and still holds
+	// (docs/MESH-PROTOCOL.md): "ipv6", "none", or "unknown" for a peer that
+	// never announced (an older or the Python relay) or whose announcement
+	// expired. Only an "ipv6" peer is sent IPv6 frames.
+	Capabilities string `json:"capabilities"`
+	// WithheldIPv6 counts IPv6 frames not sent to the peer because it has
+	// not announced ipv6 (not drops: other peers got them).
+	WithheldIPv6 uint64 `json:"withheld_ipv6"`
 	// FirstSeen is when the peer joined the set; LastHeard when a
 	// datagram last came from it (null: never).
 	FirstSeen time.Time  `json:"first_seen"`

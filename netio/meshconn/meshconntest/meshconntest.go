@@ -20,13 +20,16 @@ import (
 type Datagram struct {
 	Addr netip.AddrPort
 	Data []byte
+	// Src and Ifindex are what WriteFrom was given; zero for other sends.
+	Src     netip.Addr
+	Ifindex int
 	// Stamp is when a delivered datagram was "received", in Unix
 	// nanoseconds, as ReadBatch reports it (0: unknown).
 	Stamp int64
 }
 
 // Conn is a fake mesh socket. Datagrams given to Deliver are read by
-// ReadBatch; datagrams sent with WriteBatch are kept for Sent. Any
+// ReadBatch; datagrams sent with WriteBatch or WriteTo are kept for Sent. Any
 // goroutine may call its methods.
 type Conn struct {
 	in       chan Datagram
@@ -164,6 +167,29 @@ func (c *Conn) WriteBatch(bufs [][]byte, addrs []netip.AddrPort, onError func(i 
 		c.sent = append(c.sent, Datagram{Addr: addrs[i], Data: append([]byte(nil), b...)})
 	}
 	return failed, nil
+}
+
+// WriteTo records b as sent to addr, as one datagram of WriteBatch would
+// be; an address given to Refuse gets its error.
+func (c *Conn) WriteTo(b []byte, addr netip.AddrPort) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.refuse[addr]; err != nil {
+		return fmt.Errorf("fake mesh socket: %w", err)
+	}
+	c.sent = append(c.sent, Datagram{Addr: addr, Data: append([]byte(nil), b...)})
+	return nil
+}
+
+// WriteFrom records b as sent to addr from src on interface ifindex.
+func (c *Conn) WriteFrom(b []byte, src netip.Addr, ifindex int, addr netip.AddrPort) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.refuse[addr]; err != nil {
+		return fmt.Errorf("fake mesh socket: %w", err)
+	}
+	c.sent = append(c.sent, Datagram{Addr: addr, Data: append([]byte(nil), b...), Src: src, Ifindex: ifindex})
+	return nil
 }
 
 // SetWriteDeadline does nothing: WriteBatch never waits.

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/snowsignal/snowsignal/netio/mesh"
 )
 
 // A Peer is one other relay, reached at Addr.
@@ -27,8 +29,23 @@ type Peer struct {
 	TxErrors  atomic.Uint64 // sends the kernel refused (e.g. after ICMP port unreachable)
 	RxPackets atomic.Uint64 // mesh datagrams received from the peer
 	RxBytes   atomic.Uint64
+	// Withheld6 counts IPv6 frames not sent to the peer because it has not
+	// announced the ipv6 capability (a legacy relay, or one not heard yet).
+	// They are not drops: the frame still went to the peers that can take it.
+	Withheld6 atomic.Uint64
 	lastHeard atomic.Int64 // unix nanoseconds
+
+	// The peer's capabilities, from its last capabilities datagram
+	// (docs/MESH-PROTOCOL.md): caps holds them with capsKnown set, capsUntil
+	// is when they expire (unix ns). Written by the inbound stage, read by
+	// the fan-out once per frame and peer.
+	caps      atomic.Uint32
+	capsUntil atomic.Int64
+	capsHeard atomic.Int64 // unix ns of the last announcement
 }
+
+// capsKnown marks Peer.caps as set by an announcement.
+const capsKnown = 1 << 8
 
 // Sources says where the peer came from: "static", "self" or the
 // discovered DNS name; joined with "," when several.
@@ -49,6 +66,41 @@ func (p *Peer) Heard(now int64, n int) {
 // LastHeard is when a datagram last arrived from the peer; zero if never.
 func (p *Peer) LastHeard() time.Time {
 	if ns := p.lastHeard.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// SetCaps records the capabilities c the peer announced at now (unix ns),
+// valid until until.
+func (p *Peer) SetCaps(c mesh.Caps, now, until int64) {
+	p.caps.Store(uint32(c) | capsKnown)
+	p.capsUntil.Store(until)
+	p.capsHeard.Store(now)
+}
+
+// Caps returns the capabilities the peer announced, if they have not expired
+// at now (unix ns); none for a peer that never announced (a legacy relay).
+func (p *Peer) Caps(now int64) mesh.Caps {
+	if now >= p.capsUntil.Load() {
+		return 0
+	}
+	return mesh.Caps(p.caps.Load())
+}
+
+// CapsKnown reports the peer's capabilities at now and whether they are
+// current: false for a peer that never announced or whose announcement
+// expired.
+func (p *Peer) CapsKnown(now int64) (mesh.Caps, bool) {
+	if now >= p.capsUntil.Load() || p.caps.Load()&capsKnown == 0 {
+		return 0, false
+	}
+	return mesh.Caps(p.caps.Load()), true
+}
+
+// CapsHeard is when the peer last announced its capabilities; zero if never.
+func (p *Peer) CapsHeard() time.Time {
+	if ns := p.capsHeard.Load(); ns != 0 {
 		return time.Unix(0, ns)
 	}
 	return time.Time{}

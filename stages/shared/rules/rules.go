@@ -308,6 +308,12 @@ func (r *Rules) OurInjection(p *pipeline.Packet) bool {
 	return r.cfg.Segment == nil || r.ourInjection(p)
 }
 
+// ourInjection elects the injector of p among this segment's relays; an
+// IPv6 frame only among those that announced IPv6, since the others drop it.
 func (r *Rules) ourInjection(p *pipeline.Packet) bool {
-	return r.cfg.Segment.Owner(uint64(p.Frame.StableKey(p.Bytes()))) || r.Refuse(pipeline.ReasonOtherInjector)
+	key := uint64(p.Frame.StableKey(p.Bytes()))
+	if p.Frame.IPv6 {
+		return r.cfg.Segment.Owner6(key) || r.Refuse(pipeline.ReasonOtherInjector)
+	}
+	return r.cfg.Segment.Owner(key) || r.Refuse(pipeline.ReasonOtherInjector)
 }

@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/snowsignal/snowsignal/netio/mesh"
 	"github.com/snowsignal/snowsignal/stages/shared/splitmix"
 )
 
@@ -48,6 +49,15 @@ func PutHello(b []byte, id uint32, mac [6]byte) []byte {
 	b[2] = helloVersion
 	b[4], b[5], b[6], b[7] = byte(id>>24), byte(id>>16), byte(id>>8), byte(id)
 	copy(b[8:14], mac[:])
+	return b
+}
+
+// PutHelloCaps writes a hello body as PutHello does, announcing caps in its
+// flags byte (mesh.SetHelloCaps): relays that predate it send 0 there and
+// ignore it.
+func PutHelloCaps(b []byte, id uint32, mac [6]byte, caps mesh.Caps) []byte {
+	b = PutHello(b, id, mac)
+	mesh.SetHelloCaps(b, caps)
 	return b
 }
 
@@ -83,14 +93,17 @@ type Table struct {
 type neighbour struct {
 	last int64 // unix ns of the last hello
 	mac  [6]byte
+	caps mesh.Caps // from the hello's flags byte
 }
 
 type snapshot struct {
-	macs    [][6]byte
-	self    netip.Addr
-	members []uint64 // address hashes of self and neighbours
-	selfH   uint64
-	addrs   []netip.Addr
+	macs     [][6]byte
+	self     netip.Addr
+	members  []uint64 // address hashes of self and neighbours
+	members6 []uint64 // those of self and the neighbours that announced mesh.CapIPv6
+	selfH    uint64
+	addrs    []netip.Addr
+	caps     []mesh.Caps // per addrs
 }
 
 // NewTable returns a table for relay id; neighbours silent for expiry are
@@ -116,8 +129,14 @@ func (t *Table) SetSelf(a netip.Addr) {
 
 // Heard records a hello from relay id at addr, injecting with mac, at now
 // (unix ns) and reports whether addr is a new neighbour. Our own hellos are
-// ignored.
+// ignored. It is HeardCaps for a hello without capabilities.
 func (t *Table) Heard(now int64, addr netip.Addr, id uint32, mac [6]byte) bool {
+	return t.HeardCaps(now, addr, id, mac, 0)
+}
+
+// HeardCaps records a hello as Heard does, with the capabilities its flags
+// byte announced (mesh.HelloCaps).
+func (t *Table) HeardCaps(now int64, addr netip.Addr, id uint32, mac [6]byte, caps mesh.Caps) bool {
 	if id == t.id {
 		return false
 	}
@@ -125,8 +144,8 @@ func (t *Table) Heard(now int64, addr netip.Addr, id uint32, mac [6]byte) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old, known := t.seen[addr]
-	t.seen[addr] = neighbour{last: now, mac: mac}
-	if !known || old.mac != mac {
+	t.seen[addr] = neighbour{last: now, mac: mac, caps: caps}
+	if !known || old.mac != mac || old.caps != caps {
 		t.publish()
 	}
 	return !known
@@ -157,16 +176,33 @@ func (t *Table) publish() {
 	slices.SortFunc(s.addrs, netip.Addr.Compare)
 	for _, a := range s.addrs {
 		s.macs = append(s.macs, t.seen[a].mac)
+		s.caps = append(s.caps, t.seen[a].caps)
 	}
 	s.members = append(s.members, s.selfH)
-	for _, a := range s.addrs {
+	s.members6 = append(s.members6, s.selfH)
+	for i, a := range s.addrs {
 		s.members = append(s.members, addrHash(a))
+		if s.caps[i].Has(mesh.CapIPv6) {
+			s.members6 = append(s.members6, addrHash(a))
+		}
 	}
 	t.snap.Store(s)
 }
 
 // Neighbours lists the relays currently heard on this segment.
 func (t *Table) Neighbours() []netip.Addr { return slices.Clone(t.snap.Load().addrs) }
+
+// NeighbourCaps returns the capabilities neighbour a announced in its last
+// hello (none for an unknown address).
+func (t *Table) NeighbourCaps(a netip.Addr) mesh.Caps {
+	s := t.snap.Load()
+	for i, n := range s.addrs {
+		if n == a {
+			return s.caps[i]
+		}
+	}
+	return 0
+}
 
 // IsNeighbour reports whether a is a relay on this segment.
 func (t *Table) IsNeighbour(a netip.Addr) bool {
@@ -197,21 +233,45 @@ func (t *Table) IsNeighbourMAC(mac [6]byte) bool {
 // (netio/frame.StableKey, not the seeded Key).
 func (t *Table) Owner(key uint64) bool {
 	s := t.snap.Load()
-	if len(s.members) <= 1 {
+	return owner(s.members, s.selfH, key)
+}
+
+// Owner6 is Owner for an IPv6 frame: the choice ranges over this relay and
+// the neighbours whose hello announced mesh.CapIPv6 only, so that a
+// neighbour that cannot inject IPv6 frames is never the one chosen.
+func (t *Table) Owner6(key uint64) bool {
+	s := t.snap.Load()
+	return owner(s.members6, s.selfH, key)
+}
+
+func owner(members []uint64, selfH, key uint64) bool {
+	if len(members) <= 1 {
 		return true
 	}
 	best, bestH := uint64(0), uint64(0)
-	for _, h := range s.members {
+	for _, h := range members {
 		if sc := splitmix.Mix(key ^ h); sc > best || (sc == best && h > bestH) {
 			best, bestH = sc, h
 		}
 	}
-	return bestH == s.selfH
+	return bestH == selfH
 }
 
+// addrHash is a member's score seed. Every relay of a segment must compute
+// the same value for a given address; IPv4 values are those of the first
+// version (its relays are still in meshes), IPv6 ones (relays without IPv4,
+// whose hellos come from their IPv6 address) mix both halves.
 func addrHash(a netip.Addr) uint64 {
 	if !a.IsValid() {
 		return 0
+	}
+	if a = a.Unmap(); a.Is6() {
+		b := a.As16()
+		var hi, lo uint64
+		for i := 0; i < 8; i++ {
+			hi, lo = hi<<8|uint64(b[i]), lo<<8|uint64(b[8+i])
+		}
+		return splitmix.Mix(splitmix.Mix(hi) ^ lo ^ 2<<40)
 	}
 	b := a.As4()
 	return splitmix.Mix(uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3]) | 1<<40)
