@@ -100,8 +100,8 @@ func (b *Batch) Keep(keep func(p *Packet) bool) {
 // Order is kept and every buffer stays in the batch, as with Keep.
 //
 // A stage calls it once per batch just before sending, with one clock
-// read: a search answered late is worth less than none, since the client
-// has already retried, and the frames behind it wait for it.
+// read: sending a frame that is already late makes every frame behind it
+// later, while a client whose search goes unanswered searches again.
 func (b *Batch) ShedStale(now, maxDelay int64) int {
 	if maxDelay <= 0 {
 		return 0
