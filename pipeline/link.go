@@ -113,6 +113,10 @@ func (l *Link) Send(b *Batch) bool {
 // Full reports whether the link holds as many batches as it can.
 func (l *Link) Full() bool { return len(l.ch) == cap(l.ch) }
 
+// Backlogged reports whether batches wait in the link: its consumer is
+// behind. A nil link never is.
+func (l *Link) Backlogged() bool { return l != nil && len(l.ch) > 0 }
+
 func (l *Link) count(n uint64) {
 	l.sent.Add(1)
 	l.sentPkts.Add(n)

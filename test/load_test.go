@@ -90,8 +90,7 @@ func sendPaced(t *testing.T, c *net.UDPConn, dst netip.AddrPort, from, to uint64
 }
 
 // TestLoadCoalescing: with the default --coalesce, 200 broadcasts 5 ms apart
-// all cross (or, on a busy machine, a few are shed as stale, counted) and
-// neither relay's reader ever waits; then 20,000 broadcasts
+// all cross and neither relay's reader ever waits; then 20,000 broadcasts
 // at 20k/s (20 every millisecond) cross (all but a few per cent on a busy
 // machine, where the relays may also shed some as stale, counted), and
 // both readers on the path (relay-a's capture, relay-b's listener)
@@ -108,18 +107,12 @@ func TestLoadCoalescing(t *testing.T) {
 		t.Errorf("relay-a: coalesce_seconds %v, want the default 150µs", got)
 	}
 
-	// A frame that waited longer than --max-delay (4ms) in a relay, here
-	// only when other programs keep its thread from a CPU, is shed as
-	// stale, counted: every broadcast crosses or is counted.
+	// Light traffic is never shed as stale, even when other programs keep
+	// a relay's thread from a CPU for milliseconds: nothing waits behind a
+	// late frame, so it is still sent (pipeline.Batch.ShedStale).
 	const light = 200
 	sendPaced(t, cl, dst, 0, light, 1, 5*time.Millisecond)
-	if got := waitCount(t, lc, 0, light, 0); got < light {
-		stale := snapshot(t, s.a).Drops["stale"] + snapshot(t, s.b).Drops["stale"]
-		t.Logf("light traffic: %d of %d crossed, %d shed as stale", got, light, stale)
-		if uint64(got)+stale < light {
-			t.Errorf("light traffic: %d of %d crossed and %d were shed as stale; the rest is lost uncounted", got, light, stale)
-		}
-	}
+	waitCount(t, lc, 0, light, light)
 	for name, r := range map[string]*labrelay.Relay{"relay-a": s.a, "relay-b": s.b} {
 		c := snapshot(t, r).Coalesce
 		if c.CapturePauses != 0 || c.ListenerPauses != 0 {

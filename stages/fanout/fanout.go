@@ -92,9 +92,10 @@ func (s *Stage) Run(ctx context.Context) error {
 // batch; benchmarks call it directly.
 func (s *Stage) Handle(b *pipeline.Batch) error {
 	s.c.In.Add(uint64(len(b.Pkts)))
-	if s.maxDelay > 0 {
-		// Late searches are shed here, the last step before the mesh: the
-		// peers would only queue them further behind fresh ones.
+	if s.maxDelay > 0 && s.in.Backlogged() {
+		// Late searches are shed here, the last step before the mesh, while
+		// more wait behind them: the peers would only queue them further
+		// behind fresh ones (see pipeline.Batch.ShedStale).
 		if n := b.ShedStale(time.Now().UnixNano(), s.maxDelay); n > 0 {
 			s.m.Drop(pipeline.ReasonStale, n)
 		}

@@ -151,12 +151,25 @@ func TestFanoutRunSendsUntilItsLinkCloses(t *testing.T) {
 	}
 }
 
-// TestFanoutShedsStaleFrames: with a maximum delay, frames the kernel
-// received longer ago are not sent and are counted under stale; fresh
-// frames and frames without a receive time go to every peer, in order.
+// TestFanoutShedsStaleFrames: with a maximum delay, while batches wait
+// behind the one at hand, frames the kernel received longer ago are not
+// sent and are counted under stale; fresh frames and frames without a
+// receive time go to every peer, in order. With nothing waiting behind it,
+// a late frame is sent all the same.
 func TestFanoutShedsStaleFrames(t *testing.T) {
 	r := newFakeRig(t)
-	r.s = New(nil, r.pool, r.conn, r.tbl, nil, 4*time.Millisecond, r.c, r.m, zerolog.Nop())
+	in := pipeline.NewLink("filter->fanout", 4, pipeline.Block, r.pool)
+	r.s = New(in, r.pool, r.conn, r.tbl, nil, 4*time.Millisecond, r.c, r.m, zerolog.Nop())
+	late := r.batch("late, alone")
+	late.Pkts[0].Stamp = time.Now().UnixNano() - int64(50*time.Millisecond)
+	if err := r.s.Handle(late); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.conn.Sent()); n != 2 || r.m.Drops(pipeline.ReasonStale) != 0 {
+		t.Fatalf("a late frame with nothing behind it: sent %d datagrams, %d stale; want 2, 0", n, r.m.Drops(pipeline.ReasonStale))
+	}
+	sentBefore := len(r.conn.Sent())
+	in.Send(r.batch("behind"))
 	b := r.batch("old-1", "fresh", "unstamped", "old-2")
 	now := time.Now().UnixNano()
 	b.Pkts[0].Stamp = now - int64(50*time.Millisecond)
@@ -167,7 +180,7 @@ func TestFanoutShedsStaleFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, d := range r.conn.Sent() {
+	for _, d := range r.conn.Sent()[sentBefore:] {
 		got = append(got, string(d.Data[len(mesh.LegacyMagic):]))
 	}
 	want := []string{"fresh", "fresh", "unstamped", "unstamped"} // two peers each
@@ -182,8 +195,8 @@ func TestFanoutShedsStaleFrames(t *testing.T) {
 	if n := r.m.Drops(pipeline.ReasonStale); n != 2 {
 		t.Errorf("stale drops = %d, want 2", n)
 	}
-	if st := r.c.Stats(); st.In != 4 || st.Out != 2 {
-		t.Errorf("stage in %d out %d, want 4 2", st.In, st.Out)
+	if st := r.c.Stats(); st.In != 5 || st.Out != 3 {
+		t.Errorf("stage in %d out %d, want 5 3", st.In, st.Out)
 	}
 
 	// Without a maximum delay nothing is shed, however old.

@@ -106,9 +106,9 @@ func (s *Stage) Run(ctx context.Context) error {
 	defer stopWrites()
 	for b := range s.in.Batches(ctx) {
 		s.c.In.Add(uint64(len(b.Pkts)))
-		if s.cfg.MaxDelay > 0 {
+		if s.cfg.MaxDelay > 0 && s.in.Backlogged() {
 			// The last step before the interface: a late search only
-			// holds up the fresh ones behind it.
+			// holds up the fresh ones waiting behind it.
 			if d := b.ShedStale(time.Now().UnixNano(), int64(s.cfg.MaxDelay)); d > 0 {
 				s.m.Drop(pipeline.ReasonStale, d)
 			}

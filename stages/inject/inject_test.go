@@ -60,10 +60,11 @@ func TestInjectDropsWhileItsInterfaceIsMissing(t *testing.T) {
 	}
 }
 
-// TestInjectShedsStaleFrames: frames that reach the inject stage longer
-// after the kernel received them than MaxDelay are not written and are
-// counted under stale; fresh ones and ones without a receive time reach
-// the segment.
+// TestInjectShedsStaleFrames: while batches wait behind the one at hand,
+// frames that reach the inject stage longer after the kernel received them
+// than MaxDelay are not written and are counted under stale; fresh ones and
+// ones without a receive time reach the segment. A late frame with nothing
+// behind it is written.
 func TestInjectShedsStaleFrames(t *testing.T) {
 	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -77,7 +78,6 @@ func TestInjectShedsStaleFrames(t *testing.T) {
 	in := pipeline.NewLink("rewrite->inject", 8, pipeline.Block, pool)
 	s := New(Config{Interface: netlab.IfName, MaxDelay: 4 * time.Millisecond}, in, pool, &iface.Current{}, m.Stage("inject"), m, zerolog.Nop())
 	done := make(chan error, 1)
-	go func() { done <- l.Host("relay-b").Do(func() error { return s.Run(ctx) }) }()
 
 	// Broadcast frames with a marker after the Ethernet header; the sniffer
 	// sees every frame the bridge floods to the server.
@@ -92,7 +92,21 @@ func TestInjectShedsStaleFrames(t *testing.T) {
 		p.Len = copy(p.Buf[p.Off:], append(hdr, f.mark...))
 		p.Stamp = f.stamp
 	}
+	// Shedding engages only while batches wait behind the one at hand:
+	// queue the marked batch with another behind it before the stage runs,
+	// then, once it has taken both, a late frame alone (it is written).
+	mark := func(text string, stamp int64) *pipeline.Batch {
+		b := pool.Get()
+		p := b.Slot()
+		p.Len = copy(p.Buf[p.Off:], append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 1, 0x88, 0xb5}, text...))
+		p.Stamp = stamp
+		return b
+	}
 	in.Send(b)
+	in.Send(mark("behind", 0))
+	go func() { done <- l.Host("relay-b").Do(func() error { return s.Run(ctx) }) }()
+	waitEmpty(t, in)
+	in.Send(mark("late-alone", 1))
 	frames, err := sn.Collect(300*time.Millisecond, func(f netlab.Frame) bool {
 		return len(f.Data) >= 14 && f.Data[12] == 0x88 && f.Data[13] == 0xb5
 	})
@@ -107,8 +121,8 @@ func TestInjectShedsStaleFrames(t *testing.T) {
 	for _, f := range frames {
 		got = append(got, string(f.Data[14:]))
 	}
-	if len(got) != 2 || got[0] != "fresh-one" || got[1] != "no-stamp" {
-		t.Errorf("the segment saw %q, want [fresh-one no-stamp]", got)
+	if len(got) != 4 || got[0] != "fresh-one" || got[1] != "no-stamp" || got[2] != "behind" || got[3] != "late-alone" {
+		t.Errorf("the segment saw %q, want [fresh-one no-stamp behind late-alone]", got)
 	}
 	if n := m.Drops(pipeline.ReasonStale); n != 2 {
 		t.Errorf("stale drops = %d, want 2", n)
@@ -140,5 +154,16 @@ func TestLocalFrames(t *testing.T) {
 	}
 	if got := localFrames([][]byte{v6(1)}, &buf); len(got) != 0 {
 		t.Errorf("IPv6 only: %d frames copied, want none", len(got))
+	}
+}
+
+// waitEmpty waits until the stage has taken every batch from in.
+func waitEmpty(t *testing.T, in *pipeline.Link) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); in.Backlogged(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the inject stage took no batch in 2s")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
