@@ -117,6 +117,12 @@ func (l *Link) Full() bool { return len(l.ch) == cap(l.ch) }
 // behind. A nil link never is.
 func (l *Link) Backlogged() bool { return l != nil && len(l.ch) > 0 }
 
+// Behind reports whether the consumer of l, holding b, is behind: batches
+// wait in l, or b itself holds a burst (BurstSize packets or more, read
+// from a socket that had a queue). A few frames late from a passing hiccup
+// under light load are neither.
+func (l *Link) Behind(b *Batch) bool { return l.Backlogged() || len(b.Pkts) >= BurstSize }
+
 func (l *Link) count(n uint64) {
 	l.sent.Add(1)
 	l.sentPkts.Add(n)

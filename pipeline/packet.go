@@ -100,11 +100,12 @@ func (b *Batch) Keep(keep func(p *Packet) bool) {
 // Order is kept and every buffer stays in the batch, as with Keep.
 //
 // A stage calls it once per batch just before sending, with one clock
-// read, and only while more batches wait behind this one (Link.Backlogged):
-// then sending a frame that is already late makes every frame behind it
-// later, while a client whose search goes unanswered searches again. With
-// nothing behind it, a late frame (a scheduling hiccup under light load)
-// is still worth sending: a lost search can cost a client seconds.
+// read, and only while it is behind (Link.Behind: batches wait, or this one
+// holds a burst): then sending a frame that is already late makes every
+// frame behind it later, while a client whose search goes unanswered
+// searches again. A few late frames with nothing behind them (a scheduling
+// hiccup under light load) are still worth sending: a lost search can cost
+// a client seconds.
 func (b *Batch) ShedStale(now, maxDelay int64) int {
 	if maxDelay <= 0 {
 		return 0

@@ -92,7 +92,7 @@ func (s *Stage) Run(ctx context.Context) error {
 // batch; benchmarks call it directly.
 func (s *Stage) Handle(b *pipeline.Batch) error {
 	s.c.In.Add(uint64(len(b.Pkts)))
-	if s.maxDelay > 0 && s.in.Backlogged() {
+	if s.maxDelay > 0 && s.in.Behind(b) {
 		// Late searches are shed here, the last step before the mesh, while
 		// more wait behind them: the peers would only queue them further
 		// behind fresh ones (see pipeline.Batch.ShedStale).
