@@ -153,7 +153,7 @@ func TestLoadCoalescing(t *testing.T) {
 // crosses. (Before readers yielded to their consumers, the listener drained
 // the backlog into its 8-batch link and evicted all but the last batches.)
 // It tests the path without shedding by age, so it runs with
-// --max-delay=0: with the default 4ms, the frames that waited out the stall
+// --max-delay=0: with a short one, the frames that waited out the stall
 // are shed as stale by design (TestStaleShedAfterStall).
 func TestLoadStallLosesNothing(t *testing.T) {
 	s := startSwarm(t, "--max-delay=0")

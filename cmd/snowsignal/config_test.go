@@ -155,7 +155,7 @@ func TestConfigCoalesce(t *testing.T) {
 }
 
 // TestConfigMaxDelay: --max-delay (MAX_DELAY) reaches the assembly's
-// Config as given, 4ms by default and 0 to disable; out of range it is an
+// Config as given, 100ms by default and 0 to disable; out of range it is an
 // error naming the flag and the range.
 func TestConfigMaxDelay(t *testing.T) {
 	for _, tc := range []struct {
@@ -164,7 +164,7 @@ func TestConfigMaxDelay(t *testing.T) {
 		args []string
 		want time.Duration
 	}{
-		{"default", nil, nil, 4 * time.Millisecond},
+		{"default", nil, nil, 100 * time.Millisecond},
 		{"MAX_DELAY=0", []string{"MAX_DELAY", "0"}, nil, 0},
 		{"--max-delay 20ms", nil, []string{"--max-delay", "20ms"}, 20 * time.Millisecond},
 		{"flag beats env", []string{"MAX_DELAY", "0"}, []string{"--max-delay=2ms"}, 2 * time.Millisecond},

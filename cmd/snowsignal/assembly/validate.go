@@ -25,10 +25,13 @@ const (
 	DefaultDedupWindow       = 250 * time.Millisecond
 	DefaultHelloInterval     = time.Second
 	DefaultCoalesce          = 150 * time.Microsecond
-	// DefaultMaxDelay keeps two relays in a row under the 10 ms a search
-	// may take end to end under overload (issue 11), with room for the
-	// sockets and the wire.
-	DefaultMaxDelay        = 4 * time.Millisecond
+	// DefaultMaxDelay sheds only searches their clients have retried or
+	// are about to: PVAccess clients search again after about 0.2 s, so
+	// two relays in a row stay within that. A storm on a CPU-starved host
+	// is then relayed whole, late, as the reference relay does; a few
+	// milliseconds (e.g. 4ms) bound latency instead, at the cost of
+	// shedding much of such a storm (docs/BENCHMARKS.md).
+	DefaultMaxDelay        = 100 * time.Millisecond
 	DefaultStatsSocket     = "/run/snowsignal/snowsignal.sock"
 	DefaultSummaryInterval = 60 * time.Second
 )
