@@ -37,6 +37,7 @@ type observability struct {
 	insight *insight.Insight
 	statsLn *net.UnixListener
 	metrics *metricsserver.Stage
+	window  *readout.Window // drops over the last minute, for stats readers
 }
 
 func newObservability() observability {
@@ -67,6 +68,8 @@ func (r *Relay) openObservability() error {
 		}
 		r.obs.statsLn = ln
 		r.sup.Add(r.Metrics.Stage("stats"), statsserver.New(ln, r.answer, r.log), nil)
+		r.obs.window = readout.NewWindow(r.Metrics.DropCounts)
+		r.sup.Add(r.Metrics.Stage("window"), r.obs.window, nil)
 	}
 	if o.MetricsAddress != "" {
 		ln, err := metricsserver.Listen(o.MetricsAddress)

@@ -69,6 +69,9 @@ func (r *Relay) Snapshot() readout.Snapshot {
 		EPICS:  r.obs.insight.Stats(),
 		Probes: readout.ProbeStats{Answered: r.probes.Answered.Load(), Refused: r.probes.Limited.Load()},
 	}
+	if r.obs.window != nil {
+		s.RecentDrops = r.obs.window.Recent(now, s.Drops)
+	}
 	set := r.Peers.Load()
 	s.SelfMode = set.Self
 	for _, p := range set.Peers {

@@ -400,3 +400,33 @@ func TestJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestRunningRecentDrops: a relay's own minute window reports drops that
+// moved before doctor's two reads, over its span, with the relay's list of
+// unknown sources.
+func TestRunningRecentDrops(t *testing.T) {
+	var a, b snapshot
+	now := time.Now()
+	a.Time, b.Time = now, now.Add(2*time.Second)
+	a.CaptureUp, b.CaptureUp = true, true
+	a.Drops = map[string]uint64{"unknown_peer": 40, "stale": 3}
+	b.Drops = map[string]uint64{"unknown_peer": 40, "stale": 3}
+	b.UnknownSources = append(b.UnknownSources, struct {
+		Addr      string `json:"addr"`
+		Datagrams uint64 `json:"datagrams"`
+	}{"10.77.0.11", 40})
+	b.RecentDrops = &struct {
+		Seconds float64           `json:"seconds"`
+		Drops   map[string]uint64 `json:"drops"`
+	}{Seconds: 58.4, Drops: map[string]uint64{"unknown_peer": 40}}
+	var got []string
+	for _, r := range checkRunning(&a, &b) {
+		if r.Check == "drops" {
+			got = append(got, r.Message)
+		}
+	}
+	want := "unknown_peer 40 from 10.77.0.11 in 58s: "
+	if len(got) != 1 || !strings.HasPrefix(got[0], want) {
+		t.Errorf("drops lines %q, want one starting %q", got, want)
+	}
+}

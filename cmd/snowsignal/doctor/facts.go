@@ -78,10 +78,16 @@ type snapshot struct {
 		Restarts  uint64 `json:"restarts"`
 		LastError string `json:"last_error"`
 	} `json:"stages"`
-	Drops           map[string]uint64 `json:"drops"`
-	KernelDrops     uint64            `json:"kernel_drops"`
-	MeshKernelDrops uint64            `json:"mesh_kernel_drops"`
-	SelfMode        bool              `json:"self_mode"`
+	Drops map[string]uint64 `json:"drops"`
+	// RecentDrops is what moved over about the last minute, kept by the
+	// relay (older relays do not send it).
+	RecentDrops *struct {
+		Seconds float64           `json:"seconds"`
+		Drops   map[string]uint64 `json:"drops"`
+	} `json:"recent_drops"`
+	KernelDrops     uint64 `json:"kernel_drops"`
+	MeshKernelDrops uint64 `json:"mesh_kernel_drops"`
+	SelfMode        bool   `json:"self_mode"`
 	Peers           []struct {
 		Addr      string     `json:"addr"`
 		Sources   string     `json:"sources"`

@@ -67,10 +67,23 @@ func checkRunning(a, b *snapshot) []Result {
 		reasons = append(reasons, r)
 	}
 	slices.Sort(reasons)
+	// The relay's own window covers about the last minute; the two reads
+	// only --sample. Take whichever is longer.
+	delta := func(r string) uint64 {
+		if b.Drops[r] < a.Drops[r] {
+			return 0
+		}
+		return b.Drops[r] - a.Drops[r]
+	}
+	drops := dt
+	if rd := b.RecentDrops; rd != nil && time.Duration(rd.Seconds*float64(time.Second)) > dt {
+		drops = time.Duration(rd.Seconds * float64(time.Second)).Round(time.Second)
+		delta = func(r string) uint64 { return rd.Drops[r] }
+	}
 	moved := 0
 	for _, r := range reasons {
-		d := b.Drops[r] - a.Drops[r]
-		if b.Drops[r] < a.Drops[r] || d == 0 {
+		d := delta(r)
+		if d == 0 {
 			continue
 		}
 		moved++
@@ -80,17 +93,21 @@ func checkRunning(a, b *snapshot) []Result {
 		}
 		subject := fmt.Sprintf("%s %d", r, d)
 		if r == "unknown_peer" {
-			if from := unknownDelta(a, b); from != "" {
+			from := unknownDelta(a, b)
+			if from == "" && drops != dt {
+				from = unknownSources(b) // moved before the sample: the relay's list
+			}
+			if from != "" {
 				subject += " from " + from
 			}
 		}
-		out = append(out, Result{Check: "drops", Status: adv.status, Message: fmt.Sprintf("%s in %s: %s", subject, dt, adv.why), Fix: adv.fix})
+		out = append(out, Result{Check: "drops", Status: adv.status, Message: fmt.Sprintf("%s in %s: %s", subject, drops, adv.why), Fix: adv.fix})
 	}
 	if moved == 0 {
-		if dt < 100*time.Millisecond {
+		if drops < 100*time.Millisecond {
 			out = append(out, ok("drops", "no drop counter moved between two reads (watch longer with --sample)"))
 		} else {
-			out = append(out, ok("drops", "no drop counter moved in %s", dt))
+			out = append(out, ok("drops", "no drop counter moved in %s", drops))
 		}
 	}
 	if d := b.KernelDrops - a.KernelDrops; d > 0 && b.KernelDrops >= a.KernelDrops {
@@ -118,6 +135,15 @@ func checkRunning(a, b *snapshot) []Result {
 		}
 	}
 	return out
+}
+
+// unknownSources lists the sources outside the peer set the relay counted.
+func unknownSources(b *snapshot) string {
+	parts := make([]string, 0, len(b.UnknownSources))
+	for _, s := range b.UnknownSources {
+		parts = append(parts, s.Addr)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // unknownDelta lists the sources outside the peer set whose counts moved.

@@ -43,6 +43,10 @@ type Snapshot struct {
 	// Drops counts dropped packets by reason; every reason is present,
 	// zero or not.
 	Drops map[string]uint64 `json:"drops"`
+	// RecentDrops is how much each drop counter moved over about the last
+	// minute; present while the stats socket is on (snowsignal doctor reads
+	// it).
+	RecentDrops *RecentDrops `json:"recent_drops,omitempty"`
 	// KernelDrops counts frames the kernel dropped because the capture
 	// socket's queue was full (PACKET_STATISTICS).
 	KernelDrops uint64 `json:"kernel_drops"`
