@@ -247,3 +247,23 @@ func TestIPv6TwoPlusTwo(t *testing.T) {
 		}
 	}
 }
+
+// TestIPv6LargeDatagrams: an IPv6 search larger than the MTU leaves the
+// client as fragments (fragment header); every fragment is relayed and the
+// server's kernel reassembles the whole datagram, source and payload kept.
+func TestIPv6LargeDatagrams(t *testing.T) {
+	s := startSwarm6(t, "--ipv6")
+	srv := listen6(t, s.server, fmt.Sprintf("[::]:%d", pvaPort))
+	cl, clientAddr := sender6(t, s.client)
+	for _, size := range []int{3000, 8000} {
+		p := payload(t, size)
+		search6(t, s.client, cl, p)
+		got := recvFor(t, srv, quietWait)
+		if len(got) != 1 || !bytes.Equal(got[0].payload, p) {
+			t.Fatalf("%d bytes in fragments: server received %d datagrams, want exactly the one search", size, len(got))
+		}
+		if from := netip.AddrPortFrom(got[0].from.Addr().WithZone(""), got[0].from.Port()); from != clientAddr {
+			t.Errorf("%d bytes: server saw source %s, want the client's %s", size, got[0].from, clientAddr)
+		}
+	}
+}
