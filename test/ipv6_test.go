@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/snowsignal/snowsignal/cmd/snowsignal/labrelay"
 	"github.com/snowsignal/snowsignal/netio/frame"
 	"github.com/snowsignal/snowsignal/netio/netlab"
 	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
@@ -27,17 +26,7 @@ var allNodes = netip.AddrPortFrom(netip.MustParseAddr("ff02::1").WithZone(netlab
 // over IPv4, with extra flags (--ipv6 for the relays to relay IPv6).
 func startSwarm6(t *testing.T, extra ...string) *swarm {
 	t.Helper()
-	bin := harness.Binary(t)
-	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm6())
-	s := &swarm{lab: l, client: l.Host("client"), server: l.Host("server"), relayA: l.Host("relay-a"), relayB: l.Host("relay-b")}
-	s.a = harness.StartT(t, bin, s.relayA, append([]string{"--other-relays", s.relayB.IP.String()}, extra...)...)
-	s.b = harness.StartT(t, bin, s.relayB, append([]string{"--other-relays", s.relayA.IP.String()}, extra...)...)
-	for _, r := range []*labrelay.Relay{s.a, s.b} {
-		if _, err := r.WaitLog(labrelay.Msg("peer set changed", "stage", "discovery"), deliveryTimeout); err != nil {
-			t.Fatalf("%s: %v", r.Host.Name, err)
-		}
-	}
-	return s
+	return startSwarmOn(t, netlab.TwoSegmentSwarm6(), extra...)
 }
 
 // listen6 opens a UDP socket on h bound to addr ("[::]:5076", or the

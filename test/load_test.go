@@ -64,18 +64,28 @@ func (lc *loadCounter) count(from, to uint64) (n int) {
 // every period (one sendmmsg(2) each), and returns when all are sent.
 func sendPaced(t *testing.T, c *net.UDPConn, dst netip.AddrPort, from, to uint64, burst int, period time.Duration) {
 	t.Helper()
+	sendTagged(t, c, dst, "loadtest", from, to, burst, period)
+}
+
+// sendTagged is sendPaced for 100-byte datagrams that start with tag (8
+// bytes), then their sequence number and the time they were handed to the
+// kernel (Unix nanoseconds), both big-endian.
+func sendTagged(t *testing.T, c *net.UDPConn, dst netip.AddrPort, tag string, from, to uint64, burst int, period time.Duration) {
+	t.Helper()
 	pc := ipv4.NewPacketConn(c)
 	msgs := make([]ipv4.Message, burst)
 	for i := range msgs {
 		b := make([]byte, 100)
-		copy(b, "loadtest")
+		copy(b, tag)
 		msgs[i] = ipv4.Message{Buffers: [][]byte{b}, Addr: net.UDPAddrFromAddrPort(dst)}
 	}
 	start := time.Now()
 	for seq, k := from, 0; seq < to; k++ {
 		n := min(burst, int(to-seq))
+		now := uint64(time.Now().UnixNano())
 		for i := range n {
 			binary.BigEndian.PutUint64(msgs[i].Buffers[0][8:], seq+uint64(i))
+			binary.BigEndian.PutUint64(msgs[i].Buffers[0][16:], now)
 		}
 		for sent := 0; sent < n; {
 			m, err := pc.WriteBatch(msgs[sent:n], 0)

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
 	"github.com/snowsignal/snowsignal/netio/mmsg"
@@ -66,31 +65,7 @@ func recordAges(t *testing.T, c *net.UDPConn) *ageRecorder {
 // carrying its sequence number and the time it was handed to the kernel.
 func sendStamped(t *testing.T, c *net.UDPConn, dst netip.AddrPort, from, to uint64, burst int, period time.Duration) {
 	t.Helper()
-	pc := ipv4.NewPacketConn(c)
-	msgs := make([]ipv4.Message, burst)
-	for i := range msgs {
-		b := make([]byte, 100)
-		copy(b, "staletst")
-		msgs[i] = ipv4.Message{Buffers: [][]byte{b}, Addr: net.UDPAddrFromAddrPort(dst)}
-	}
-	start := time.Now()
-	for seq, k := from, 0; seq < to; k++ {
-		n := min(burst, int(to-seq))
-		now := uint64(time.Now().UnixNano())
-		for i := range n {
-			binary.BigEndian.PutUint64(msgs[i].Buffers[0][8:], seq+uint64(i))
-			binary.BigEndian.PutUint64(msgs[i].Buffers[0][16:], now)
-		}
-		for sent := 0; sent < n; {
-			m, err := pc.WriteBatch(msgs[sent:n], 0)
-			if err != nil {
-				t.Fatalf("send: %v", err)
-			}
-			sent += m
-		}
-		seq += uint64(n)
-		time.Sleep(time.Until(start.Add(time.Duration(k+1) * period)))
-	}
+	sendTagged(t, c, dst, "staletst", from, to, burst, period)
 }
 
 // TestStaleShedAfterStall: at 5k/s, relay-b stops for 200 ms (SIGSTOP, as

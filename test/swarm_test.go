@@ -43,8 +43,14 @@ type swarm struct {
 // Everything stops and is removed when the test ends.
 func startSwarm(t *testing.T, extra ...string) *swarm {
 	t.Helper()
+	return startSwarmOn(t, netlab.TwoSegmentSwarm(), extra...)
+}
+
+// startSwarmOn is startSwarm in the lab spec describes (the same hosts).
+func startSwarmOn(t *testing.T, spec netlab.Spec, extra ...string) *swarm {
+	t.Helper()
 	bin := harness.Binary(t)
-	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
+	l := netlabtest.NewSwarmT(t, spec)
 	s := &swarm{lab: l, client: l.Host("client"), server: l.Host("server"), relayA: l.Host("relay-a"), relayB: l.Host("relay-b")}
 	s.a = harness.StartT(t, bin, s.relayA, append([]string{"--other-relays", s.relayB.IP.String()}, extra...)...)
 	s.b = harness.StartT(t, bin, s.relayB, append([]string{"--other-relays", s.relayA.IP.String()}, extra...)...)
