@@ -45,8 +45,8 @@ type Stage struct {
 	conn   Conn
 	peers  *peers.Table
 	sealer *mesh.Sealer // nil: the Python-compatible "SS" format
-	// maxDelay sheds frames the kernel received longer ago (ns; 0: never).
-	maxDelay int64
+	// maxDelay sheds frames the kernel received longer ago (0: never).
+	maxDelay time.Duration
 	c        *pipeline.StageCounters
 	m        *pipeline.Metrics
 	log      zerolog.Logger
@@ -66,7 +66,7 @@ type Stage struct {
 // itself with conn for the errors peers report after a send (ICMP), which
 // it counts per peer.
 func New(in *pipeline.Link, pool *pipeline.Pool, conn Conn, t *peers.Table, sealer *mesh.Sealer, maxDelay time.Duration, c *pipeline.StageCounters, m *pipeline.Metrics, log zerolog.Logger) *Stage {
-	s := &Stage{in: in, pool: pool, conn: conn, peers: t, sealer: sealer, maxDelay: int64(maxDelay), c: c, m: m,
+	s := &Stage{in: in, pool: pool, conn: conn, peers: t, sealer: sealer, maxDelay: maxDelay, c: c, m: m,
 		log:  log.With().Str("stage", c.Name()).Logger(),
 		bufs: make([][]byte, 0, sendBatch), addrs: make([]netip.AddrPort, 0, sendBatch), to: make([]*peers.Peer, 0, sendBatch)}
 	s.onErr = s.sendError
@@ -92,14 +92,9 @@ func (s *Stage) Run(ctx context.Context) error {
 // batch; benchmarks call it directly.
 func (s *Stage) Handle(b *pipeline.Batch) error {
 	s.c.In.Add(uint64(len(b.Pkts)))
-	if s.maxDelay > 0 && s.in.Behind(b) {
-		// Late searches are shed here, the last step before the mesh, while
-		// more wait behind them: the peers would only queue them further
-		// behind fresh ones (see pipeline.Batch.ShedStale).
-		if n := b.ShedStale(time.Now().UnixNano(), s.maxDelay); n > 0 {
-			s.m.Drop(pipeline.ReasonStale, n)
-		}
-	}
+	// Late searches are shed here, the last step before the mesh: the
+	// peers would only queue them further behind fresh ones.
+	s.m.ShedStale(s.in, b, s.maxDelay)
 	err := s.send(b)
 	s.pool.Put(b)
 	return err

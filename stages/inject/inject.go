@@ -106,13 +106,9 @@ func (s *Stage) Run(ctx context.Context) error {
 	defer stopWrites()
 	for b := range s.in.Batches(ctx) {
 		s.c.In.Add(uint64(len(b.Pkts)))
-		if s.cfg.MaxDelay > 0 && s.in.Behind(b) {
-			// The last step before the interface: a late search only
-			// holds up the fresh ones waiting behind it.
-			if d := b.ShedStale(time.Now().UnixNano(), int64(s.cfg.MaxDelay)); d > 0 {
-				s.m.Drop(pipeline.ReasonStale, d)
-			}
-		}
+		// The last step before the interface: a late search only holds up
+		// the fresh ones waiting behind it.
+		s.m.ShedStale(s.in, b, s.cfg.MaxDelay)
 		if len(b.Pkts) == 0 {
 			s.pool.Put(b)
 			continue
