@@ -152,11 +152,10 @@ func (m *Metrics) AddLink(l *Link) {
 func (m *Metrics) Drop(r Reason, n int) { m.drops[r].Add(uint64(n)) }
 
 // ShedStale drops from b, counted as stale, the packets received more than
-// maxDelay ago, while the consumer of in (holding b) is behind: the rule
-// of the last stage of each direction, just before it sends (see
-// Batch.ShedStale and Link.Behind). A zero maxDelay sheds nothing.
-func (m *Metrics) ShedStale(in *Link, b *Batch, maxDelay time.Duration) {
-	if maxDelay <= 0 || !in.Behind(b) {
+// maxDelay ago: the rule of the last stage of each direction, just before
+// it sends (see Batch.ShedStale). A zero maxDelay sheds nothing.
+func (m *Metrics) ShedStale(b *Batch, maxDelay time.Duration) {
+	if maxDelay <= 0 {
 		return
 	}
 	if n := b.ShedStale(time.Now().UnixNano(), int64(maxDelay)); n > 0 {

@@ -100,12 +100,11 @@ func (b *Batch) Keep(keep func(p *Packet) bool) {
 // Order is kept and every buffer stays in the batch, as with Keep.
 //
 // A stage calls it once per batch just before sending, with one clock
-// read, and only while it is behind (Link.Behind: batches wait, or this one
-// holds a burst): then sending a frame that is already late makes every
-// frame behind it later, while a client whose search goes unanswered
-// searches again. A few late frames with nothing behind them (a scheduling
-// hiccup under light load) are still worth sending: a lost search can cost
-// a client seconds.
+// read: a frame that is already late makes every frame behind it later,
+// while a client whose search goes unanswered searches again. (It applies
+// to every batch, not only while a stage is behind: with hand-ins a stage
+// that fell behind takes small batches too, and a small batch of old
+// frames is exactly the tail of such a backlog.)
 func (b *Batch) ShedStale(now, maxDelay int64) int {
 	if maxDelay <= 0 {
 		return 0

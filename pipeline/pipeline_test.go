@@ -336,30 +336,3 @@ func TestReasonNamesAndHints(t *testing.T) {
 		t.Errorf("wrong_port has a hint %q, want none", h)
 	}
 }
-
-// TestLinkBehind: a consumer is behind while batches wait in its link or
-// when the batch it holds is a burst; a few packets with nothing queued
-// are not, and neither is a nil link's.
-func TestLinkBehind(t *testing.T) {
-	pool := NewPool(64)
-	l := NewLink("a->b", 4, Block, pool)
-	few, burst := pool.Get(), pool.Get()
-	for range BurstSize - 1 {
-		few.Slot()
-	}
-	for range BurstSize {
-		burst.Slot()
-	}
-	if l.Behind(few) || (*Link)(nil).Behind(few) {
-		t.Error("behind with a few packets and nothing queued")
-	}
-	if !l.Behind(burst) || !(*Link)(nil).Behind(burst) {
-		t.Errorf("not behind with a batch of %d packets", BurstSize)
-	}
-	queued := pool.Get()
-	queued.Slot()
-	l.Send(queued)
-	if !l.Behind(few) {
-		t.Error("not behind with a batch queued")
-	}
-}

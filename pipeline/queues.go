@@ -22,7 +22,7 @@ const (
 )
 
 // BurstSize is the number of packets from which one batch counts as a
-// burst (Link.Behind): 16 frames are 16 ms of searches at 1k/s, far more
-// than a light load queues during a scheduling hiccup of a few ms, and
-// under a quarter of a full batch.
+// burst, which a link never hands in (see Link.Send): 16 frames are 16 ms
+// of searches at 1k/s, far more than a light load queues during a
+// scheduling hiccup of a few ms, and under a quarter of a full batch.
 const BurstSize = 16

@@ -30,10 +30,7 @@ func NewIP(ipv6 bool, in, out *pipeline.Link, c *pipeline.StageCounters, m *pipe
 
 // Run decodes until its input link is closed.
 func (s *Stage) Run(ctx context.Context) error {
-	for b := range s.in.Batches(ctx) {
-		s.Handle(b)
-	}
-	return nil
+	return s.in.Serve(ctx, s.Handle)
 }
 
 // Handle decodes one batch and passes it on. Run calls it for each batch;

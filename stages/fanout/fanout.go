@@ -79,12 +79,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	// A send waiting for socket buffer space must not hold up shutdown.
 	stop := context.AfterFunc(ctx, func() { s.conn.SetWriteDeadline(time.Now()) })
 	defer stop()
-	for b := range s.in.Batches(ctx) {
-		if err := s.Handle(b); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.in.Serve(ctx, s.Handle)
 }
 
 // Handle sends one batch to every peer, but for the frames that waited
@@ -94,7 +89,7 @@ func (s *Stage) Handle(b *pipeline.Batch) error {
 	s.c.In.Add(uint64(len(b.Pkts)))
 	// Late searches are shed here, the last step before the mesh: the
 	// peers would only queue them further behind fresh ones.
-	s.m.ShedStale(s.in, b, s.maxDelay)
+	s.m.ShedStale(b, s.maxDelay)
 	err := s.send(b)
 	s.pool.Put(b)
 	return err

@@ -47,10 +47,7 @@ func New(cfg Config, in, out *pipeline.Link, c *pipeline.StageCounters, m *pipel
 
 // Run filters until its input link is closed.
 func (s *Stage) Run(ctx context.Context) error {
-	for b := range s.in.Batches(ctx) {
-		s.Handle(b)
-	}
-	return nil
+	return s.in.Serve(ctx, s.Handle)
 }
 
 // Handle filters one batch and passes it on. Run calls it for each batch;

@@ -104,14 +104,14 @@ func (s *Stage) Run(ctx context.Context) error {
 	// A write waiting for socket buffer space must not hold up shutdown.
 	stopWrites := context.AfterFunc(ctx, func() { sock.SetWriteDeadline(time.Now()) })
 	defer stopWrites()
-	for b := range s.in.Batches(ctx) {
+	return s.in.Serve(ctx, func(b *pipeline.Batch) error {
 		s.c.In.Add(uint64(len(b.Pkts)))
 		// The last step before the interface: a late search only holds up
 		// the fresh ones waiting behind it.
-		s.m.ShedStale(s.in, b, s.cfg.MaxDelay)
+		s.m.ShedStale(b, s.cfg.MaxDelay)
 		if len(b.Pkts) == 0 {
 			s.pool.Put(b)
-			continue
+			return nil
 		}
 		n := len(b.Pkts)
 		frames := bufs.Of(b)
@@ -135,18 +135,17 @@ func (s *Stage) Run(ctx context.Context) error {
 			s.m.Drop(pipeline.ReasonSendError, int(d))
 		}
 		if err == nil {
-			continue
+			return nil
 		}
 		s.m.Drop(pipeline.ReasonSendError, n-sent)
 		s.c.Errors.Add(1)
 		// A link that is down refuses frames until it is up again; the
 		// socket stays valid, so count and carry on.
 		if errors.Is(err, unix.ENETDOWN) {
-			continue
+			return nil
 		}
 		return err
-	}
-	return nil
+	})
 }
 
 // localFrames returns the frames of a batch that local delivery copies to

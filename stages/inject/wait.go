@@ -17,17 +17,16 @@ var errInputClosed = errors.New("inject: input closed")
 // it do not stall, and notices when its input is closed. It never blocks.
 func (s *Stage) dropWhileMissing() error {
 	for {
-		select {
-		case b, ok := <-s.in.C():
-			if !ok {
-				return errInputClosed
-			}
-			n := len(b.Pkts)
-			s.c.In.Add(uint64(n))
-			s.m.Drop(pipeline.ReasonSendError, n)
-			s.pool.Put(b)
-		default:
+		b, closed := s.in.TryTake()
+		switch {
+		case closed:
+			return errInputClosed
+		case b == nil:
 			return nil
 		}
+		n := len(b.Pkts)
+		s.c.In.Add(uint64(n))
+		s.m.Drop(pipeline.ReasonSendError, n)
+		s.pool.Put(b)
 	}
 }

@@ -95,10 +95,7 @@ func New(cfg Config, in, out *pipeline.Link, target *iface.Current, t *peers.Tab
 
 // Run rewrites until its input link is closed.
 func (s *Stage) Run(ctx context.Context) error {
-	for b := range s.in.Batches(ctx) {
-		s.Handle(b)
-	}
-	return nil
+	return s.in.Serve(ctx, s.Handle)
 }
 
 // Handle rewrites one batch and passes it on. Run calls it for each batch;

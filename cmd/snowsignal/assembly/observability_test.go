@@ -105,7 +105,7 @@ func TestSnapshotFields(t *testing.T) {
 		capture_up
 		stages stages[].name stages[].state stages[].in stages[].out stages[].errors stages[].restarts
 		links links[].name links[].policy links[].len links[].cap links[].batches links[].packets
-		links[].dropped_batches links[].dropped_packets
+		links[].handed_in links[].dropped_batches links[].dropped_packets
 		drops kernel_drops mesh_kernel_drops self_mode
 		peers peers[].addr peers[].sources peers[].tx_packets peers[].tx_bytes peers[].tx_errors
 		peers[].rx_packets peers[].rx_bytes peers[].capabilities peers[].withheld_ipv6 peers[].first_seen peers[].last_heard

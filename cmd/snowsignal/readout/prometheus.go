@@ -36,6 +36,7 @@ var (
 
 	descLinkBatches        = metricDesc("link_batches_total", "Batches queued on a link.", "link")
 	descLinkPackets        = metricDesc("link_packets_total", "Packets queued on a link.", "link")
+	descLinkHandedIn       = metricDesc("link_handed_in_batches_total", "Batches on a link that its producer handled itself, its consumer being idle.", "link")
 	descLinkDroppedBatches = metricDesc("link_dropped_batches_total", "Batches a link dropped because it was full or abandoned.", "link")
 	descLinkDroppedPackets = metricDesc("link_dropped_packets_total", "Packets a link dropped because it was full or abandoned.", "link")
 	descLinkLength         = metricDesc("link_queue_length", "Batches waiting on a link now.", "link")
@@ -83,7 +84,7 @@ type snapshotCollector struct {
 func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descStart, descCaptureUp,
 		descStageIn, descStageOut, descStageErrors, descStageRestarts, descStageRunning,
-		descLinkBatches, descLinkPackets, descLinkDroppedBatches, descLinkDroppedPackets, descLinkLength, descLinkCapacity,
+		descLinkBatches, descLinkPackets, descLinkHandedIn, descLinkDroppedBatches, descLinkDroppedPackets, descLinkLength, descLinkCapacity,
 		descDrops, descKernelDrops, descMeshDrops, descPeers, descPeerTx, descPeerTxBytes, descPeerTxErrors, descPeerRx, descPeerRxBytes, descPeerHeard,
 		descPeerWithheld, descPeerIPv6,
 		descNeighbours, descDedupEntries, descDedupEvicted, descUnknown, descResolutions, descResFailures,
@@ -122,6 +123,7 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, l := range s.Links {
 		counter(descLinkBatches, l.Batches, l.Name)
 		counter(descLinkPackets, l.Packets, l.Name)
+		counter(descLinkHandedIn, l.HandedIn, l.Name)
 		counter(descLinkDroppedBatches, l.DroppedBatches, l.Name)
 		counter(descLinkDroppedPackets, l.DroppedPackets, l.Name)
 		gauge(descLinkLength, float64(l.Len), l.Name)
