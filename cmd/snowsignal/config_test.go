@@ -164,7 +164,7 @@ func TestConfigMaxDelay(t *testing.T) {
 		args []string
 		want time.Duration
 	}{
-		{"default", nil, nil, 100 * time.Millisecond},
+		{"default", nil, nil, 250 * time.Millisecond},
 		{"MAX_DELAY=0", []string{"MAX_DELAY", "0"}, nil, 0},
 		{"--max-delay 20ms", nil, []string{"--max-delay", "20ms"}, 20 * time.Millisecond},
 		{"flag beats env", []string{"MAX_DELAY", "0"}, []string{"--max-delay=2ms"}, 2 * time.Millisecond},
