@@ -74,6 +74,10 @@ func collectCounters(l *netlab.Lab, receivers []*netlab.Host, relays []relay) (c
 					c[r.name+" stats "+k] = uint64(v)
 				}
 			}
+		case *refProc:
+			if n, err := udpSocketDrops(r.host, meshPort); err == nil {
+				c[r.name+" mesh socket drops"] = n
+			}
 		case *refRelay:
 			if n, err := udpSocketDrops(r.host, meshPort); err == nil {
 				c[r.name+" mesh socket drops"] = n

@@ -57,6 +57,7 @@ import (
 
 // options are the command-line flags.
 type options struct {
+	refProcess   bool
 	quick        bool
 	step         time.Duration
 	latency      time.Duration
@@ -99,7 +100,11 @@ var fixedRates = []float64{1e3, 20e3, 40e3}
 const stormRate = 40e3
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == refChildArg {
+		os.Exit(refChild(os.Args[2:]))
+	}
 	var o options
+	flag.BoolVar(&o.refProcess, "reference-process", true, "also measure the reference relay pair as processes of their own (the path \"reference, own process\"), measured whole as SnowSignal's relays are, beside the pair of threads in this process that the targets are judged by")
 	flag.BoolVar(&o.quick, "quick", false, "short run (about 40 s): shorter steps")
 	flag.DurationVar(&o.step, "step", 0, "duration of each step at 20k/s, 40k/s and the ceiling (default 2s, 1s with -quick)")
 	flag.DurationVar(&o.latency, "latency", 0, "duration of the step at 1k/s (default 3s, 1s with -quick)")
@@ -302,6 +307,7 @@ func run(o options) error {
 const (
 	pathDirect     = "direct"
 	pathReference  = "reference"
+	pathRefProcess = "reference, own process"
 	pathSnowSignal = "SnowSignal"
 )
 
@@ -395,28 +401,32 @@ func measure(l *netlab.Lab, bin string, p plan, o options) (*results, error) {
 		return nil, err
 	}
 
-	logf("reference relay pair")
-	ref, err := startRefPair(l, searchPort)
-	if err != nil {
-		return nil, err
-	}
-	err = func() error {
+	measureRef := func(name string, threads bool) error {
+		logf("%s relay pair", name)
+		ref, err := startRefPair(l, searchPort, threads)
+		if err != nil {
+			return err
+		}
 		defer ref.close()
-		rs := []relay{ref.relays[0], ref.relays[1]}
 		var diagnose func() error
-		if o.pprof != "" {
+		if o.pprof != "" && threads {
 			diagnose = func() error {
 				if err := os.MkdirAll(o.pprof, 0o755); err != nil {
 					return err
 				}
-				_, err := sampleQueues(o.pprof, pathReference, o.pprofRate, traceTime, rn, relayed, l)
+				_, err := sampleQueues(o.pprof, name, o.pprofRate, traceTime, rn, relayed, l)
 				return err
 			}
 		}
-		return measureRelays(pathReference, rs, rn, relayed, res, runRates, p, nil, diagnose)
-	}()
-	if err != nil {
+		return measureRelays(name, ref.relays, rn, relayed, res, runRates, p, nil, diagnose)
+	}
+	if err := measureRef(pathReference, true); err != nil {
 		return nil, err
+	}
+	if o.refProcess {
+		if err := measureRef(pathRefProcess, false); err != nil {
+			return nil, err
+		}
 	}
 
 	if err := measureSnowSignal(ctx, pathSnowSignal, bin, l, o, rn, relayed, res, runRates, p, o.pprof); err != nil {

@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -44,6 +45,7 @@ type refRelay struct {
 	tids   [2]atomic.Int32 // outbound, inbound threads
 	// capDrops sums the capture socket's drops read so far.
 	capDrops uint64
+	raw      bool // blocking receives as raw system calls (see newRefRelay)
 	started  sync.WaitGroup
 }
 
@@ -107,21 +109,35 @@ func refFilter(port uint16) []unix.SockFilter {
 }
 
 // startRefRelay opens the reference relay's sockets in host (mesh address
-// host:meshPort, peer peer:meshPort) and starts its two threads.
+// host:meshPort, peer peer:meshPort) and starts its two threads in this
+// process.
 func startRefRelay(name string, host *netlab.Host, peer netip.Addr, port uint16) (*refRelay, error) {
-	r := &refRelay{name: name, host: host, capFD: -1, injFD: -1, meshFD: -1}
-	copy(r.mac[:], host.MAC)
+	var r *refRelay
 	err := host.Do(func() error {
 		var err error
-		if r.capFD, err = openCapture(host.Ifindex, port); err != nil {
-			return err
-		}
-		if r.injFD, err = openInject(host.Ifindex); err != nil {
-			return err
-		}
-		r.meshFD, err = openMesh(host.IP, peer)
+		r, err = newRefRelay(name, host.Ifindex, host.IP, host.MAC, peer, port, false)
 		return err
 	})
+	if err != nil {
+		return nil, err
+	}
+	r.host = host
+	return r, nil
+}
+
+// newRefRelay opens the reference relay's sockets in the current network
+// namespace and starts its two threads. With raw, its blocking receives
+// are raw system calls, which keep the thread's P while it waits (a
+// variant measured once, see refChild).
+func newRefRelay(name string, ifindex int, self netip.Addr, mac net.HardwareAddr, peer netip.Addr, port uint16, raw bool) (*refRelay, error) {
+	r := &refRelay{name: name, capFD: -1, injFD: -1, meshFD: -1, raw: raw}
+	copy(r.mac[:], mac)
+	var err error
+	if r.capFD, err = openCapture(ifindex, port); err == nil {
+		if r.injFD, err = openInject(ifindex); err == nil {
+			r.meshFD, err = openMesh(self, peer)
+		}
+	}
 	if err != nil {
 		r.closeFDs()
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -233,8 +249,12 @@ func (b *refBatchBufs) point(i, off, n int) {
 
 // recvBatch is a blocking recvmmsg(2) that returns once at least one
 // datagram is there (MSG_WAITFORONE), or after refPoll with none.
-func recvBatch(fd int, m *[refBatch]mmsghdr) int {
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&m[0])), refBatch,
+func recvBatch(fd int, m *[refBatch]mmsghdr, raw bool) int {
+	call := unix.Syscall6
+	if raw {
+		call = unix.RawSyscall6
+	}
+	n, _, e := call(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&m[0])), refBatch,
 		unix.MSG_WAITFORONE, 0, 0)
 	if e != 0 {
 		return 0
@@ -265,7 +285,7 @@ func (r *refRelay) outbound() {
 		in.bufs[i][0], in.bufs[i][1] = 'S', 'S'
 	}
 	for !r.stop.Load() {
-		n := recvBatch(r.capFD, &in.msgs)
+		n := recvBatch(r.capFD, &in.msgs, r.raw)
 		for i := range n {
 			// The frame landed after "SS": send from the start.
 			in.iovs[i].Base = &in.bufs[i][0]
@@ -291,7 +311,7 @@ func (r *refRelay) inbound() {
 		out[i].hdr.SetIovlen(1)
 	}
 	for !r.stop.Load() {
-		n := recvBatch(r.meshFD, &in.msgs)
+		n := recvBatch(r.meshFD, &in.msgs, r.raw)
 		k := 0
 		for i := range n {
 			b := in.bufs[i][:in.msgs[i].len]
@@ -404,11 +424,27 @@ func (r *refRelay) captureDrops() (uint64, error) {
 }
 
 // refPair is the two reference relays of the lab.
-type refPair struct{ relays []*refRelay }
+type refPair struct {
+	relays []relay
+	close  func()
+}
 
-// startRefPair starts a reference relay in relay-a and in relay-b.
-func startRefPair(l *netlab.Lab, port uint16) (*refPair, error) {
+// startRefPair starts a reference relay in relay-a and in relay-b: each
+// as a process of its own, or with inProcess as threads of this one.
+func startRefPair(l *netlab.Lab, port uint16, inProcess bool) (*refPair, error) {
 	a, b := l.Host("relay-a"), l.Host("relay-b")
+	if !inProcess {
+		pa, err := startRefProc("ref-a", a, b.IP, port)
+		if err != nil {
+			return nil, err
+		}
+		pb, err := startRefProc("ref-b", b, a.IP, port)
+		if err != nil {
+			pa.stop()
+			return nil, err
+		}
+		return &refPair{relays: []relay{pa, pb}, close: func() { pa.stop(); pb.stop() }}, nil
+	}
 	ra, err := startRefRelay("ref-a", a, b.IP, port)
 	if err != nil {
 		return nil, err
@@ -418,18 +454,13 @@ func startRefPair(l *netlab.Lab, port uint16) (*refPair, error) {
 		ra.close()
 		return nil, err
 	}
-	return &refPair{relays: []*refRelay{ra, rb}}, nil
-}
-
-// close stops both relays at once (each thread notices within refPoll)
-// and closes their sockets.
-func (p *refPair) close() {
-	for _, r := range p.relays {
-		r.stop.Store(true)
-	}
-	for _, r := range p.relays {
-		r.close()
-	}
+	// Stop both at once (each thread notices within refPoll), then close.
+	return &refPair{relays: []relay{ra, rb}, close: func() {
+		ra.stop.Store(true)
+		rb.stop.Store(true)
+		ra.close()
+		rb.close()
+	}}, nil
 }
 
 // refMemoryKiB is what the reference relay's buffers take, per relay: it

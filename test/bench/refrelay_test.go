@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -15,11 +16,26 @@ import (
 	"github.com/snowsignal/snowsignal/netio/netlab/netlabtest"
 )
 
+// TestMain lets the test binary be a reference relay's process too, as
+// the benchmark's binary is (startRefProc runs os.Executable).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == refChildArg {
+		os.Exit(refChild(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
+
 // TestRefRelayCarriesBroadcastsOnce runs the reference relay pair in the
-// benchmark's lab: every broadcast to the port crosses exactly once (its
-// own injected frames do not loop, and the server's stack accepts their
-// checksums), and a broadcast to another port does not cross.
+// benchmark's lab, as processes of their own and inside this one: every
+// broadcast to the port crosses exactly once (its own injected frames do
+// not loop, and the server's stack accepts their checksums), and a
+// broadcast to another port does not cross.
 func TestRefRelayCarriesBroadcastsOnce(t *testing.T) {
+	t.Run("process", func(t *testing.T) { testRefRelay(t, false) })
+	t.Run("in-process", func(t *testing.T) { testRefRelay(t, true) })
+}
+
+func testRefRelay(t *testing.T, inProcess bool) {
 	l := netlabtest.NewSwarmT(t, benchSpec())
 	clk := clock{base: time.Now()}
 	client, server := l.Host("client"), l.Host("server")
@@ -44,7 +60,7 @@ func TestRefRelayCarriesBroadcastsOnce(t *testing.T) {
 	}
 	defer wrong.close()
 
-	pair, err := startRefPair(l, searchPort)
+	pair, err := startRefPair(l, searchPort, inProcess)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +98,7 @@ func TestRefRelayCarriesBroadcastsOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		if s.RunNS == 0 {
-			t.Errorf("%s: no CPU time on its threads", pair.relays[i].name)
+			t.Errorf("%s: no CPU time on its threads", pair.relays[i].label())
 		}
 	}
 }

@@ -53,7 +53,11 @@ type results struct {
 
 // paths are the path names in the order the results show them.
 func (r *results) paths() []string {
-	p := []string{pathDirect, pathReference, pathSnowSignal}
+	p := []string{pathDirect, pathReference}
+	if len(r.Steps[pathRefProcess]) > 0 {
+		p = append(p, pathRefProcess)
+	}
+	p = append(p, pathSnowSignal)
 	if r.Candidate != "" {
 		p = append(p, r.Candidate)
 	}
@@ -61,7 +65,23 @@ func (r *results) paths() []string {
 }
 
 // relayPaths are the SnowSignal paths: SnowSignal and the candidate.
-func (r *results) relayPaths() []string { return r.paths()[2:] }
+func (r *results) relayPaths() []string {
+	p := []string{pathSnowSignal}
+	if r.Candidate != "" {
+		p = append(p, r.Candidate)
+	}
+	return p
+}
+
+// references are the reference paths: the reference relay pair as
+// threads of the benchmark's process, which the targets are judged by,
+// and, if it was measured, the same pair as processes of their own.
+func (r *results) references() []string {
+	if len(r.Steps[pathRefProcess]) > 0 {
+		return []string{pathReference, pathRefProcess}
+	}
+	return []string{pathReference}
+}
 
 // Targets of issue 11, checked here and never in unit tests: SnowSignal
 // against the reference pair and the direct path of the same run.
@@ -216,12 +236,15 @@ func (r *results) sideBySide(b *bytes.Buffer) {
 			fmt.Fprintf(b, "| %s | %s | %s | %.2f %% | %s | %s | %s | %s | %.2f |\n", first, name, rate(s.Achieved()),
 				100*s.Delivered(), p50, p99, mx, cpuCell(s, r.RelayNames[name]), s.HostBusy)
 		}
-		for _, name := range r.relayPaths() {
-			x, okx := r.step(name, i)
-			f, okf := r.step(pathReference, i)
-			if okx && okf {
+		for _, ref := range r.references() {
+			for _, name := range r.relayPaths() {
+				x, okx := r.step(name, i)
+				f, okf := r.step(ref, i)
+				if !okx || !okf {
+					continue
+				}
 				lx, lf := latencies(x.Recv.Latencies), latencies(f.Recv.Latencies)
-				fmt.Fprintf(b, "| | *%s / reference* | %s | %s | %s | %s | %s | %s | %s |\n", name,
+				fmt.Fprintf(b, "| | *%s / %s* | %s | %s | %s | %s | %s | %s | %s |\n", name, ref,
 					ratioCell(x.Achieved(), f.Achieved()), ratioCell(x.Delivered(), f.Delivered()),
 					ratioCell(float64(lx.P50), float64(lf.P50)), ratioCell(float64(lx.P99), float64(lf.P99)),
 					ratioCell(float64(lx.Max), float64(lf.Max)), ratioCell(cpuUS(x), cpuUS(f)), ratioCell(x.HostBusy, f.HostBusy))
@@ -254,6 +277,9 @@ func (r *results) pairTable(b *bytes.Buffer) {
 	}
 	b.WriteString(row + "\n")
 	row = fmt.Sprintf("| peak RSS per relay (VmHWM) | in this process: %d KiB of buffers per relay |", refMemoryKiB)
+	if len(r.references()) > 1 {
+		row += " the same buffers, in a process of its own |"
+	}
 	for _, name := range r.relayPaths() {
 		var mem []string
 		for i, e := range r.MemEnd[name] {

@@ -294,3 +294,36 @@ func TestQueueParsers(t *testing.T) {
 		t.Errorf("udpDropsOf(5076) = %d, %v; want 7", n, err)
 	}
 }
+
+// TestSideBySideWithOwnProcessReference: the reference pair measured as
+// processes of their own is a path of its own, with SnowSignal's ratios to
+// it beside those to the pair of threads, and a column of the pair table;
+// the targets stay judged by the pair of threads.
+func TestSideBySideWithOwnProcessReference(t *testing.T) {
+	r := fakeResults()
+	us := time.Microsecond
+	r.Idle[pathRefProcess] = idleResult{CPU: []cpuDelta{{RunNS: 5e4}, {RunNS: 5e4}}, Wall: time.Second}
+	r.RelayNames[pathRefProcess] = []string{"ref-a", "ref-b"}
+	for _, st := range r.Rates {
+		n := int(st.Rate)
+		r.Steps[pathRefProcess] = append(r.Steps[pathRefProcess], fakeStep(st.Rate, n, n, 100*us, 10*us, 10*us))
+		r.Drops[pathRefProcess] = append(r.Drops[pathRefProcess], counterSet{})
+	}
+	md := r.markdown()
+	for _, want := range []string{
+		"|  | reference, own process | 1.0k/s | 100.00 % | 100 µs | 100 µs | 100 µs | 20.0 µs (ref-a 10.0 + ref-b 10.0; utime+stime 0 µs) |",
+		"| | *SnowSignal / reference* | 1.00 | 1.00 | 2.00 | 2.00 | 2.00 | 1.50 |",
+		"| | *SnowSignal / reference, own process* | 1.00 | 1.00 | 2.00 | 2.00 | 2.00 | 3.00 |",
+		"| | reference | reference, own process | SnowSignal | SnowSignal / reference |",
+		"| idle CPU, both relays | 0.20 ms/s | 0.10 ms/s | 0.40 ms/s | 2.00 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	for _, tg := range r.targets() {
+		if strings.HasPrefix(tg.What, "CPU per datagram, both relays, ≤ 1.5") && !tg.Met {
+			t.Errorf("target judged by the own-process reference: %+v", tg)
+		}
+	}
+}
