@@ -1,13 +1,13 @@
 package readout
 
 import (
+	"bytes"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/snowsignal/snowsignal/stages/shared/insight"
 )
@@ -15,9 +15,24 @@ import (
 // metricsNamespace prefixes every metric name.
 const metricsNamespace = "snowsignal"
 
-// metricDesc describes one metric.
-func metricDesc(name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc(prometheus.BuildFQName(metricsNamespace, "", name), help, labels, nil)
+// A desc describes one metric family: its name, help, type and label
+// names, written once per scrape ahead of its samples.
+type desc struct {
+	name, help string
+	labels     []string
+}
+
+// metricDesc describes one metric. A name ending in _total is a counter,
+// any other a gauge (TestCollector holds the exporter to that).
+func metricDesc(name, help string, labels ...string) *desc {
+	return &desc{name: metricsNamespace + "_" + name, help: help, labels: labels}
+}
+
+func (d *desc) kind() string {
+	if strings.HasSuffix(d.name, "_total") {
+		return "counter"
+	}
+	return "gauge"
 }
 
 // The metrics, documented in docs/OBSERVABILITY.md. Counters end in
@@ -75,34 +90,31 @@ var (
 	descEPICSUndecoded = metricDesc("epics_undecoded_datagrams_total", "Relayed datagrams the EPICS decoder could not read: malformed, or not EPICS at all.", "direction", "reason")
 )
 
-// snapshotCollector exports one Snapshot per scrape.
-type snapshotCollector struct {
-	snapshot func() Snapshot
+// descs lists every family in the order a scrape writes them.
+var descs = []*desc{descBuildInfo, descStart, descCaptureUp,
+	descStageIn, descStageOut, descStageErrors, descStageRestarts, descStageRunning,
+	descLinkBatches, descLinkPackets, descLinkHandedIn, descLinkDroppedBatches, descLinkDroppedPackets, descLinkLength, descLinkCapacity,
+	descDrops, descKernelDrops, descMeshDrops, descPeers, descPeerTx, descPeerTxBytes, descPeerTxErrors, descPeerRx, descPeerRxBytes, descPeerHeard,
+	descPeerWithheld, descPeerIPv6,
+	descNeighbours, descDedupEntries, descDedupEvicted, descUnknown, descResolutions, descResFailures,
+	descCoalescePauses, descProbes,
+	descEPICSSearches, descEPICSBeacons, descEPICSNames, descEPICSReplies, descEPICSUndecoded}
+
+// A series is one series' value: its label values in the family's order.
+type series struct {
+	labels []string
+	v      float64
 }
 
-// Describe sends every metric's description.
-func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBuildInfo, descStart, descCaptureUp,
-		descStageIn, descStageOut, descStageErrors, descStageRestarts, descStageRunning,
-		descLinkBatches, descLinkPackets, descLinkHandedIn, descLinkDroppedBatches, descLinkDroppedPackets, descLinkLength, descLinkCapacity,
-		descDrops, descKernelDrops, descMeshDrops, descPeers, descPeerTx, descPeerTxBytes, descPeerTxErrors, descPeerRx, descPeerRxBytes, descPeerHeard,
-		descPeerWithheld, descPeerIPv6,
-		descNeighbours, descDedupEntries, descDedupEvicted, descUnknown, descResolutions, descResFailures,
-		descCoalescePauses, descProbes,
-		descEPICSSearches, descEPICSBeacons, descEPICSNames, descEPICSReplies, descEPICSUndecoded} {
-		ch <- d
-	}
-}
-
-// Collect sends the metrics of a fresh snapshot.
-func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.snapshot()
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
+// writeSnapshot writes s in the Prometheus text exposition format
+// (version 0.0.4): each family's HELP and TYPE, then its samples, families
+// in descs order. The relay keeps no counters of its own here: every value
+// comes from the one snapshot.
+func writeSnapshot(b *bytes.Buffer, s Snapshot) {
+	samples := make(map[*desc][]series, len(descs))
+	add := func(d *desc, v float64, labels ...string) { samples[d] = append(samples[d], series{labels, v}) }
+	counter := func(d *desc, v uint64, labels ...string) { add(d, float64(v), labels...) }
+	gauge := add
 	b2f := func(b bool) float64 {
 		if b {
 			return 1
@@ -175,17 +187,66 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descEPICSUndecoded, c.Malformed, dir, "malformed")
 		counter(descEPICSUndecoded, c.Other, dir, "not_epics")
 	}
+	for _, d := range descs {
+		writeFamily(b, d, samples[d])
+	}
 }
 
-// MetricsHandler serves /metrics (the relay's collector plus the Go runtime
-// and process collectors) and /healthz (200 "ok" when Health passes, 503
-// with the problems otherwise) for snapshots from snapshot.
+// writeFamily writes one family. A family without samples (no peers yet)
+// still says what it is.
+func writeFamily(b *bytes.Buffer, d *desc, ss []series) {
+	b.WriteString("# HELP " + d.name + " " + escapeHelp(d.help) + "\n")
+	b.WriteString("# TYPE " + d.name + " " + d.kind() + "\n")
+	for _, s := range ss {
+		b.WriteString(d.name)
+		if len(d.labels) > 0 {
+			b.WriteByte('{')
+			for i, l := range d.labels {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(l + `="` + escapeLabel(s.labels[i]) + `"`)
+			}
+			b.WriteByte('}')
+		}
+		b.WriteByte(' ')
+		b.WriteString(formatValue(s.v))
+		b.WriteByte('\n')
+	}
+}
+
+// formatValue writes integral values as integers (counters stay exact up
+// to 2^53), others in Go's shortest form, which the format accepts.
+func formatValue(v float64) string {
+	if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
+		return strconv.FormatInt(int64(v), 10)
+	}
+	return strconv.FormatFloat(v, 'g', -1, 64)
+}
+
+// Per the text format, a label value escapes backslash, double quote and
+// line feed; a HELP text backslash and line feed.
+var (
+	labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+)
+
+func escapeLabel(s string) string { return labelEscaper.Replace(s) }
+func escapeHelp(s string) string  { return helpEscaper.Replace(s) }
+
+// MetricsHandler serves /metrics (the relay's metrics, then the Go runtime's
+// and the process's, github.com/VictoriaMetrics/metrics) and /healthz (200
+// "ok" when Health passes, 503 with the problems otherwise) for snapshots
+// from snapshot.
 func MetricsHandler(snapshot func() Snapshot) http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(snapshotCollector{snapshot: snapshot},
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Timeout: 5 * time.Second}))
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		var b bytes.Buffer
+		writeSnapshot(&b, snapshot())
+		metrics.WriteProcessMetrics(&b)
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.Write(b.Bytes())
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		s := snapshot()
 		if err := s.Health(); err != nil {

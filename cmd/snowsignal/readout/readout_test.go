@@ -228,3 +228,34 @@ func TestSummaryLine(t *testing.T) {
 		t.Errorf("got  %v\nwant %v", got, want)
 	}
 }
+
+// TestExpositionEscapesAndFormats: label values with a backslash, a double
+// quote or a line feed, and help with a line feed, come back intact through
+// a Prometheus parser; integral values are written as integers, others in
+// full.
+func TestExpositionEscapesAndFormats(t *testing.T) {
+	d := &desc{name: "snowsignal_test_total", help: "line one\nline \\ two", labels: []string{"peer"}}
+	g := &desc{name: "snowsignal_test_ratio", help: "a gauge"}
+	var b bytes.Buffer
+	weird := "a\\b\"c\nd"
+	writeFamily(&b, d, []series{{[]string{weird}, 12345678901234}})
+	writeFamily(&b, g, []series{{nil, 0.25}})
+	if !strings.Contains(b.String(), " 12345678901234\n") || !strings.Contains(b.String(), " 0.25\n") {
+		t.Errorf("values not written exactly:\n%s", b.String())
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(&b)
+	if err != nil {
+		t.Fatalf("not the text format: %v", err)
+	}
+	f := fams["snowsignal_test_total"]
+	if f.GetType() != dto.MetricType_COUNTER || f.GetHelp() != d.help {
+		t.Errorf("family %v %q", f.GetType(), f.GetHelp())
+	}
+	if got := f.Metric[0].Label[0].GetValue(); got != weird {
+		t.Errorf("label value %q, want %q", got, weird)
+	}
+	if fams["snowsignal_test_ratio"].GetType() != dto.MetricType_GAUGE {
+		t.Errorf("ratio is not a gauge")
+	}
+}
