@@ -15,22 +15,32 @@ type Buffers struct {
 	Addrs  []netip.AddrPort
 	Stamps []int64
 
-	start int // first slot of the batch that Bufs describe, after Free
+	start  int // first slot of the batch that Bufs describe, after Free
+	window int // at most how many free slots Free describes (see Filled)
 }
+
+// minWindow is the fewest buffers a read is offered. Describing a buffer to
+// the kernel (and taking it back) touches its slot and its message header;
+// at 1k/s every read finds one datagram, and touching 64 slots on each
+// wake-up, with caches cold from the other programs that ran meanwhile,
+// was a good part of the relay's own CPU per datagram.
+const minWindow = 8
 
 // NewBuffers returns buffers for one batch.
 func NewBuffers() *Buffers {
 	return &Buffers{Bufs: make([][]byte, 0, MaxBatch), Sizes: make([]int, MaxBatch), Addrs: make([]netip.AddrPort, MaxBatch),
-		Stamps: make([]int64, MaxBatch)}
+		Stamps: make([]int64, MaxBatch), window: MaxBatch}
 }
 
-// Free points Bufs at the whole buffers of b's free slots, to read into at
-// offset Headroom; Filled then adds what was read to b.
+// Free points Bufs at the whole buffers of b's free slots, as many as the
+// window allows, to read into at offset Headroom; Filled then adds what was
+// read to b.
 func (s *Buffers) Free(b *Batch) {
 	s.start = len(b.Pkts)
 	s.Bufs = s.Bufs[:0]
-	clear(s.Stamps) // a socket that cannot stamp leaves them unknown
 	free := b.Pkts[s.start:cap(b.Pkts)]
+	free = free[:min(len(free), s.window)]
+	clear(s.Stamps[:len(free)]) // a socket that cannot stamp leaves them unknown
 	for i := range free {
 		s.Bufs = append(s.Bufs, free[i].Buf)
 	}
@@ -40,7 +50,18 @@ func (s *Buffers) Free(b *Batch) {
 // first n buffers, with Sizes, Stamps and, if addrs is set, Addrs). The socket may
 // have reordered Bufs (moving the buffers of datagrams too big to keep
 // behind the others), so every free slot takes back its buffer from Bufs.
-func (s *Buffers) Filled(b *Batch, n int, addrs bool) {
+//
+// Filled reports whether the read filled every buffer: more may be
+// waiting, and the next read is offered the whole batch. Otherwise the
+// window becomes twice what was read (at least minWindow), so a light load
+// is read a few slots at a time and a rising one gets room at once.
+func (s *Buffers) Filled(b *Batch, n int, addrs bool) (full bool) {
+	full = n >= len(s.Bufs)
+	if full {
+		s.window = MaxBatch
+	} else {
+		s.window = max(minWindow, min(MaxBatch, 2*n))
+	}
 	free := b.Pkts[s.start:cap(b.Pkts)]
 	for i := range s.Bufs {
 		free[i].Buf = s.Bufs[i]
@@ -55,6 +76,7 @@ func (s *Buffers) Filled(b *Batch, n int, addrs bool) {
 			p.Addr = s.Addrs[i]
 		}
 	}
+	return full
 }
 
 // Of points Bufs at the bytes of every packet in b, for a write.

@@ -73,3 +73,65 @@ func TestBuffersRoundTrip(t *testing.T) {
 	}
 	pool.Put(b)
 }
+
+// TestBuffersWindow: after a read that found few datagrams, the next is
+// offered twice as many buffers (at least minWindow); a read that fills
+// what it was offered gets the whole batch next, so a burst is never read
+// a few frames at a time for long. Filled says which it was.
+func TestBuffersWindow(t *testing.T) {
+	pool := NewPool(64)
+	s := NewBuffers()
+	read := func(n int) (offered int, full bool) {
+		b := pool.Get()
+		defer pool.Put(b)
+		s.Free(b)
+		offered = len(s.Bufs)
+		for i := range n {
+			s.Sizes[i] = 1
+		}
+		return offered, s.Filled(b, n, false)
+	}
+	for _, step := range []struct {
+		n, offered int
+		full       bool
+	}{
+		{1, MaxBatch, false},         // the first read is offered everything
+		{1, minWindow, false},        // then a light load: a few buffers
+		{minWindow, minWindow, true}, // a full window: more is waiting...
+		{20, MaxBatch, false},        // ...so the whole batch, of which 20 were used
+		{40, 40, true},               // twice that, filled
+		{MaxBatch, MaxBatch, true},
+	} {
+		offered, full := read(step.n)
+		if offered != step.offered || full != step.full {
+			t.Errorf("read of %d: offered %d, full %v; want %d, %v", step.n, offered, full, step.offered, step.full)
+		}
+	}
+}
+
+// BenchmarkBuffersLightRead is the reader's own work around a read that
+// finds one datagram (Free, then Filled), as at 1k/s; "whole" offers every
+// buffer each time, as before the window.
+func BenchmarkBuffersLightRead(b *testing.B) {
+	for _, whole := range []bool{false, true} {
+		name := "window"
+		if whole {
+			name = "whole"
+		}
+		b.Run(name, func(b *testing.B) {
+			pool := NewPool(1500)
+			s := NewBuffers()
+			batch := pool.Get()
+			b.ReportAllocs()
+			for b.Loop() {
+				if whole {
+					s.window = MaxBatch
+				}
+				s.Free(batch)
+				s.Sizes[0] = 100
+				s.Filled(batch, 1, true)
+				batch.Pkts = batch.Pkts[:0]
+			}
+		})
+	}
+}

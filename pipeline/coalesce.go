@@ -37,7 +37,8 @@ func NewCoalescer(window time.Duration) *Coalescer {
 	return &Coalescer{window: window, gap: maxGapWindows * window}
 }
 
-// Pause is called by a reader after it passed a batch of n packets on.
+// Pause is called by a reader after it passed a batch on; full says the
+// read filled every buffer it had (Buffers.Filled).
 // Under sustained load it yields, so that the consumers handle that batch now
 // (on one P they run in the meantime), and then sleeps for the window without
 // releasing its thread: datagrams that arrive meanwhile wait in the socket
@@ -45,12 +46,12 @@ func NewCoalescer(window time.Duration) *Coalescer {
 // the runtime's poller would wake at the first datagram, which is what is
 // avoided, and it rounds sleeps under a millisecond up to one.
 //
-// A full batch (MaxBatch) means more is already waiting: the reader is
+// A full read means more is already waiting: the reader is
 // behind, and waiting would only let the socket overflow and keep the reader
 // from running ahead of its consumers, as a Drop link under overload needs
 // (StageCounters.PassFrom). Pause then returns at once.
-func (c *Coalescer) Pause(n int) {
-	if c == nil || c.window <= 0 || !c.due(time.Now()) || n >= MaxBatch {
+func (c *Coalescer) Pause(full bool) {
+	if c == nil || c.window <= 0 || !c.due(time.Now()) || full {
 		return
 	}
 	runtime.Gosched()

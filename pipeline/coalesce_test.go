@@ -54,25 +54,25 @@ func TestCoalescerEngagesOnlyUnderSustainedLoad(t *testing.T) {
 // otherwise sleeps its window and counts it.
 func TestCoalescerPause(t *testing.T) {
 	var nilc *Coalescer
-	nilc.Pause(1)
+	nilc.Pause(false)
 	if nilc.Pauses() != 0 {
 		t.Error("a nil Coalescer counted a pause")
 	}
 	off := NewCoalescer(0)
 	for range 100 {
-		off.Pause(1)
+		off.Pause(false)
 	}
 	if off.Pauses() != 0 {
 		t.Errorf("a zero window paused %d times", off.Pauses())
 	}
 	c := NewCoalescer(200 * time.Microsecond)
 	c.gap, c.last = 0, time.Now() // as if under load
-	c.Pause(MaxBatch)
+	c.Pause(true)
 	if c.Pauses() != 0 {
 		t.Error("an engaged Coalescer paused after a full batch")
 	}
 	start := time.Now()
-	c.Pause(1)
+	c.Pause(false)
 	if d := time.Since(start); c.Pauses() != 1 || d < 200*time.Microsecond {
 		t.Errorf("an engaged Coalescer: %d pauses, slept %s; want 1, at least the window", c.Pauses(), d)
 	}
@@ -90,7 +90,7 @@ func TestReaderStepsAllocateNothing(t *testing.T) {
 	b.Slot().Len = 1
 	n := testing.AllocsPerRun(1000, func() {
 		c.PassFrom(l, b, src) // the link fills, then evicts into the pool
-		co.Pause(1)
+		co.Pause(false)
 		b = pool.Get()
 		b.Slot().Len = 1
 	})

@@ -106,7 +106,7 @@ func (s *Stage) Run(ctx context.Context) error {
 		b := s.pool.Get()
 		s.bufs.Free(b)
 		n, tooBig, err := sock.ReadBatch(s.bufs.Bufs, pipeline.Headroom, s.bufs.Sizes, s.bufs.Stamps)
-		s.bufs.Filled(b, n, false)
+		full := s.bufs.Filled(b, n, false)
 		if err != nil {
 			s.pool.Put(b)
 			if ctx.Err() != nil {
@@ -138,7 +138,7 @@ func (s *Stage) Run(ctx context.Context) error {
 		}
 		s.c.In.Add(uint64(n))
 		s.c.PassFrom(s.out, b, sock)
-		s.co.Pause(n)
+		s.co.Pause(full)
 		if now := time.Now(); now.Sub(lastStats) > time.Second {
 			lastStats = now
 			if d, err := sock.KernelDrops(); err == nil {

@@ -53,7 +53,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	defer stop()
 	for {
 		b := s.pool.Get()
-		n, tooBig, err := s.read(b)
+		n, tooBig, full, err := s.read(b)
 		if err != nil {
 			s.pool.Put(b)
 			if ctx.Err() != nil {
@@ -66,14 +66,15 @@ func (s *Stage) Run(ctx context.Context) error {
 		}
 		s.c.In.Add(uint64(n))
 		s.c.PassFrom(s.out, b, s.conn)
-		s.co.Pause(n)
+		s.co.Pause(full)
 	}
 }
 
-// read fills b's free slots with the datagrams waiting on the socket.
-func (s *Stage) read(b *pipeline.Batch) (n, tooBig int, err error) {
+// read fills b's free slots with the datagrams waiting on the socket; full
+// says it filled every slot it offered (Buffers.Filled).
+func (s *Stage) read(b *pipeline.Batch) (n, tooBig int, full bool, err error) {
 	s.bufs.Free(b)
 	n, tooBig, err = s.conn.ReadBatch(s.bufs.Bufs, pipeline.Headroom, s.bufs.Sizes, s.bufs.Addrs, s.bufs.Stamps)
-	s.bufs.Filled(b, n, true)
-	return n, tooBig, err
+	full = s.bufs.Filled(b, n, true)
+	return n, tooBig, full, err
 }

@@ -160,7 +160,7 @@ func TestSnapshotValues(t *testing.T) {
 	// Batches back to back: the capture reader's coalescer engages
 	// within a few dozen and pauses.
 	for range 64 {
-		r.captureCoalescer.Pause(1)
+		r.captureCoalescer.Pause(false)
 	}
 
 	s := r.Snapshot()
