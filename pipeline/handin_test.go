@@ -20,15 +20,10 @@ func serve(ctx context.Context, l *Link, h Handler) <-chan error {
 	}()
 	<-ready
 	// Serve sets its handler under the link's turn; wait until it has.
-	for {
-		l.turn.Lock()
-		set := l.handler != nil
-		l.turn.Unlock()
-		if set {
-			return done
-		}
+	for !l.turnServed() {
 		runtime.Gosched()
 	}
+	return done
 }
 
 func TestHandInRunsAnIdleConsumersHandlerInSend(t *testing.T) {
