@@ -71,10 +71,10 @@ func sendStamped(t *testing.T, c *net.UDPConn, dst netip.AddrPort, from, to uint
 // TestStaleShedAfterStall: at 5k/s, relay-b stops for 200 ms (SIGSTOP, as
 // when its host's CPUs are busy elsewhere) and continues. The datagrams that
 // waited in its mesh socket longer than --max-delay are dropped and counted
-// as stale, not injected late: no datagram the server receives is older
-// than the two relays' budgets and a little kernel time, where without
-// shedding the backlog would arrive up to 200 ms late. What is sent after
-// the resume crosses.
+// as stale, not injected late: 99 % of what the server receives is no older
+// than the two relays' budgets and a little kernel time, and nothing is
+// near the 200 ms late that the backlog would arrive without shedding.
+// What is sent after the resume crosses.
 func TestStaleShedAfterStall(t *testing.T) {
 	const maxDelay = 4 * time.Millisecond
 	s := startSwarm(t, fmt.Sprintf("--max-delay=%s", maxDelay))
@@ -168,9 +168,18 @@ func TestStaleShedAfterStall(t *testing.T) {
 	}
 	// Each relay holds a datagram at most maxDelay before its last stage
 	// sends it; the rest of the path is the kernel's (and the sender
-	// between reading the clock and sending).
-	if limit := 2*maxDelay + 4*time.Millisecond; oldest > limit {
-		t.Errorf("datagram %d reached the server %s after it was sent, want at most %s (two relays' --max-delay and a few ms)", oldestSeq, oldest, limit)
+	// between reading the clock and sending). The relays check the age
+	// before they send, so a datagram whose relay loses its CPU between
+	// the check and the send arrives later: on a loaded host (CI runs the
+	// packages' tests at once) one in 5,000 did, 14.6 ms. So the budget
+	// bounds the p99, and the oldest only has to be far from the backlog
+	// that an unshed stall delivers (up to the whole stall late; about
+	// half of its 1,000 datagrams later than stall/2).
+	if limit := 2*maxDelay + 4*time.Millisecond; p99 > limit {
+		t.Errorf("p99 of the datagrams' ages at the server %s, want at most %s (two relays' --max-delay and a few ms)", p99, limit)
+	}
+	if limit := stall / 2; oldest > limit {
+		t.Errorf("datagram %d reached the server %s after it was sent, want at most %s: the backlog of the stall was relayed, not shed", oldestSeq, oldest, limit)
 	}
 	// (Nearly all: on a busy machine a relay kept from a CPU for a few ms
 	// sheds a little of any traffic.)
