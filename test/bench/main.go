@@ -58,6 +58,7 @@ import (
 // options are the command-line flags.
 type options struct {
 	refProcess   bool
+	refNetpoll   bool
 	quick        bool
 	step         time.Duration
 	latency      time.Duration
@@ -105,6 +106,7 @@ func main() {
 	}
 	var o options
 	flag.BoolVar(&o.refProcess, "reference-process", true, "also measure the reference relay pair as processes of their own (the path \"reference, own process\"), measured whole as SnowSignal's relays are, beside the pair of threads in this process that the targets are judged by")
+	flag.BoolVar(&o.refNetpoll, "reference-netpoll", true, "also measure the reference relay pair as processes that wait in the Go runtime's poller on one P, as SnowSignal does (the path \"reference, netpoller\")")
 	flag.BoolVar(&o.quick, "quick", false, "short run (about 40 s): shorter steps")
 	flag.DurationVar(&o.step, "step", 0, "duration of each step at 20k/s, 40k/s and the ceiling (default 2s, 1s with -quick)")
 	flag.DurationVar(&o.latency, "latency", 0, "duration of the step at 1k/s (default 3s, 1s with -quick)")
@@ -308,6 +310,7 @@ const (
 	pathDirect     = "direct"
 	pathReference  = "reference"
 	pathRefProcess = "reference, own process"
+	pathRefNetpoll = "reference, netpoller"
 	pathSnowSignal = "SnowSignal"
 )
 
@@ -401,15 +404,15 @@ func measure(l *netlab.Lab, bin string, p plan, o options) (*results, error) {
 		return nil, err
 	}
 
-	measureRef := func(name string, threads bool) error {
+	measureRef := func(name string, mode refMode) error {
 		logf("%s relay pair", name)
-		ref, err := startRefPair(l, searchPort, threads)
+		ref, err := startRefPair(l, searchPort, mode)
 		if err != nil {
 			return err
 		}
 		defer ref.close()
 		var diagnose func() error
-		if o.pprof != "" && threads {
+		if o.pprof != "" && mode == refBlocking {
 			diagnose = func() error {
 				if err := os.MkdirAll(o.pprof, 0o755); err != nil {
 					return err
@@ -420,11 +423,16 @@ func measure(l *netlab.Lab, bin string, p plan, o options) (*results, error) {
 		}
 		return measureRelays(name, ref.relays, rn, relayed, res, runRates, p, nil, diagnose)
 	}
-	if err := measureRef(pathReference, true); err != nil {
+	if err := measureRef(pathReference, refBlocking); err != nil {
 		return nil, err
 	}
 	if o.refProcess {
-		if err := measureRef(pathRefProcess, false); err != nil {
+		if err := measureRef(pathRefProcess, refRaw); err != nil {
+			return nil, err
+		}
+	}
+	if o.refNetpoll {
+		if err := measureRef(pathRefNetpoll, refNetpoll); err != nil {
 			return nil, err
 		}
 	}

@@ -37,14 +37,15 @@ type refProc struct {
 }
 
 // startRefProc starts the reference relay name in host, its mesh peer at
-// peer, and returns once its sockets are open.
-func startRefProc(name string, host *netlab.Host, peer netip.Addr, port uint16) (*refProc, error) {
+// peer, waiting for datagrams as mode says (refRaw or refNetpoll), and
+// returns once its sockets are open.
+func startRefProc(name string, host *netlab.Host, peer netip.Addr, port uint16, mode refMode) (*refProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := host.Command(context.Background(), exe, refChildArg, name, strconv.Itoa(host.Ifindex),
-		host.IP.String(), host.MAC.String(), peer.String(), strconv.Itoa(int(port)))
+		host.IP.String(), host.MAC.String(), peer.String(), strconv.Itoa(int(port)), strconv.Itoa(int(mode)))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -54,7 +55,10 @@ func startRefProc(name string, host *netlab.Host, peer netip.Addr, port uint16) 
 		return nil, err
 	}
 	cmd.Stderr = os.Stderr
-	cmd.Env = append(os.Environ(), "GODEBUG=asyncpreemptoff=1") // see refChild
+	cmd.Env = os.Environ()
+	if mode == refRaw {
+		cmd.Env = append(cmd.Env, "GODEBUG=asyncpreemptoff=1") // see refChild
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -120,35 +124,50 @@ func (p *refProc) stop() {
 }
 
 // refChild is the reference relay's process: args are its name, the
-// interface's index, its address and MAC, the peer's address and the
-// port. It runs until its stdin closes. Its two threads block in raw
-// system calls and keep their Ps (newRefRelay), so the Go runtime does no
-// work for a datagram: with ordinary ones, a thread that blocks with every
-// other P idle wakes sysmon, and this process cost 3 times as much per
-// datagram at 1k/s. It has a P for each thread and two to spare, and
-// allocates nothing while it relays, so no garbage collection waits for a
-// blocked thread; startRefProc turns asynchronous preemption off, or
-// sysmon would signal each "long-running" thread every 10 ms.
+// interface's index, its address and MAC, the peer's address, the port
+// and the refMode. It runs until its stdin closes.
+//
+// In refRaw mode its two threads block in raw system calls and keep their
+// Ps (newRefRelay), so the Go runtime does no work for a datagram: with
+// ordinary ones, a thread that blocks with every other P idle wakes
+// sysmon, and this process cost 3 times as much per datagram at 1k/s. It
+// has a P for each thread and two to spare, and allocates nothing while it
+// relays, so no garbage collection waits for a blocked thread;
+// startRefProc turns asynchronous preemption off, or sysmon would signal
+// each "long-running" thread every 10 ms. No relay that shares its
+// process with anything else can wait so: a collection would wait for the
+// next datagram.
+//
+// In refNetpoll mode it runs on one P, as SnowSignal does, with the
+// runtime's defaults.
 func refChild(args []string) int {
 	fail := func(err error) int {
 		fmt.Fprintf(os.Stderr, "reference relay: %v\n", err)
 		return 1
 	}
-	if len(args) != 6 {
-		return fail(fmt.Errorf("want 6 arguments, got %q", args))
+	if len(args) != 7 {
+		return fail(fmt.Errorf("want 7 arguments, got %q", args))
 	}
 	ifindex, err1 := strconv.Atoi(args[1])
 	self, err2 := netip.ParseAddr(args[2])
 	mac, err3 := net.ParseMAC(args[3])
 	peer, err4 := netip.ParseAddr(args[4])
 	port, err5 := strconv.ParseUint(args[5], 10, 16)
-	for _, err := range []error{err1, err2, err3, err4, err5} {
+	mode, err6 := strconv.Atoi(args[6])
+	for _, err := range []error{err1, err2, err3, err4, err5, err6} {
 		if err != nil {
 			return fail(err)
 		}
 	}
-	runtime.GOMAXPROCS(4)
-	r, err := newRefRelay(args[0], ifindex, self, mac, peer, uint16(port), true)
+	switch refMode(mode) {
+	case refRaw:
+		runtime.GOMAXPROCS(4)
+	case refNetpoll:
+		runtime.GOMAXPROCS(1)
+	default:
+		return fail(fmt.Errorf("mode %d: want %d (raw) or %d (netpoll)", mode, refRaw, refNetpoll))
+	}
+	r, err := newRefRelay(args[0], ifindex, self, mac, peer, uint16(port), refMode(mode))
 	if err != nil {
 		return fail(err)
 	}

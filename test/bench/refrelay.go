@@ -33,6 +33,12 @@ import (
 //
 // It speaks the legacy mesh format, so the frames it sends are what a
 // SnowSignal relay would send, and the IP source stays the client's.
+//
+// How it waits for datagrams is its refMode: the in-process pair blocks in
+// ordinary system calls, the own-process pair in raw ones, and the
+// netpoller pair (also a process of its own) waits as every Go network
+// program does, SnowSignal included: non-blocking sockets, parked
+// goroutines, the runtime's poller.
 type refRelay struct {
 	name   string
 	host   *netlab.Host
@@ -45,9 +51,31 @@ type refRelay struct {
 	tids   [2]atomic.Int32 // outbound, inbound threads
 	// capDrops sums the capture socket's drops read so far.
 	capDrops uint64
-	raw      bool // blocking receives as raw system calls (see newRefRelay)
-	started  sync.WaitGroup
+	mode     refMode
+	// files hold the sockets in refNetpoll mode, registered with the
+	// runtime's poller; closing them wakes the goroutines.
+	files   []*os.File
+	started sync.WaitGroup
 }
+
+// refMode is how a reference relay waits for datagrams.
+type refMode int
+
+const (
+	// refBlocking: blocking recvmmsg(2) through the runtime (entersyscall),
+	// on a locked thread. The pair of threads inside the benchmark.
+	refBlocking refMode = iota
+	// refRaw: blocking recvmmsg(2) as raw system calls, on a locked thread
+	// that keeps its P (see refChild). The own-process pair.
+	refRaw
+	// refNetpoll: non-blocking sockets; a goroutine per direction reads
+	// with recvmmsg(2) through syscall.RawConn.Read, which parks it in the
+	// runtime's poller (epoll) when the socket is empty, on one P
+	// (GOMAXPROCS=1). Sends are raw non-blocking sendmmsg(2). This is how
+	// SnowSignal's readers wait, and how any Go relay that the garbage
+	// collector and the other goroutines can share a process with must.
+	refNetpoll
+)
 
 const (
 	// refBatch is how many datagrams one recvmmsg/sendmmsg of the
@@ -115,7 +143,7 @@ func startRefRelay(name string, host *netlab.Host, peer netip.Addr, port uint16)
 	var r *refRelay
 	err := host.Do(func() error {
 		var err error
-		r, err = newRefRelay(name, host.Ifindex, host.IP, host.MAC, peer, port, false)
+		r, err = newRefRelay(name, host.Ifindex, host.IP, host.MAC, peer, port, refBlocking)
 		return err
 	})
 	if err != nil {
@@ -126,17 +154,19 @@ func startRefRelay(name string, host *netlab.Host, peer netip.Addr, port uint16)
 }
 
 // newRefRelay opens the reference relay's sockets in the current network
-// namespace and starts its two threads. With raw, its blocking receives
-// are raw system calls, which keep the thread's P while it waits (a
-// variant measured once, see refChild).
-func newRefRelay(name string, ifindex int, self netip.Addr, mac net.HardwareAddr, peer netip.Addr, port uint16, raw bool) (*refRelay, error) {
-	r := &refRelay{name: name, capFD: -1, injFD: -1, meshFD: -1, raw: raw}
+// namespace and starts its two threads (goroutines in refNetpoll mode),
+// which wait for datagrams as mode says.
+func newRefRelay(name string, ifindex int, self netip.Addr, mac net.HardwareAddr, peer netip.Addr, port uint16, mode refMode) (*refRelay, error) {
+	r := &refRelay{name: name, capFD: -1, injFD: -1, meshFD: -1, mode: mode}
 	copy(r.mac[:], mac)
 	var err error
 	if r.capFD, err = openCapture(ifindex, port); err == nil {
 		if r.injFD, err = openInject(ifindex); err == nil {
 			r.meshFD, err = openMesh(self, peer)
 		}
+	}
+	if err == nil && mode == refNetpoll {
+		err = r.registerFDs()
 	}
 	if err != nil {
 		r.closeFDs()
@@ -212,13 +242,30 @@ func openMesh(self, peer netip.Addr) (int, error) {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// thread runs fn on a locked OS thread and records the thread's id for
-// CPU accounting. The thread is unlocked, not ended, afterwards: it may be
-// one that started a SnowSignal relay, whose Pdeathsig would fire.
+// registerFDs makes the three sockets non-blocking and hands them to the
+// runtime's poller (os.NewFile registers a non-blocking descriptor), for
+// refNetpoll.
+func (r *refRelay) registerFDs() error {
+	for _, fd := range []int{r.capFD, r.injFD, r.meshFD} {
+		if err := unix.SetNonblock(fd, true); err != nil {
+			return fmt.Errorf("non-blocking: %w", err)
+		}
+	}
+	r.files = []*os.File{os.NewFile(uintptr(r.capFD), "capture"), os.NewFile(uintptr(r.injFD), "inject"),
+		os.NewFile(uintptr(r.meshFD), "mesh")}
+	return nil
+}
+
+// thread runs fn on a locked OS thread (on a goroutine of its own in
+// refNetpoll mode) and records the thread's id for CPU accounting. The
+// thread is unlocked, not ended, afterwards: it may be one that started a
+// SnowSignal relay, whose Pdeathsig would fire.
 func (r *refRelay) thread(i int, fn func()) {
 	defer r.wg.Done()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	if r.mode != refNetpoll {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	r.tids[i].Store(int32(unix.Gettid()))
 	r.started.Done()
 	fn()
@@ -245,6 +292,64 @@ func (b *refBatchBufs) point(i, off, n int) {
 	b.iovs[i].SetLen(n)
 	b.msgs[i].hdr.Iov = &b.iovs[i]
 	b.msgs[i].hdr.SetIovlen(1)
+}
+
+// receiver returns the function one direction calls to wait for and read
+// a batch from fd into m: recvBatch, or in refNetpoll mode a recvmmsg(2)
+// through the poller (built once: a closure made per call would be
+// garbage per datagram). It returns 0 when nothing was read (a timeout, a
+// closed socket, an error); the caller then looks at r.stop.
+func (r *refRelay) receiver(file int, fd int, m *[refBatch]mmsghdr) func() int {
+	if r.mode != refNetpoll {
+		raw := r.mode == refRaw
+		return func() int { return recvBatch(fd, m, raw) }
+	}
+	rc, err := r.files[file].SyscallConn()
+	if err != nil {
+		panic(err) // an *os.File always has one
+	}
+	var n int
+	read := func(fd uintptr) bool {
+		k, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m[0])), refBatch,
+			unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			n = int(k)
+		case unix.EAGAIN:
+			return false // park until the poller says the socket is readable
+		default:
+			n = 0
+		}
+		return true
+	}
+	return func() int {
+		n = 0
+		if rc.Read(read) != nil {
+			return 0 // closed by close
+		}
+		return n
+	}
+}
+
+// sender returns the function one direction sends a batch on fd with:
+// sendBatch, or in refNetpoll mode raw non-blocking sendmmsg(2) calls
+// (they do not block: the sockets are non-blocking), as SnowSignal sends.
+func (r *refRelay) sender(fd int) func([]mmsghdr) {
+	if r.mode != refNetpoll {
+		return func(m []mmsghdr) { sendBatch(fd, m) }
+	}
+	return func(m []mmsghdr) {
+		for len(m) > 0 {
+			n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), 0, 0, 0)
+			switch {
+			case e == unix.EINTR:
+			case e != 0:
+				m = m[1:] // EAGAIN too: the reference does not wait to send
+			default:
+				m = m[n:]
+			}
+		}
+	}
 }
 
 // recvBatch is a blocking recvmmsg(2) that returns once at least one
@@ -284,15 +389,16 @@ func (r *refRelay) outbound() {
 		in.point(i, 2, refFrame-2)
 		in.bufs[i][0], in.bufs[i][1] = 'S', 'S'
 	}
+	recv, send := r.receiver(0, r.capFD, &in.msgs), r.sender(r.meshFD)
 	for !r.stop.Load() {
-		n := recvBatch(r.capFD, &in.msgs, r.raw)
+		n := recv()
 		for i := range n {
 			// The frame landed after "SS": send from the start.
 			in.iovs[i].Base = &in.bufs[i][0]
 			in.iovs[i].SetLen(2 + int(in.msgs[i].len))
 		}
 		if n > 0 {
-			sendBatch(r.meshFD, in.msgs[:n])
+			send(in.msgs[:n])
 		}
 		for i := range n {
 			in.point(i, 2, refFrame-2)
@@ -310,8 +416,9 @@ func (r *refRelay) inbound() {
 		out[i].hdr.Iov = &outIov[i]
 		out[i].hdr.SetIovlen(1)
 	}
+	recv, send := r.receiver(2, r.meshFD, &in.msgs), r.sender(r.injFD)
 	for !r.stop.Load() {
-		n := recvBatch(r.meshFD, &in.msgs, r.raw)
+		n := recv()
 		k := 0
 		for i := range n {
 			b := in.bufs[i][:in.msgs[i].len]
@@ -325,7 +432,7 @@ func (r *refRelay) inbound() {
 			k++
 		}
 		if k > 0 {
-			sendBatch(r.injFD, out[:k])
+			send(out[:k])
 		}
 	}
 }
@@ -376,14 +483,26 @@ func setUDPChecksum(f []byte) {
 	udp[6], udp[7] = byte(c>>8), byte(c)
 }
 
-// close stops both threads (within refPoll) and closes the sockets.
+// close stops both threads (within refPoll; at once in refNetpoll mode,
+// where closing the sockets wakes them) and closes the sockets.
 func (r *refRelay) close() {
 	r.stop.Store(true)
+	if r.mode == refNetpoll {
+		r.closeFDs()
+		r.wg.Wait()
+		return
+	}
 	r.wg.Wait()
 	r.closeFDs()
 }
 
 func (r *refRelay) closeFDs() {
+	if r.files != nil {
+		for _, f := range r.files {
+			f.Close()
+		}
+		return
+	}
 	for _, fd := range []int{r.capFD, r.injFD, r.meshFD} {
 		if fd >= 0 {
 			unix.Close(fd)
@@ -429,16 +548,17 @@ type refPair struct {
 	close  func()
 }
 
-// startRefPair starts a reference relay in relay-a and in relay-b: each
-// as a process of its own, or with inProcess as threads of this one.
-func startRefPair(l *netlab.Lab, port uint16, inProcess bool) (*refPair, error) {
+// startRefPair starts a reference relay in relay-a and in relay-b: with
+// refBlocking as threads of this process, otherwise each as a process of
+// its own.
+func startRefPair(l *netlab.Lab, port uint16, mode refMode) (*refPair, error) {
 	a, b := l.Host("relay-a"), l.Host("relay-b")
-	if !inProcess {
-		pa, err := startRefProc("ref-a", a, b.IP, port)
+	if mode != refBlocking {
+		pa, err := startRefProc("ref-a", a, b.IP, port, mode)
 		if err != nil {
 			return nil, err
 		}
-		pb, err := startRefProc("ref-b", b, a.IP, port)
+		pb, err := startRefProc("ref-b", b, a.IP, port, mode)
 		if err != nil {
 			pa.stop()
 			return nil, err

@@ -26,16 +26,18 @@ func TestMain(m *testing.M) {
 }
 
 // TestRefRelayCarriesBroadcastsOnce runs the reference relay pair in the
-// benchmark's lab, as processes of their own and inside this one: every
+// benchmark's lab, in each of its modes (inside this process; as
+// processes of their own, blocking raw or waiting in the poller): every
 // broadcast to the port crosses exactly once (its own injected frames do
 // not loop, and the server's stack accepts their checksums), and a
 // broadcast to another port does not cross.
 func TestRefRelayCarriesBroadcastsOnce(t *testing.T) {
-	t.Run("process", func(t *testing.T) { testRefRelay(t, false) })
-	t.Run("in-process", func(t *testing.T) { testRefRelay(t, true) })
+	t.Run("process", func(t *testing.T) { testRefRelay(t, refRaw) })
+	t.Run("netpoll", func(t *testing.T) { testRefRelay(t, refNetpoll) })
+	t.Run("in-process", func(t *testing.T) { testRefRelay(t, refBlocking) })
 }
 
-func testRefRelay(t *testing.T, inProcess bool) {
+func testRefRelay(t *testing.T, mode refMode) {
 	l := netlabtest.NewSwarmT(t, benchSpec())
 	clk := clock{base: time.Now()}
 	client, server := l.Host("client"), l.Host("server")
@@ -60,7 +62,7 @@ func testRefRelay(t *testing.T, inProcess bool) {
 	}
 	defer wrong.close()
 
-	pair, err := startRefPair(l, searchPort, inProcess)
+	pair, err := startRefPair(l, searchPort, mode)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -327,3 +327,42 @@ func TestSideBySideWithOwnProcessReference(t *testing.T) {
 		}
 	}
 }
+
+// TestSideBySideWithNetpollerReference: the reference that waits in the
+// runtime's poller gets its rows, ratios and a column after the other
+// references, and the CPU targets name its ratio without being judged by
+// it.
+func TestSideBySideWithNetpollerReference(t *testing.T) {
+	r := fakeResults()
+	us := time.Microsecond
+	for _, name := range []string{pathRefProcess, pathRefNetpoll} {
+		r.Idle[name] = idleResult{CPU: []cpuDelta{{RunNS: 5e4}, {RunNS: 5e4}}, Wall: time.Second}
+		r.RelayNames[name] = []string{"ref-a", "ref-b"}
+	}
+	for _, st := range r.Rates {
+		n := int(st.Rate)
+		r.Steps[pathRefProcess] = append(r.Steps[pathRefProcess], fakeStep(st.Rate, n, n, 100*us, 10*us, 10*us))
+		r.Steps[pathRefNetpoll] = append(r.Steps[pathRefNetpoll], fakeStep(st.Rate, n, n, 150*us, 40*us, 40*us))
+		r.Drops[pathRefProcess] = append(r.Drops[pathRefProcess], counterSet{})
+		r.Drops[pathRefNetpoll] = append(r.Drops[pathRefNetpoll], counterSet{})
+	}
+	if got, want := strings.Join(r.paths(), ","), "direct,reference,reference, own process,reference, netpoller,SnowSignal"; got != want {
+		t.Errorf("paths %q, want %q", got, want)
+	}
+	md := r.markdown()
+	for _, want := range []string{
+		"|  | reference, netpoller | 1.0k/s | 100.00 % | 150 µs | 150 µs | 150 µs | 80.0 µs (ref-a 40.0 + ref-b 40.0; utime+stime 0 µs) |",
+		"| | *SnowSignal / reference, netpoller* | 1.00 | 1.00 | 1.33 | 1.33 | 1.33 | 0.75 |",
+		"| | reference | reference, own process | reference, netpoller | SnowSignal | SnowSignal / reference |",
+		"1.50 × (60.0 µs vs 40.0 µs); 0.75 × the reference, netpoller pair (80.0 µs)",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	for _, tg := range r.targets() {
+		if strings.HasPrefix(tg.What, "CPU per datagram, both relays, ≤ 1.5") && !tg.Met {
+			t.Errorf("target judged by another reference than the pair of threads: %+v", tg)
+		}
+	}
+}
