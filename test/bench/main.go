@@ -75,6 +75,7 @@ type options struct {
 	pprofRate    float64
 	max          time.Duration
 	waitQuiet    time.Duration
+	rounds       int
 }
 
 // plan is what one run measures, derived from the options.
@@ -86,6 +87,7 @@ type plan struct {
 	probe   time.Duration // each step of the ceiling search
 	search  []float64     // offered rates of the ceiling search
 	pause   time.Duration // between steps, for queues to drain
+	rounds  int           // interleaved rounds of the light step (measureRounds); 1: none
 }
 
 // planStep is one offered rate and how long it runs.
@@ -109,6 +111,7 @@ func main() {
 	flag.BoolVar(&o.refNetpoll, "reference-netpoll", true, "also measure the reference relay pair as processes that wait in the Go runtime's poller on one P, as SnowSignal does (the path \"reference, netpoller\")")
 	flag.BoolVar(&o.quick, "quick", false, "short run (about 40 s): shorter steps")
 	flag.DurationVar(&o.step, "step", 0, "duration of each step at 20k/s, 40k/s and the ceiling (default 2s, 1s with -quick)")
+	flag.IntVar(&o.rounds, "rounds", 0, "measure the 1k/s step in this many rounds, interleaved across the paths (default 3, 1 with -quick; 1: each path in one piece)")
 	flag.DurationVar(&o.latency, "latency", 0, "duration of the step at 1k/s (default 3s, 1s with -quick)")
 	flag.StringVar(&o.bin, "bin", "", "snowsignal binary to measure (default: build ./cmd/snowsignal)")
 	flag.StringVar(&o.compare, "compare", "", "also measure this snowsignal binary in the same run, after -bin, as a fourth path (a change against the reference)")
@@ -144,9 +147,14 @@ func makePlan(o options) plan {
 	p := plan{mode: "full", idle: 2 * time.Second, ceiling: 2 * time.Second, probe: 500 * time.Millisecond,
 		pause: 200 * time.Millisecond, search: []float64{50e3, 75e3, 100e3, 150e3, 200e3, 300e3}}
 	lat, step := 3*time.Second, 2*time.Second
+	p.rounds = 3
 	if o.quick {
 		p.mode, p.ceiling, p.probe, p.pause = "quick", time.Second, 300*time.Millisecond, 100*time.Millisecond
 		lat, step = time.Second, time.Second
+		p.rounds = 1
+	}
+	if o.rounds > 0 {
+		p.rounds = o.rounds
 	}
 	if o.step > 0 {
 		step, p.ceiling = o.step, o.step
@@ -360,9 +368,15 @@ func measure(l *netlab.Lab, bin string, p plan, o options) (*results, error) {
 	// runRates runs pa at every rate, recording the steps and the drop
 	// counters that moved in each under name.
 	var rates []planStep
+	var light map[string]stepResult // the light step, from interleaved rounds
 	runRates := func(name string, pa *path) error {
 		pa.name = name
-		for _, st := range rates {
+		for i, st := range rates {
+			if s, ok := light[name]; ok && i == 0 {
+				res.Steps[name] = append(res.Steps[name], s)
+				res.Drops[name] = append(res.Drops[name], counterSet{})
+				continue
+			}
 			c0, err := collectCounters(l, receivers, pa.relays)
 			if err != nil {
 				return err
@@ -399,6 +413,11 @@ func measure(l *netlab.Lab, bin string, p plan, o options) (*results, error) {
 	logf("sender's ceiling: %.0f/s", res.Ceiling)
 	rates = append(append([]planStep(nil), p.steps...), planStep{Rate: res.Ceiling, D: p.ceiling})
 	res.Rates = rates
+	if p.rounds > 1 && rates[0].Rate < 10e3 {
+		if light, err = measureRounds(rn, direct, relayed, roundPaths(ctx, l, bin, o, res), rates[0], p.rounds); err != nil {
+			return nil, err
+		}
+	}
 	logf("direct path")
 	if err := runRates(pathDirect, direct); err != nil {
 		return nil, err
@@ -456,25 +475,10 @@ func measure(l *netlab.Lab, bin string, p plan, o options) (*results, error) {
 func measureSnowSignal(ctx context.Context, name, bin string, l *netlab.Lab, o options, rn *runner, relayed *path,
 	res *results, runRates func(string, *path) error, p plan, pprofDir string) error {
 	logf("%s relays (%s)", name, bin)
-	var procs []*relayProc
-	defer func() {
-		for _, r := range procs {
-			if err := r.stop(); err != nil {
-				logf("%v", err)
-			}
-		}
-	}()
-	extra := strings.Fields(o.relayArgs)
-	for _, rp := range [][2]string{{"relay-a", "relay-b"}, {"relay-b", "relay-a"}} {
-		args := append([]string{"-t", netlab.IfName, "--other-relays", l.Host(rp[1]).IP.String(), "-l", "info"}, extra...)
-		if pprofDir != "" {
-			args = append(args, "--debug-address", debugAddr)
-		}
-		r, err := startRelay(ctx, rp[0], bin, l.Host(rp[0]), strings.Fields(o.relayEnv), args...)
-		if err != nil {
-			return err
-		}
-		procs = append(procs, r)
+	procs, err := startSnowSignalPair(ctx, bin, l, o, pprofDir != "")
+	defer stopAll(procs)
+	if err != nil {
+		return err
 	}
 	if name == pathSnowSignal {
 		res.StatsSocket = procs[0].r.StatsSocket != ""
@@ -516,6 +520,79 @@ func measureSnowSignal(ctx context.Context, name, bin string, l *netlab.Lab, o o
 		}
 	}
 	return nil
+}
+
+// roundPaths are the paths of the interleaved rounds, each with how to
+// start its pair: those measure measures, in its order.
+func roundPaths(ctx context.Context, l *netlab.Lab, bin string, o options, res *results) []roundPath {
+	ref := func(mode refMode) func() ([]relay, func(), error) {
+		return func() ([]relay, func(), error) {
+			pair, err := startRefPair(l, searchPort, mode)
+			if err != nil {
+				return nil, nil, err
+			}
+			return pair.relays, pair.close, nil
+		}
+	}
+	snowSignal := func(name, bin string) func() ([]relay, func(), error) {
+		return func() ([]relay, func(), error) {
+			procs, err := startSnowSignalPair(ctx, bin, l, o, false)
+			if err != nil {
+				stopAll(procs)
+				return nil, nil, err
+			}
+			stop := func() {
+				if name == pathSnowSignal {
+					for _, r := range procs {
+						res.Problems = append(res.Problems, r.problems()...)
+					}
+				}
+				stopAll(procs)
+			}
+			return []relay{procs[0], procs[1]}, stop, nil
+		}
+	}
+	paths := []roundPath{{name: pathDirect}, {pathReference, ref(refBlocking)}}
+	if o.refProcess {
+		paths = append(paths, roundPath{pathRefProcess, ref(refRaw)})
+	}
+	if o.refNetpoll {
+		paths = append(paths, roundPath{pathRefNetpoll, ref(refNetpoll)})
+	}
+	paths = append(paths, roundPath{pathSnowSignal, snowSignal(pathSnowSignal, bin)})
+	if o.compare != "" {
+		paths = append(paths, roundPath{o.compareLabel, snowSignal(o.compareLabel, o.compare)})
+	}
+	return paths
+}
+
+// startSnowSignalPair starts `bin run` in relay-a and relay-b, each with
+// the other as its peer, and with debug its profiling endpoint. On error
+// it returns the relays it started, for stopAll.
+func startSnowSignalPair(ctx context.Context, bin string, l *netlab.Lab, o options, debug bool) ([]*relayProc, error) {
+	var procs []*relayProc
+	extra := strings.Fields(o.relayArgs)
+	for _, rp := range [][2]string{{"relay-a", "relay-b"}, {"relay-b", "relay-a"}} {
+		args := append([]string{"-t", netlab.IfName, "--other-relays", l.Host(rp[1]).IP.String(), "-l", "info"}, extra...)
+		if debug {
+			args = append(args, "--debug-address", debugAddr)
+		}
+		r, err := startRelay(ctx, rp[0], bin, l.Host(rp[0]), strings.Fields(o.relayEnv), args...)
+		if err != nil {
+			return procs, err
+		}
+		procs = append(procs, r)
+	}
+	return procs, nil
+}
+
+// stopAll stops the relays, logging what goes wrong.
+func stopAll(procs []*relayProc) {
+	for _, r := range procs {
+		if err := r.stop(); err != nil {
+			logf("%v", err)
+		}
+	}
 }
 
 // measureRelays measures the relayed path through rs, a running relay

@@ -57,6 +57,9 @@ type stepResult struct {
 	// forwarding, other programs. Near runtime.NumCPU() the machine, not
 	// any one relay, is the limit.
 	HostBusy float64
+	// Rounds is how many interleaved rounds the step was pooled from
+	// (measureRounds); 0 for a step run in one piece.
+	Rounds int
 }
 
 // Delivered is the fraction of the datagrams sent that arrived.

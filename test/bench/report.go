@@ -439,6 +439,10 @@ func (r *results) markdown() string {
 	fmt.Fprintf(&b, "%s run: steps of %s; %d clients on each client segment, one `sendto` per 100-byte datagram to 10.77.0.255:%d, paced by the clock; the server reads with `recvmsg`.",
 		strings.ToUpper(e.Mode[:1])+e.Mode[1:], strings.Join(ds, ", "), clients, searchPort)
 	fmt.Fprintf(&b, " Sender's ceiling on the direct path: %s.", rate(r.Ceiling))
+	if s, ok := r.step(pathSnowSignal, 0); ok && s.Rounds > 1 {
+		fmt.Fprintf(&b, " The %s step of every path is pooled from %d rounds of %s, interleaved across the paths (each pair started for its share of a round, the order rotating), so that the machine's drift touches every path alike.",
+			r.rateName(0), s.Rounds, (r.Rates[0].D / time.Duration(s.Rounds)).Round(time.Millisecond))
+	}
 	if e.RelayArgs != "" {
 		fmt.Fprintf(&b, " Extra relay arguments: `%s`.", e.RelayArgs)
 	}

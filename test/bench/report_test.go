@@ -366,3 +366,32 @@ func TestSideBySideWithNetpollerReference(t *testing.T) {
 		}
 	}
 }
+
+// TestPoolSteps: rounds add up to one step whose figures are those of the
+// whole (CPU per datagram over all datagrams, every latency, the host's
+// shares weighted by time), and the results say the step was pooled.
+func TestPoolSteps(t *testing.T) {
+	us := time.Microsecond
+	a := fakeStep(1e3, 1000, 1000, 100*us, 20*us, 20*us)
+	a.Wall, a.Foreign, a.HostBusy = time.Second, 0.3, 0.5
+	b := fakeStep(1e3, 1000, 990, 300*us, 40*us, 60*us)
+	b.Wall, b.Foreign, b.HostBusy = 3*time.Second, 0.1, 0.1
+	p := poolSteps([]stepResult{a, b})
+	if p.Rounds != 2 || p.Send.Sent != 2000 || p.Recv.Got != 1990 || len(p.Recv.Latencies) != 1990 {
+		t.Fatalf("pooled: %d rounds, %d sent, %d got, %d latencies", p.Rounds, p.Send.Sent, p.Recv.Got, len(p.Recv.Latencies))
+	}
+	if c, ok := p.CPUPerDatagram(); !ok || c*1e6 < 69.99 || c*1e6 > 70.01 {
+		t.Errorf("CPU per datagram %.2f µs, want 70 (40 + 100 over two rounds)", c*1e6)
+	}
+	if p.Wall != 4*time.Second || p.Foreign < 0.149 || p.Foreign > 0.151 || p.HostBusy < 0.199 || p.HostBusy > 0.201 {
+		t.Errorf("wall %s, foreign %.3f, busy %.3f; want 4s, 0.150, 0.200", p.Wall, p.Foreign, p.HostBusy)
+	}
+	if got := latencies(p.Recv.Latencies).P50; got != 100*us && got != 300*us {
+		t.Errorf("p50 %s, want one of the rounds' latencies", got)
+	}
+	r := fakeResults()
+	r.Steps[pathSnowSignal][0] = poolSteps([]stepResult{r.Steps[pathSnowSignal][0], r.Steps[pathSnowSignal][0], r.Steps[pathSnowSignal][0]})
+	if md := r.markdown(); !strings.Contains(md, "The 1.0k/s step of every path is pooled from 3 rounds of 333ms") {
+		t.Errorf("markdown does not say the light step was pooled:\n%s", md[:min(len(md), 1500)])
+	}
+}
