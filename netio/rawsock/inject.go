@@ -5,7 +5,6 @@ package rawsock
 import (
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"syscall"
 	"time"
@@ -30,24 +29,27 @@ type Injector struct {
 
 	retried bool // the frame at off failed once already
 
-	// to6 is the address IPv6 frames are sent to: the socket's interface
-	// with protocol ETH_P_IPV6 (see WriteBatch).
-	to6 unix.RawSockaddrLinklayer
+	// to4 and to6 are the addresses IPv4 and IPv6 frames are sent to: the
+	// socket's interface with protocol ETH_P_IP or ETH_P_IPV6 (see
+	// WriteBatch).
+	to4, to6 unix.RawSockaddrLinklayer
 
 	// Dropped counts frames the kernel refused with ENOBUFS.
 	Dropped uint64
 }
 
-// dropAll is a filter that accepts nothing: the inject socket is bound with
-// ETH_P_IP so frames it sends carry that protocol, and per packet(7) binding
-// with a protocol also subscribes the socket to receive such frames.
+// dropAll is a filter that accepts nothing. The inject socket is bound with
+// protocol 0, which per packet(7) receives nothing: the kernel hooks no
+// handler for it (packet_do_bind registers one only for a protocol), so
+// no frame arriving on the interface costs it a packet_rcv. The filter
+// only guards that.
 var dropAll = []bpf.RawInstruction{{Op: 0x06, K: 0}} // ret #0
 
 // ListenInject opens an inject socket on ifi. Every frame it sends carries
 // mark in skb->mark (SO_MARK), which the capture filter uses to recognise the
 // relay's own injections; zero leaves the mark unset.
 func ListenInject(ifi *net.Interface, mark uint32) (*Injector, error) {
-	conn, rc, err := open(ifi, "inject", unix.ETH_P_IP, dropAll, func(conn *socket.Conn) error {
+	conn, rc, err := open(ifi, "inject", 0, dropAll, func(conn *socket.Conn) error {
 		if mark == 0 {
 			return nil
 		}
@@ -57,6 +59,7 @@ func ListenInject(ifi *net.Interface, mark uint32) (*Injector, error) {
 		return nil, fmt.Errorf("inject on %s: %w", ifi.Name, err)
 	}
 	in := &Injector{conn: conn, rc: rc, ifi: ifi, mm: mmsg.NewBatch(mmsg.MaxBatch),
+		to4: unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(unix.ETH_P_IP), Ifindex: int32(ifi.Index)},
 		to6: unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(unix.ETH_P_IPV6), Ifindex: int32(ifi.Index)}}
 	in.wfn = in.writeFn
 	return in, nil
@@ -68,13 +71,14 @@ func ListenInject(ifi *net.Interface, mark uint32) (*Injector, error) {
 // were sent and the error that stopped it, if any; frames after a failed
 // one are not sent.
 //
-// The socket is bound with ETH_P_IP, and per packet_snd a frame sent
-// without an address leaves with the bound protocol as skb->protocol,
-// which qdiscs, offloads and taps may trust. An IPv6 frame (EtherType
-// 0x86dd) is therefore sent with an address of its own, the interface with
-// ETH_P_IPV6, in the same sendmmsg: one socket, one mark, the batch's order
-// kept. (A second socket bound to ETH_P_IPV6 would split each mixed batch
-// into two calls and need its own mark and filter.)
+// Per packet_snd a frame leaves with the protocol of its address as
+// skb->protocol (without one, the socket's bound protocol: 0 here), which
+// qdiscs, offloads and taps may trust. Every frame is therefore sent with
+// an address: the interface with ETH_P_IP, or ETH_P_IPV6 for an IPv6
+// frame (EtherType 0x86dd), in the same sendmmsg: one socket, one mark,
+// the batch's order kept. (A socket per protocol would split each mixed
+// batch into two calls, and a socket bound to a protocol receives every
+// such frame of the interface.)
 func (in *Injector) WriteBatch(bufs [][]byte) (int, error) {
 	sent := 0
 	for base := 0; base < len(bufs); base += in.mm.Cap() {
@@ -84,7 +88,7 @@ func (in *Injector) WriteBatch(bufs [][]byte) (int, error) {
 				in.mm.AddLink(b, &in.to6)
 				continue
 			}
-			in.mm.Add(b, netip.AddrPort{})
+			in.mm.AddLink(b, &in.to4)
 		}
 		in.off, in.sent, in.err, in.retried = 0, 0, nil, false
 		err := in.rc.Write(in.wfn)
@@ -116,10 +120,11 @@ func (in *Injector) writeFn(fd uintptr) bool {
 			continue
 		}
 		if err != nil && !in.retried {
-			// The socket's pending error is reported by the next send, which
-			// the kernel then discards untried: after the interface went
-			// down and up again, the first frame would fail with a stale
-			// ENETDOWN. Try once more; a second failure is this frame's own.
+			// A socket's pending error (sk_err) is reported by the next send,
+			// which the kernel then discards untried. (A socket bound to a
+			// protocol gets a stale ENETDOWN so when its interface goes down
+			// and up again.) Try once more; a second failure is this frame's
+			// own.
 			in.retried = true
 			continue
 		}
