@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/snowsignal/snowsignal/netio/frame"
 	"github.com/snowsignal/snowsignal/netio/netlab"
@@ -71,6 +72,7 @@ func TestIPv6RelayDeliversSearches(t *testing.T) {
 	s := startSwarm6(t, "--ipv6")
 	srv := listen6(t, s.server, fmt.Sprintf("[::]:%d", pvaPort))
 	cl, clientAddr := sender6(t, s.client)
+	warmUp6(t, s, cl, srv)
 	wire := sniff(t, s.server)
 	for _, size := range []int{16, 1000, 1452} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
@@ -107,6 +109,29 @@ func TestIPv6RelayDeliversSearches(t *testing.T) {
 			}
 		})
 	}
+}
+
+// warmUp6 sends IPv6 searches from cl until one reaches srv, then lets
+// the rest drain, so that what a test counts afterwards crosses a path
+// that has carried a search. In CI, on a host loaded by all packages'
+// tests, the first search after the start was once lost: relay-a counted
+// a send_error for its mesh send (ICMP port unreachable from relay-b), not
+// seen again in 25 runs alone or under load. Such a loss is counted and is
+// what a real client repeats; this test is about what crosses once both
+// relays carry traffic.
+func warmUp6(t *testing.T, s *swarm, cl, srv *net.UDPConn) {
+	t.Helper()
+	p := []byte("ipv6 warm-up")
+	for deadline := time.Now().Add(deliveryTimeout); ; {
+		search6(t, s.client, cl, p)
+		if got := recvFor(t, srv, 100*time.Millisecond); len(got) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no IPv6 search crossed within %s", deliveryTimeout)
+		}
+	}
+	recvFor(t, srv, drainWait)
 }
 
 // isUDP6 reports whether f is an IPv6 UDP frame (not the neighbour
