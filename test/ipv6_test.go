@@ -112,13 +112,13 @@ func TestIPv6RelayDeliversSearches(t *testing.T) {
 }
 
 // warmUp6 sends IPv6 searches from cl until one reaches srv, then lets
-// the rest drain, so that what a test counts afterwards crosses a path
-// that has carried a search. In CI, on a host loaded by all packages'
-// tests, the first search after the start was once lost: relay-a counted
-// a send_error for its mesh send (ICMP port unreachable from relay-b), not
-// seen again in 25 runs alone or under load. Such a loss is counted and is
-// what a real client repeats; this test is about what crosses once both
-// relays carry traffic.
+// the rest drain. relay-a sends IPv6 frames only to a peer that has
+// announced the ipv6 capability (stages/fanout), and learns relay-b's
+// from relay-b's request when relay-b starts (its own request, sent while
+// relay-b was not yet up, is refused: the send_error of `demo --ipv6`).
+// On a loaded CI host the first search once came before relay-a had heard
+// relay-b, and was withheld (counted in the peer's withheld_ipv6); this
+// test is about what crosses once the relays know each other.
 func warmUp6(t *testing.T, s *swarm, cl, srv *net.UDPConn) {
 	t.Helper()
 	p := []byte("ipv6 warm-up")
