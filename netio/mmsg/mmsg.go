@@ -33,26 +33,48 @@ type mmsghdr struct {
 	_   [4]byte
 }
 
-// A Batch holds the kernel-facing message headers for up to Cap datagrams.
-// It is reused across calls and is not safe for concurrent use.
+// A Batch holds the kernel-facing message headers for up to Cap messages.
+// A message is one datagram, or for sends on a UDP socket several of the
+// same size that the kernel segments (AddSegments). It is reused across
+// calls and is not safe for concurrent use.
 type Batch struct {
 	hdrs []mmsghdr
+	// iovs hold the messages' buffers, one each but for AddSegments, which
+	// takes one per segment; Cap in all.
 	iovs []unix.Iovec
 	// names hold the datagrams' addresses: room for an IPv6 socket
 	// address, which also fits an IPv4 one.
 	names []unix.RawSockaddrInet6
-	// ctrl holds each datagram's control messages, ctrlLen bytes a slot,
-	// allocated by the first PrepareRecv that asks for receive times.
+	// ctrl holds each received datagram's control messages, ctrlLen bytes
+	// a slot, allocated by the first PrepareRecv that asks for them.
 	ctrl []byte
-	n    int
+	// sctrl holds each sent message's UDP_SEGMENT control message,
+	// segCtrlLen bytes a slot, allocated by the first AddSegments.
+	sctrl []byte
+	n     int
+	niov  int
 }
 
-// ctrlLen is the control buffer of one datagram: room for an
-// SCM_TIMESTAMPNS message (a struct timespec) and one more of the same
-// size, so an option set by someone else does not cut the timestamp off.
-var ctrlLen = 2 * unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{})))
+// ctrlLen is the control buffer of one received datagram: room for an
+// SCM_TIMESTAMPNS message (a struct timespec), a UDP_GRO one (an int) and
+// one more timespec's worth, so an option set by someone else does not cut
+// ours off.
+var ctrlLen = 2*unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))) + unix.CmsgSpace(4)
 
-// NewBatch returns a batch for up to size datagrams.
+// segCtrlLen is the control buffer of one message sent with AddSegments:
+// a UDP_SEGMENT message, whose data is the segment size as a uint16.
+var segCtrlLen = unix.CmsgSpace(2)
+
+// MaxSegments is the most datagrams one message of AddSegments may carry:
+// the kernel's UDP_MAX_SEGMENTS before Linux 6.11 raised it to 128.
+const MaxSegments = 64
+
+// MaxSegmentBytes is the most bytes one message of AddSegments may carry in
+// all: the payload of the largest IP datagram, which the kernel builds
+// before it segments.
+const MaxSegmentBytes = 65507 - 40 // room for IPv6's larger header
+
+// NewBatch returns a batch for up to size messages (and size buffers).
 func NewBatch(size int) *Batch {
 	return &Batch{
 		hdrs:  make([]mmsghdr, size),
@@ -64,32 +86,77 @@ func NewBatch(size int) *Batch {
 // Cap is the number of datagrams the batch can describe.
 func (b *Batch) Cap() int { return len(b.hdrs) }
 
-// Reset forgets every datagram set so far.
-func (b *Batch) Reset() { b.n = 0 }
+// Reset forgets every message set so far.
+func (b *Batch) Reset() { b.n, b.niov = 0, 0 }
 
-// Len is the number of datagrams set since the last Reset.
+// Len is the number of messages set since the last Reset.
 func (b *Batch) Len() int { return b.n }
 
 // Add describes one more datagram: buf to receive into or send from, and for
 // sends on an unconnected UDP socket, its destination (the zero AddrPort for
 // none; IPv4 or IPv6). It reports false when the batch is full.
 func (b *Batch) Add(buf []byte, to netip.AddrPort) bool {
-	if b.n == len(b.hdrs) {
+	if b.n == len(b.hdrs) || b.niov == len(b.iovs) {
 		return false
 	}
-	i := b.n
-	b.n++
-	iov := &b.iovs[i]
+	iov := &b.iovs[b.niov]
 	iov.Base = unsafe.SliceData(buf)
 	iov.SetLen(len(buf))
+	b.addMsg(iov, 1, to)
+	return true
+}
+
+// addMsg describes message b.n: n buffers from iov on, sent to the
+// address to if it is valid.
+func (b *Batch) addMsg(iov *unix.Iovec, n int, to netip.AddrPort) {
+	i := b.n
+	b.n++
+	b.niov += n
 	h := &b.hdrs[i]
 	*h = mmsghdr{}
 	h.hdr.Iov = iov
-	h.hdr.SetIovlen(1)
+	h.hdr.SetIovlen(n)
 	if to.IsValid() {
 		h.hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
 		h.hdr.Namelen = PutSockaddr(&b.names[i], to)
 	}
+}
+
+// AddSegments describes one message that sends every buffer of bufs to to
+// as a datagram of its own, for a UDP socket: the kernel builds them as one
+// and segments them at segSize bytes (UDP_SEGMENT, generic segmentation
+// offload, see udp(7)), so they cross the stack once, and a peer socket with
+// UDP_GRO may even receive them as one. Every buffer must hold exactly
+// segSize bytes but the last, which may hold fewer; there may be at most
+// MaxSegments, of MaxSegmentBytes in all. A single buffer is sent as Add
+// sends it. It reports false when the batch has no room for the message or
+// its buffers.
+func (b *Batch) AddSegments(bufs [][]byte, segSize int, to netip.AddrPort) bool {
+	if len(bufs) == 1 {
+		return b.Add(bufs[0], to)
+	}
+	if b.n == len(b.hdrs) || b.niov+len(bufs) > len(b.iovs) || len(bufs) == 0 {
+		return false
+	}
+	first := b.niov
+	for k, buf := range bufs {
+		iov := &b.iovs[first+k]
+		iov.Base = unsafe.SliceData(buf)
+		iov.SetLen(len(buf))
+	}
+	i := b.n
+	b.addMsg(&b.iovs[first], len(bufs), to)
+	if b.sctrl == nil {
+		b.sctrl = make([]byte, len(b.hdrs)*segCtrlLen)
+	}
+	oob := b.sctrl[i*segCtrlLen : (i+1)*segCtrlLen]
+	ch := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	ch.Level, ch.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	ch.SetLen(unix.CmsgLen(2))
+	*(*uint16)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = uint16(segSize)
+	h := &b.hdrs[i].hdr
+	h.Control = &oob[0]
+	h.SetControllen(segCtrlLen)
 	return true
 }
 
@@ -123,9 +190,10 @@ func (b *Batch) AddRecv(buf []byte) bool {
 	return true
 }
 
-// withStamps gives every datagram described so far a control buffer, for
-// the SCM_TIMESTAMPNS message of a socket with SO_TIMESTAMPNS set.
-func (b *Batch) withStamps() {
+// withControl gives every datagram described so far a control buffer, for
+// the SCM_TIMESTAMPNS message of a socket with SO_TIMESTAMPNS set and the
+// UDP_GRO message of one with UDP_GRO set.
+func (b *Batch) withControl() {
 	if b.ctrl == nil {
 		b.ctrl = make([]byte, len(b.hdrs)*ctrlLen)
 	}
@@ -149,29 +217,58 @@ func (b *Batch) Stamp(i int) int64 {
 	return ParseStamp(b.ctrl[i*ctrlLen : i*ctrlLen+int(h.Controllen)])
 }
 
+// SegmentSize returns the size of the datagrams the kernel coalesced into
+// datagram i after Recv, on a socket with UDP_GRO set (see udp(7)): the
+// datagram holds its bytes in pieces of that size, the last one maybe
+// shorter. It returns 0 for a datagram that is just one, or if the batch
+// was prepared without control buffers.
+func (b *Batch) SegmentSize(i int) int {
+	h := &b.hdrs[i].hdr
+	if h.Control == nil || h.Flags&unix.MSG_CTRUNC != 0 {
+		return 0
+	}
+	d := findCmsg(b.ctrl[i*ctrlLen:i*ctrlLen+int(h.Controllen)], unix.SOL_UDP, unix.UDP_GRO, 4)
+	if d == nil {
+		return 0
+	}
+	// The kernel writes the size as an int (udp_cmsg_recv).
+	return int(*(*int32)(unsafe.Pointer(&d[0])))
+}
+
 // ParseStamp finds the SCM_TIMESTAMPNS message in the control messages
 // oob and returns its time in nanoseconds since the Unix epoch, or 0 if
 // there is none. Unlike unix.ParseSocketControlMessage it allocates
 // nothing.
 func ParseStamp(oob []byte) int64 {
+	d := findCmsg(oob, unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, int(unsafe.Sizeof(unix.Timespec{})))
+	if d == nil {
+		return 0
+	}
+	// The kernel writes a native struct timespec, aligned as a control
+	// message's data always is.
+	return (*unix.Timespec)(unsafe.Pointer(&d[0])).Nano()
+}
+
+// findCmsg returns the data of the first control message of the given
+// level and type in oob with at least size bytes of data, or nil. It
+// allocates nothing.
+func findCmsg(oob []byte, level, typ int32, size int) []byte {
 	for len(oob) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		l := int(h.Len)
 		if l < unix.SizeofCmsghdr || l > len(oob) {
-			return 0
+			return nil
 		}
-		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && l >= unix.CmsgLen(int(unsafe.Sizeof(unix.Timespec{}))) {
-			// The kernel writes a native struct timespec, aligned as a
-			// control message's data always is.
-			return (*unix.Timespec)(unsafe.Pointer(&oob[unix.CmsgLen(0)])).Nano()
+		if h.Level == level && h.Type == typ && l >= unix.CmsgLen(size) {
+			return oob[unix.CmsgLen(0):l]
 		}
 		next := unix.CmsgSpace(l - unix.CmsgLen(0))
 		if next >= len(oob) {
-			return 0
+			return nil
 		}
 		oob = oob[next:]
 	}
-	return 0
+	return nil
 }
 
 // N returns the length the kernel reported for datagram i after Recv. With
@@ -227,9 +324,10 @@ func (b *Batch) Send(fd uintptr, off int) (int, error) {
 
 // PrepareRecv describes bufs[i][offset:] as the buffers to receive into, as
 // many as the batch holds, for a Recv followed by Collect; with from set it
-// asks for each sender's address, with stamps each one's receive time. It
-// returns how many it described.
-func (b *Batch) PrepareRecv(bufs [][]byte, offset int, from, stamps bool) int {
+// asks for each sender's address, with control set for each one's control
+// messages (its receive time, its segment size). It returns how many it
+// described.
+func (b *Batch) PrepareRecv(bufs [][]byte, offset int, from, control bool) int {
 	b.Reset()
 	for _, buf := range bufs {
 		var ok bool
@@ -242,21 +340,22 @@ func (b *Batch) PrepareRecv(bufs [][]byte, offset int, from, stamps bool) int {
 			break
 		}
 	}
-	if stamps {
-		b.withStamps()
+	if control {
+		b.withControl()
 	}
 	return b.n
 }
 
 // Collect reports the n datagrams a Recv just read into the buffers
 // PrepareRecv described: datagram k's length in sizes[k] and, with addrs
-// not nil, its sender in addrs[k] and, with stamps not nil, its receive
-// time in stamps[k] (see Stamp), for k < got. Datagrams that did not fit
+// not nil, its sender in addrs[k], with stamps not nil, its receive time in
+// stamps[k] (see Stamp) and, with segs not nil, its segment size in segs[k]
+// (see SegmentSize), for k < got. Datagrams that did not fit
 // their buffer are skipped and counted in truncated; the buffer of a
 // skipped datagram moves towards the end of bufs rather than leaving a gap,
 // so no bytes are copied. Callers that track buffers by position must take
 // back bufs in its new order.
-func (b *Batch) Collect(bufs [][]byte, sizes []int, addrs []netip.AddrPort, stamps []int64, n int) (got, truncated int) {
+func (b *Batch) Collect(bufs [][]byte, sizes []int, addrs []netip.AddrPort, stamps []int64, segs []int, n int) (got, truncated int) {
 	for i := 0; i < n; i++ {
 		if b.Truncated(i) {
 			truncated++
@@ -271,6 +370,9 @@ func (b *Batch) Collect(bufs [][]byte, sizes []int, addrs []netip.AddrPort, stam
 		}
 		if stamps != nil {
 			stamps[got] = b.Stamp(i)
+		}
+		if segs != nil {
+			segs[got] = b.SegmentSize(i)
 		}
 		got++
 	}

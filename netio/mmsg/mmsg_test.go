@@ -53,7 +53,7 @@ func TestRecvCollectSkipsTruncated(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Fatalf("Recv = %d, %v; want 3 datagrams", n, err)
 	}
-	got, trunc := mm.Collect(bufs, sizes, nil, nil, n)
+	got, trunc := mm.Collect(bufs, sizes, nil, nil, nil, n)
 	if got != 2 || trunc != 1 {
 		t.Fatalf("Collect = %d, %d truncated; want 2, 1", got, trunc)
 	}

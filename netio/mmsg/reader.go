@@ -22,6 +22,11 @@ type Reader struct {
 	Flags int
 	// From asks for each datagram's source address.
 	From bool
+	// Segs, if not nil, receives each datagram's segment size
+	// (Batch.SegmentSize: 0 unless the socket has UDP_GRO and the kernel
+	// coalesced it), at the datagram's index; it must be as long as the
+	// buffers Read is given.
+	Segs []int
 	// OnError, if not nil, is told a recvmmsg(2) error; returning true says
 	// the error was not this read's (a pending ICMP error of an earlier
 	// send) and the read is tried again at once.
@@ -120,7 +125,7 @@ func (r *Reader) attempt(fd uintptr) bool {
 	// nothing and waits), and a read that finds nothing leaves the
 	// descriptions as they were.
 	if !r.ready {
-		r.mm.PrepareRecv(r.bufs, r.offset, r.From, r.stamps != nil)
+		r.mm.PrepareRecv(r.bufs, r.offset, r.From, r.stamps != nil || r.Segs != nil)
 		r.ready = true
 	}
 	for {
@@ -145,7 +150,7 @@ func (r *Reader) attempt(fd uintptr) bool {
 			r.err = err
 			return true
 		}
-		r.got, r.trunc = r.mm.Collect(r.bufs, r.sizes, r.addrs, r.stamps, n)
+		r.got, r.trunc = r.mm.Collect(r.bufs, r.sizes, r.addrs, r.stamps, r.Segs, n)
 		r.ready = false // the kernel and Collect changed them
 		return true
 	}
