@@ -33,13 +33,16 @@ type Conn struct {
 	rc   syscall.RawConn
 	addr netip.AddrPort
 
-	r *mmsg.Reader
+	r  *mmsg.Reader
+	rx *coalesced // nil: the socket has no UDP_GRO, datagrams are read in place
 
 	wmm    *mmsg.Batch
-	woff   int
+	wfirst []int // wfirst[k]: the caller's index of message k's first datagram; one more at the end
+	woff   int   // the message being sent
 	werr   error
-	wretry bool // the datagram at woff failed once already
+	wretry bool // the message at woff failed once already
 	wfn    func(fd uintptr) bool
+	gso    *segmentation
 
 	errq errQueue
 	mem  sockmem.Reader
@@ -85,7 +88,8 @@ func Listen(addr netip.AddrPort) (*Conn, error) {
 		uc.Close()
 		return nil, fmt.Errorf("mesh socket %s: %w", addr, err)
 	}
-	c := &Conn{uc: uc, rc: rc, addr: addr, r: mmsg.NewReader(mmsg.MaxBatch), wmm: mmsg.NewBatch(mmsg.MaxBatch)}
+	c := &Conn{uc: uc, rc: rc, addr: addr, r: mmsg.NewReader(mmsg.MaxBatch), wmm: mmsg.NewBatch(mmsg.MaxBatch),
+		wfirst: make([]int, 0, mmsg.MaxBatch+1), gso: newSegmentation()}
 	c.r.From = true
 	c.r.OnError, c.r.OnEmpty, c.r.OnPollError = c.readError, c.readEmpty, c.readStalled
 	c.wfn = c.writeFn
@@ -114,6 +118,12 @@ func Listen(addr netip.AddrPort) (*Conn, error) {
 			// one (see ReadBatch).
 			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
 		}
+		if serr == nil && unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1) == nil {
+			// Take a peer's segmented batch as one (see offload.go); a
+			// kernel without UDP_GRO (before 5.0) segments it for us.
+			c.rx = newCoalesced()
+			c.r.Segs = c.rx.segs
+		}
 	})
 	if serr != nil {
 		uc.Close()
@@ -130,12 +140,17 @@ func (c *Conn) LocalAddr() netip.AddrPort { return c.uc.LocalAddr().(*net.UDPAdd
 // lands at bufs[k][offset:], with its length in sizes[k] and its sender in
 // addrs[k] and, with stamps not nil, the time the kernel received it in
 // stamps[k] (nanoseconds since the Unix epoch, 0 if unknown), for k < n;
-// one call reads at most mmsg.MaxBatch. Datagrams
+// one call reads at most mmsg.MaxBatch. Datagrams the kernel coalesced
+// (offload.go) come back one per buffer, as they were sent. Datagrams
 // larger than their buffer are discarded and counted in tooBig, and their
-// buffers move to the end of bufs: a caller that tracks buffers by position
-// takes bufs back in its new order.
+// buffers may move to the end of bufs: a caller that tracks buffers by
+// position takes bufs back in its new order.
 func (c *Conn) ReadBatch(bufs [][]byte, offset int, sizes []int, addrs []netip.AddrPort, stamps []int64) (n, tooBig int, err error) {
-	n, tooBig, err = c.r.Read(c.rc, bufs, offset, sizes, addrs, stamps)
+	if c.rx != nil {
+		n, tooBig, err = c.rx.read(c.r, c.rc, bufs, offset, sizes, addrs, stamps)
+	} else {
+		n, tooBig, err = c.r.Read(c.rc, bufs, offset, sizes, addrs, stamps)
+	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("mesh socket %s: %w", c.addr, err)
 	}
@@ -155,43 +170,75 @@ func (c *Conn) readError(fd uintptr, err error) bool {
 func (c *Conn) readEmpty(fd uintptr) { c.errq.drain(fd) }
 
 // WriteBatch sends bufs[i] to addrs[i] for every i, in as few sendmmsg(2)
-// calls as the kernel allows, waiting while the send buffer is full. A
-// datagram the kernel refuses is skipped; failed reports how many were, and
-// onError (if not nil) is told the index and error of each.
+// calls as the kernel allows, waiting while the send buffer is full. Runs
+// of datagrams to one address go as one message the kernel segments, where
+// it can (see offload.go). A datagram the kernel refuses is skipped; failed
+// reports how many were, and onError (if not nil) is told the index and
+// error of each.
 func (c *Conn) WriteBatch(bufs [][]byte, addrs []netip.AddrPort, onError func(i int, err error)) (failed int, err error) {
-	for base := 0; base < len(bufs); base += c.wmm.Cap() {
-		c.wmm.Reset()
-		for i := base; i < min(base+c.wmm.Cap(), len(bufs)); i++ {
-			c.wmm.Add(bufs[i], addrs[i])
-		}
-		f, err := c.send(base, onError)
+	for next := 0; next < len(bufs); {
+		end := c.describe(bufs, addrs, next)
+		redo, f, err := c.send(bufs, onError)
 		failed += f
 		if err != nil {
 			return failed, err
 		}
+		if redo >= 0 {
+			// The kernel refused a segmented message: describe the rest
+			// again, within the limits it taught us.
+			end = redo
+		}
+		next = end
 	}
 	return failed, nil
 }
 
-// send sends the datagrams described in wmm, the first of which is
-// datagram base of the caller's batch.
-func (c *Conn) send(base int, onError func(i int, err error)) (failed int, err error) {
+// describe puts datagrams next... of bufs into wmm, as many as it holds,
+// and returns the index of the first one left out.
+func (c *Conn) describe(bufs [][]byte, addrs []netip.AddrPort, next int) (end int) {
+	c.wmm.Reset()
+	c.wfirst = c.wfirst[:0]
+	i := next
+	for i < len(bufs) {
+		j := c.gso.run(bufs, addrs, i)
+		if !c.wmm.AddSegments(bufs[i:j], len(bufs[i]), addrs[i]) {
+			break
+		}
+		c.wfirst = append(c.wfirst, i)
+		i = j
+	}
+	c.wfirst = append(c.wfirst, i)
+	return i
+}
+
+// send sends the messages described in wmm. If the kernel refused a
+// segmented message for its segmentation, send stops there and returns in
+// redo the index of its first datagram (otherwise -1).
+func (c *Conn) send(bufs [][]byte, onError func(i int, err error)) (redo, failed int, err error) {
 	c.woff, c.werr, c.wretry = 0, nil, false
 	for c.woff < c.wmm.Len() {
 		if err := c.rc.Write(c.wfn); err != nil {
-			return failed, fmt.Errorf("mesh socket %s: %w", c.addr, err)
+			return -1, failed, fmt.Errorf("mesh socket %s: %w", c.addr, err)
 		}
 		if c.werr != nil {
-			// The datagram at woff failed: count it and go on with the rest.
-			if onError != nil {
-				onError(base+c.woff, c.werr)
+			first, end := c.wfirst[c.woff], c.wfirst[c.woff+1]
+			if end-first > 1 && c.gso.refused(c.werr, len(bufs[first])) {
+				return first, failed, nil
 			}
-			failed++
+			// The message at woff failed: count its datagrams and go on
+			// with the rest.
+			if onError != nil {
+				for i := first; i < end; i++ {
+					onError(i, c.werr)
+				}
+			}
+			failed += end - first
 			c.woff++
 			c.werr, c.wretry = nil, false
 		}
 	}
-	return failed, nil
+	c.gso.sent(c.wmm.Len(), c.wfirst[len(c.wfirst)-1]-c.wfirst[0])
+	return -1, failed, nil
 }
 
 func (c *Conn) writeFn(fd uintptr) bool {
@@ -218,7 +265,7 @@ func (c *Conn) writeFn(fd uintptr) bool {
 		c.woff += n
 		c.wretry = false
 		if c.woff < c.wmm.Len() {
-			// A short count: the next datagram hit a full buffer or an
+			// A short count: the next message hit a full buffer or an
 			// error, which sendmmsg(2) drops after a partial send; if it
 			// was a pending ICMP error, its queue entry is read now.
 			c.errq.drain(fd)
