@@ -52,6 +52,8 @@ type Stage struct {
 	log      zerolog.Logger
 	errLog   logLimiter
 
+	// The mesh datagrams of the batch being sent, one per packet.
+	dgrams [][]byte
 	// The datagrams of the next WriteBatch: datagram i is bufs[i], sent to
 	// addrs[i], the address of peer to[i].
 	bufs  [][]byte
@@ -67,8 +69,9 @@ type Stage struct {
 // it counts per peer.
 func New(in *pipeline.Link, pool *pipeline.Pool, conn Conn, t *peers.Table, sealer *mesh.Sealer, maxDelay time.Duration, c *pipeline.StageCounters, m *pipeline.Metrics, log zerolog.Logger) *Stage {
 	s := &Stage{in: in, pool: pool, conn: conn, peers: t, sealer: sealer, maxDelay: maxDelay, c: c, m: m,
-		log:  log.With().Str("stage", c.Name()).Logger(),
-		bufs: make([][]byte, 0, sendBatch), addrs: make([]netip.AddrPort, 0, sendBatch), to: make([]*peers.Peer, 0, sendBatch)}
+		log:    log.With().Str("stage", c.Name()).Logger(),
+		dgrams: make([][]byte, 0, pipeline.MaxBatch),
+		bufs:   make([][]byte, 0, sendBatch), addrs: make([]netip.AddrPort, 0, sendBatch), to: make([]*peers.Peer, 0, sendBatch)}
 	s.onErr = s.sendError
 	conn.OnPeerError(s.peerError)
 	return s
@@ -100,8 +103,7 @@ func (s *Stage) send(b *pipeline.Batch) error {
 	var now int64 // read once per batch, at the first IPv6 frame
 	for i := range b.Pkts {
 		p := &b.Pkts[i]
-		v6 := p.Frame.IPv6
-		if v6 && now == 0 {
+		if p.Frame.IPv6 && now == 0 {
 			now = time.Now().UnixNano()
 		}
 		var start int
@@ -110,17 +112,28 @@ func (s *Stage) send(b *pipeline.Batch) error {
 		} else {
 			start = mesh.PutLegacy(p.Buf, p.Off)
 		}
-		d := p.Buf[start : p.Off+p.Len]
-		for _, peer := range set.Peers {
-			if v6 && !peer.Caps(now).Has(mesh.CapIPv6) {
-				// Only a peer that announced ipv6 gets IPv6 frames: a legacy
-				// relay would drop them or, the Python one, re-broadcast
-				// garbage (docs/MESH-PROTOCOL.md).
-				peer.Withheld6.Add(1)
-				continue
+		s.dgrams = append(s.dgrams, p.Buf[start:p.Off+p.Len])
+	}
+	// Peer by peer: a peer's datagrams side by side go out as one message
+	// that the kernel segments (netio/meshconn, offload.go).
+	for _, peer := range set.Peers {
+		caps, known := mesh.Caps(0), false
+		for i, d := range s.dgrams {
+			if b.Pkts[i].Frame.IPv6 {
+				if !known {
+					caps, known = peer.Caps(now), true
+				}
+				if !caps.Has(mesh.CapIPv6) {
+					// Only a peer that announced ipv6 gets IPv6 frames: a
+					// legacy relay would drop them or, the Python one,
+					// re-broadcast garbage (docs/MESH-PROTOCOL.md).
+					peer.Withheld6.Add(1)
+					continue
+				}
 			}
 			if len(s.bufs) == sendBatch {
 				if err := s.flush(); err != nil {
+					s.dgrams = s.dgrams[:0]
 					return err
 				}
 			}
@@ -128,8 +141,10 @@ func (s *Stage) send(b *pipeline.Batch) error {
 			s.addrs = append(s.addrs, peer.Addr)
 			s.to = append(s.to, peer)
 		}
-		s.c.Out.Add(1)
 	}
+	s.c.Out.Add(uint64(len(b.Pkts)))
+	clear(s.dgrams) // the batch goes back to the pool
+	s.dgrams = s.dgrams[:0]
 	return s.flush()
 }
 

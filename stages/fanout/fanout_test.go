@@ -57,16 +57,18 @@ func (r *fakeRig) batch(frames ...string) *pipeline.Batch {
 }
 
 // TestFanoutSendsEveryFrameToEveryPeer: each frame of a batch goes to each
-// peer, as "SS" and the frame, frame by frame; the peers' counters say
-// what they were sent, and Out counts frames, not datagrams.
+// peer, as "SS" and the frame, peer by peer (so that a peer's datagrams sit
+// side by side, for the socket to segment as one) and in order for each;
+// the peers' counters say what they were sent, and Out counts frames, not
+// datagrams.
 func TestFanoutSendsEveryFrameToEveryPeer(t *testing.T) {
 	r := newFakeRig(t)
 	if err := r.s.Handle(r.batch("frame-1", "frame-2")); err != nil {
 		t.Fatal(err)
 	}
 	var want []meshconntest.Datagram
-	for _, f := range []string{"frame-1", "frame-2"} {
-		for _, p := range r.tbl.Load().Peers {
+	for _, p := range r.tbl.Load().Peers {
+		for _, f := range []string{"frame-1", "frame-2"} {
 			want = append(want, meshconntest.Datagram{Addr: p.Addr, Data: []byte(mesh.LegacyMagic + f)})
 		}
 	}
@@ -182,7 +184,7 @@ func TestFanoutShedsStaleFrames(t *testing.T) {
 	for _, d := range r.conn.Sent()[sentBefore:] {
 		got = append(got, string(d.Data[len(mesh.LegacyMagic):]))
 	}
-	want := []string{"fresh", "fresh", "unstamped", "unstamped"} // two peers each
+	want := []string{"fresh", "unstamped", "fresh", "unstamped"} // two peers each
 	if len(got) != len(want) {
 		t.Fatalf("sent %q, want %q", got, want)
 	}
