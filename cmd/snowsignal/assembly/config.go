@@ -93,4 +93,7 @@ type Config struct {
 	// searches the relay cannot carry, not tens of milliseconds on every
 	// one behind them. Zero never sheds.
 	MaxDelay time.Duration
+	// MeshOffload lets the mesh socket segment runs of datagrams to a peer
+	// and read peers' runs coalesced (netio/meshconn, offload.go).
+	MeshOffload bool
 }

@@ -101,12 +101,14 @@ func TestSnapshotFields(t *testing.T) {
 		config.discover config.discovery_interval_seconds config.rebroadcast_destination config.dedup_window_seconds
 		config.hello_interval_seconds config.accept_any_peer config.authenticated config.local_delivery
 		config.stats_socket config.metrics_address config.summary_interval_seconds
-		config.rate_limit config.peer_rate_limit config.coalesce_seconds config.max_delay_seconds
+		config.rate_limit config.peer_rate_limit config.coalesce_seconds config.max_delay_seconds config.mesh_offload
 		capture_up
 		stages stages[].name stages[].state stages[].in stages[].out stages[].errors stages[].restarts
 		links links[].name links[].policy links[].len links[].cap links[].batches links[].packets
 		links[].handed_in links[].dropped_batches links[].dropped_packets
 		drops kernel_drops mesh_kernel_drops self_mode
+		mesh_offload mesh_offload.sending mesh_offload.receiving mesh_offload.segmented_messages
+		mesh_offload.segmented_datagrams mesh_offload.coalesced_datagrams
 		peers peers[].addr peers[].sources peers[].tx_packets peers[].tx_bytes peers[].tx_errors
 		peers[].rx_packets peers[].rx_bytes peers[].capabilities peers[].withheld_ipv6 peers[].first_seen peers[].last_heard
 		neighbours dedup dedup.enabled dedup.window_seconds dedup.entries dedup.evicted

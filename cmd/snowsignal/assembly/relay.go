@@ -96,6 +96,12 @@ func New(cfg Config, log zerolog.Logger) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !cfg.MeshOffload {
+		if err := conn.DisableOffload(); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
 	if cfg.LocalDelivery && inject.StrictRPFilter() {
 		log.Warn().Msg("strict reverse-path filtering (rp_filter=1) is on: servers on this host will not receive relayed broadcasts; " +
 			"set net.ipv4.conf.all.rp_filter and net.ipv4.conf.lo.rp_filter to 2 (loose) or 0")

@@ -47,6 +47,7 @@ func (r *Relay) Snapshot() readout.Snapshot {
 			PeerRateLimit:            cfg.PeerRateLimit,
 			CoalesceSeconds:          cfg.Coalesce.Seconds(),
 			MaxDelaySeconds:          cfg.MaxDelay.Seconds(),
+			MeshOffload:              cfg.MeshOffload,
 		},
 		CaptureUp:       r.CaptureUp(),
 		Stages:          r.Metrics.Stages(),
@@ -54,6 +55,7 @@ func (r *Relay) Snapshot() readout.Snapshot {
 		Drops:           r.Metrics.DropCounts(),
 		KernelDrops:     r.KernelDrops(),
 		MeshKernelDrops: r.MeshKernelDrops(),
+		MeshOffload:     r.meshOffload(),
 		Peers:           []readout.PeerStats{},
 		Neighbours:      []string{},
 		UnknownSources:  []readout.SourceCount{},
@@ -141,4 +143,11 @@ func meshBind(a netip.Addr) string {
 		return netip.IPv4Unspecified().String()
 	}
 	return a.String()
+}
+
+// meshOffload reads the mesh socket's segmentation offload counters.
+func (r *Relay) meshOffload() readout.MeshOffloadStats {
+	o := r.conn.Offload()
+	return readout.MeshOffloadStats{Sending: !o.Off, Receiving: o.Receiving, SegmentedMessages: o.Messages,
+		SegmentedDatagrams: o.Datagrams, CoalescedDatagrams: o.Coalesced}
 }

@@ -59,6 +59,7 @@ func Default() Config {
 		Mark:              DefaultMark,
 		Coalesce:          DefaultCoalesce,
 		MaxDelay:          DefaultMaxDelay,
+		MeshOffload:       true,
 		Observability:     Observability{StatsSocket: DefaultStatsSocket, SummaryInterval: DefaultSummaryInterval},
 	}
 }

@@ -57,9 +57,11 @@ var (
 	descLinkLength         = metricDesc("link_queue_length", "Batches waiting on a link now.", "link")
 	descLinkCapacity       = metricDesc("link_queue_capacity", "Batches a link holds at most.", "link")
 
-	descDrops       = metricDesc("dropped_packets_total", "Packets dropped, by reason.", "reason")
-	descKernelDrops = metricDesc("kernel_dropped_packets_total", "Frames the kernel dropped because the capture socket's queue was full.")
-	descMeshDrops   = metricDesc("mesh_kernel_dropped_packets_total", "Datagrams from peers the kernel dropped because the mesh socket's receive buffer was full.")
+	descDrops            = metricDesc("dropped_packets_total", "Packets dropped, by reason.", "reason")
+	descKernelDrops      = metricDesc("kernel_dropped_packets_total", "Frames the kernel dropped because the capture socket's queue was full.")
+	descOffloadDatagrams = metricDesc("mesh_offload_datagrams_total", "Mesh datagrams sent in segmented messages (direction sent) or received coalesced (received).", "direction")
+	descOffloadMessages  = metricDesc("mesh_offload_messages_total", "Segmented messages the mesh socket sent, each carrying several datagrams to one peer.")
+	descMeshDrops        = metricDesc("mesh_kernel_dropped_packets_total", "Datagrams from peers the kernel dropped because the mesh socket's receive buffer was full.")
 
 	descPeers        = metricDesc("peers", "Relays in the current peer set.")
 	descPeerTx       = metricDesc("peer_sent_datagrams_total", "Mesh datagrams sent to a peer.", "peer")
@@ -94,7 +96,7 @@ var (
 var descs = []*desc{descBuildInfo, descStart, descCaptureUp,
 	descStageIn, descStageOut, descStageErrors, descStageRestarts, descStageRunning,
 	descLinkBatches, descLinkPackets, descLinkHandedIn, descLinkDroppedBatches, descLinkDroppedPackets, descLinkLength, descLinkCapacity,
-	descDrops, descKernelDrops, descMeshDrops, descPeers, descPeerTx, descPeerTxBytes, descPeerTxErrors, descPeerRx, descPeerRxBytes, descPeerHeard,
+	descDrops, descKernelDrops, descMeshDrops, descOffloadDatagrams, descOffloadMessages, descPeers, descPeerTx, descPeerTxBytes, descPeerTxErrors, descPeerRx, descPeerRxBytes, descPeerHeard,
 	descPeerWithheld, descPeerIPv6,
 	descNeighbours, descDedupEntries, descDedupEvicted, descUnknown, descResolutions, descResFailures,
 	descCoalescePauses, descProbes,
@@ -146,6 +148,9 @@ func writeSnapshot(b *bytes.Buffer, s Snapshot) {
 	}
 	counter(descKernelDrops, s.KernelDrops)
 	counter(descMeshDrops, s.MeshKernelDrops)
+	counter(descOffloadDatagrams, s.MeshOffload.SegmentedDatagrams, "sent")
+	counter(descOffloadDatagrams, s.MeshOffload.CoalescedDatagrams, "received")
+	counter(descOffloadMessages, s.MeshOffload.SegmentedMessages)
 	gauge(descPeers, float64(len(s.Peers)))
 	for _, p := range s.Peers {
 		counter(descPeerTx, p.TxPackets, p.Addr)

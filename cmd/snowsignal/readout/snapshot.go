@@ -54,6 +54,8 @@ type Snapshot struct {
 	// socket's receive buffer was full (the socket's sk_drops, as in the
 	// drops column of /proc/net/udp).
 	MeshKernelDrops uint64 `json:"mesh_kernel_drops"`
+	// MeshOffload is what the mesh socket's segmentation offload did.
+	MeshOffload MeshOffloadStats `json:"mesh_offload"`
 	// SelfMode reports that no peer is configured and the relay sends to
 	// its own address, for testing.
 	SelfMode bool `json:"self_mode"`
@@ -114,6 +116,9 @@ type ConfigSummary struct {
 	// MaxDelaySeconds is how long a frame may wait in the relay before it
 	// is shed as stale (--max-delay); zero is off.
 	MaxDelaySeconds float64 `json:"max_delay_seconds"`
+	// MeshOffload reports that the mesh socket may segment and coalesce
+	// (--mesh-offload).
+	MeshOffload bool `json:"mesh_offload"`
 }
 
 // CoalesceStats count the pauses of the two socket readers
@@ -131,6 +136,27 @@ type CoalesceStats struct {
 	// ListenerPauses counts the listener stage's pauses (datagrams read
 	// from the mesh socket).
 	ListenerPauses uint64 `json:"listener_pauses"`
+}
+
+// MeshOffloadStats count the mesh socket's segmentation offload
+// (netio/meshconn, offload.go): runs of datagrams to one peer sent as one
+// message that the kernel segments (UDP_SEGMENT), and datagrams that
+// arrived coalesced (UDP_GRO). The datagrams on the wire are the same
+// either way.
+type MeshOffloadStats struct {
+	// Sending is false once the kernel refused to segment (a route whose
+	// device cannot complete checksums); the relay then sends one datagram
+	// per message.
+	Sending bool `json:"sending"`
+	// Receiving is false if the kernel has no UDP_GRO (before Linux 5.0).
+	Receiving bool `json:"receiving"`
+	// SegmentedMessages and SegmentedDatagrams count the messages of the
+	// send calls that segmented some, and the datagrams they held.
+	SegmentedMessages  uint64 `json:"segmented_messages"`
+	SegmentedDatagrams uint64 `json:"segmented_datagrams"`
+	// CoalescedDatagrams counts datagrams that arrived coalesced with
+	// others.
+	CoalescedDatagrams uint64 `json:"coalesced_datagrams"`
 }
 
 // ProbeStats count the probes (docs/MESH-PROTOCOL.md) this relay answered,
