@@ -433,19 +433,16 @@ func procStatus(t *testing.T, pid int, field string) uint64 {
 	return 0
 }
 
-// blast broadcasts distinct datagrams of size to size+7 bytes from c to
-// dst in sendmmsg(2) bursts until stop is closed or max are sent, and
-// returns how many the kernel took. No two datagrams in a row have the same
-// size, so a relay cannot send a run of them to a peer as one segmented
-// message (docs/ARCHITECTURE.md, "Mesh segmentation offload"), which would
-// carry most of a storm of equal ones.
+// blast broadcasts distinct datagrams of size bytes from c to dst in
+// sendmmsg(2) bursts until stop is closed or max are sent, and returns how
+// many the kernel took.
 func blast(c *net.UDPConn, dst netip.AddrPort, size int, max uint64, stop <-chan struct{}) (uint64, error) {
 	const burst = 64
 	pc := ipv4.NewPacketConn(c)
 	msgs := make([]ipv4.Message, burst)
 	to := net.UDPAddrFromAddrPort(dst)
 	for i := range msgs {
-		msgs[i] = ipv4.Message{Buffers: [][]byte{make([]byte, size+i%8)}, Addr: to}
+		msgs[i] = ipv4.Message{Buffers: [][]byte{make([]byte, size)}, Addr: to}
 	}
 	var n uint64
 	for n < max {

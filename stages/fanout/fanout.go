@@ -52,8 +52,10 @@ type Stage struct {
 	log      zerolog.Logger
 	errLog   logLimiter
 
-	// The mesh datagrams of the batch being sent, one per packet.
+	// The mesh datagrams of the batch being sent, one per packet, and the
+	// order they go in (sortBySize).
 	dgrams [][]byte
+	order  []uint8
 	// The datagrams of the next WriteBatch: datagram i is bufs[i], sent to
 	// addrs[i], the address of peer to[i].
 	bufs  [][]byte
@@ -70,8 +72,8 @@ type Stage struct {
 func New(in *pipeline.Link, pool *pipeline.Pool, conn Conn, t *peers.Table, sealer *mesh.Sealer, maxDelay time.Duration, c *pipeline.StageCounters, m *pipeline.Metrics, log zerolog.Logger) *Stage {
 	s := &Stage{in: in, pool: pool, conn: conn, peers: t, sealer: sealer, maxDelay: maxDelay, c: c, m: m,
 		log:    log.With().Str("stage", c.Name()).Logger(),
-		dgrams: make([][]byte, 0, pipeline.MaxBatch),
-		bufs:   make([][]byte, 0, sendBatch), addrs: make([]netip.AddrPort, 0, sendBatch), to: make([]*peers.Peer, 0, sendBatch)}
+		dgrams: make([][]byte, 0, pipeline.MaxBatch), order: make([]uint8, 0, pipeline.MaxBatch),
+		bufs: make([][]byte, 0, sendBatch), addrs: make([]netip.AddrPort, 0, sendBatch), to: make([]*peers.Peer, 0, sendBatch)}
 	s.onErr = s.sendError
 	conn.OnPeerError(s.peerError)
 	return s
@@ -114,11 +116,14 @@ func (s *Stage) send(b *pipeline.Batch) error {
 		}
 		s.dgrams = append(s.dgrams, p.Buf[start:p.Off+p.Len])
 	}
-	// Peer by peer: a peer's datagrams side by side go out as one message
-	// that the kernel segments (netio/meshconn, offload.go).
+	s.sortBySize()
+	// Peer by peer, longest first: a peer's datagrams of one size side by
+	// side (and one shorter) go out as one message that the kernel
+	// segments (netio/meshconn, offload.go).
 	for _, peer := range set.Peers {
 		caps, known := mesh.Caps(0), false
-		for i, d := range s.dgrams {
+		for _, i := range s.order {
+			d := s.dgrams[i]
 			if b.Pkts[i].Frame.IPv6 {
 				if !known {
 					caps, known = peer.Caps(now), true
@@ -146,6 +151,31 @@ func (s *Stage) send(b *pipeline.Batch) error {
 	clear(s.dgrams) // the batch goes back to the pool
 	s.dgrams = s.dgrams[:0]
 	return s.flush()
+}
+
+// sortBySize sets order to the indices of dgrams, longest datagram first
+// and in capture order among equals. The searches of a batch are
+// independent datagrams, most from different clients, which UDP never
+// promised to deliver in order; grouping them by size is what lets a storm
+// of searches for names of a few lengths go segmented.
+func (s *Stage) sortBySize() {
+	s.order = s.order[:0]
+	sorted := true
+	for i := range s.dgrams {
+		s.order = append(s.order, uint8(i))
+		if i > 0 && len(s.dgrams[i]) > len(s.dgrams[i-1]) {
+			sorted = false
+		}
+	}
+	if sorted {
+		return // one size, or already longest first: the common case
+	}
+	// Insertion sort: stable, in place, and quick for 64 at most.
+	for i := 1; i < len(s.order); i++ {
+		for j := i; j > 0 && len(s.dgrams[s.order[j]]) > len(s.dgrams[s.order[j-1]]); j-- {
+			s.order[j], s.order[j-1] = s.order[j-1], s.order[j]
+		}
+	}
 }
 
 func (s *Stage) flush() error {

@@ -56,6 +56,27 @@ func (r *fakeRig) batch(frames ...string) *pipeline.Batch {
 	return b
 }
 
+// TestFanoutGroupsBySize: a peer gets a batch's datagrams longest first,
+// in capture order among those of one size, so that runs of one size sit
+// side by side for the socket to segment; every peer gets the same order.
+func TestFanoutGroupsBySize(t *testing.T) {
+	r := newFakeRig(t)
+	frames := []string{"bb-1", "a-1", "ccc-1", "bb-2", "a-2", "ccc-2", "bb-3"}
+	if err := r.s.Handle(r.batch(frames...)); err != nil {
+		t.Fatal(err)
+	}
+	order := []string{"ccc-1", "ccc-2", "bb-1", "bb-2", "bb-3", "a-1", "a-2"}
+	got := r.conn.Sent()
+	if len(got) != 2*len(order) {
+		t.Fatalf("sent %d datagrams, want %d", len(got), 2*len(order))
+	}
+	for i, d := range got {
+		if want := mesh.LegacyMagic + order[i%len(order)]; string(d.Data) != want || d.Addr != got[i/len(order)*len(order)].Addr {
+			t.Errorf("datagram %d = %s %q, want %q to the same peer as the %d before", i, d.Addr, d.Data, want, i%len(order))
+		}
+	}
+}
+
 // TestFanoutSendsEveryFrameToEveryPeer: each frame of a batch goes to each
 // peer, as "SS" and the frame, peer by peer (so that a peer's datagrams sit
 // side by side, for the socket to segment as one) and in order for each;
@@ -184,7 +205,7 @@ func TestFanoutShedsStaleFrames(t *testing.T) {
 	for _, d := range r.conn.Sent()[sentBefore:] {
 		got = append(got, string(d.Data[len(mesh.LegacyMagic):]))
 	}
-	want := []string{"fresh", "unstamped", "fresh", "unstamped"} // two peers each
+	want := []string{"unstamped", "fresh", "unstamped", "fresh"} // two peers each, longest first
 	if len(got) != len(want) {
 		t.Fatalf("sent %q, want %q", got, want)
 	}
