@@ -76,6 +76,7 @@ type options struct {
 	max          time.Duration
 	waitQuiet    time.Duration
 	rounds       int
+	sizes        int
 }
 
 // plan is what one run measures, derived from the options.
@@ -124,6 +125,7 @@ func main() {
 	flag.BoolVar(&o.write, "write", true, "record the results in the results file")
 	flag.StringVar(&o.pprof, "pprof", "", "also save CPU profiles, runtime traces and stats snapshots of both SnowSignal relays under load into this directory (adds --debug-address)")
 	flag.Float64Var(&o.pprofRate, "pprof-rate", stormRate, "datagrams/s through the relays while -pprof profiles them")
+	flag.IntVar(&o.sizes, "sizes", 1, "payload sizes of the datagrams, from 100 bytes up, varied datagram to datagram as searches for PV names of different lengths are (1: every datagram 100 bytes)")
 	flag.DurationVar(&o.max, "max", 5*time.Minute, "abort the run after this long")
 	flag.DurationVar(&o.waitQuiet, "wait-quiet", time.Minute, "wait up to this long in all for other programs to leave the CPUs before steps (0: never wait)")
 	flag.Parse()
@@ -275,6 +277,7 @@ func run(o options) error {
 	}
 	env := describeHost(root)
 	env.Mode = p.mode
+	env.Sizes = max(o.sizes, 1)
 	env.RelayArgs = o.relayArgs
 	env.RelayEnv = o.relayEnv
 	env.Label = o.label
@@ -341,7 +344,7 @@ func measure(l *netlab.Lab, bin string, p plan, o options) (*results, error) {
 		if err != nil {
 			return nil, err
 		}
-		snd, err := newSender(from, addrs, netip.AddrPortFrom(from.Broadcast, searchPort), clk)
+		snd, err := newSender(from, addrs, netip.AddrPortFrom(from.Broadcast, searchPort), clk, o.sizes)
 		if err != nil {
 			return nil, err
 		}

@@ -51,12 +51,12 @@ func testRefRelay(t *testing.T, mode refMode) {
 		t.Fatal(err)
 	}
 	defer other.close()
-	snd, err := newSender(client, []netip.Addr{client.IP}, netip.AddrPortFrom(client.Broadcast, searchPort), clk)
+	snd, err := newSender(client, []netip.Addr{client.IP}, netip.AddrPortFrom(client.Broadcast, searchPort), clk, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer snd.close()
-	wrong, err := newSender(client, []netip.Addr{client.IP}, netip.AddrPortFrom(client.Broadcast, searchPort+1), clk)
+	wrong, err := newSender(client, []netip.Addr{client.IP}, netip.AddrPortFrom(client.Broadcast, searchPort+1), clk, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ type envInfo struct {
 	GoVersion string
 	Commit    string
 	Mode      string
+	Sizes     int // payload sizes (-sizes); 0 or 1: all 100 bytes
 	RelayArgs string
 	RelayEnv  string
 	Label     string // -label
@@ -436,8 +437,12 @@ func (r *results) markdown() string {
 	for _, st := range r.Rates {
 		ds = append(ds, st.D.String())
 	}
-	fmt.Fprintf(&b, "%s run: steps of %s; %d clients on each client segment, one `sendto` per 100-byte datagram to 10.77.0.255:%d, paced by the clock; the server reads with `recvmsg`.",
-		strings.ToUpper(e.Mode[:1])+e.Mode[1:], strings.Join(ds, ", "), clients, searchPort)
+	size := fmt.Sprintf("%d-byte datagram", payloadSize)
+	if e.Sizes > 1 {
+		size = fmt.Sprintf("datagram of %d to %d bytes (%d sizes, varied from one datagram to the next, `-sizes`)", payloadSize, payloadSize+e.Sizes-1, e.Sizes)
+	}
+	fmt.Fprintf(&b, "%s run: steps of %s; %d clients on each client segment, one `sendto` per %s to 10.77.0.255:%d, paced by the clock; the server reads with `recvmsg`.",
+		strings.ToUpper(e.Mode[:1])+e.Mode[1:], strings.Join(ds, ", "), clients, size, searchPort)
 	fmt.Fprintf(&b, " Sender's ceiling on the direct path: %s.", rate(r.Ceiling))
 	if s, ok := r.step(pathSnowSignal, 0); ok && s.Rounds > 1 {
 		fmt.Fprintf(&b, " The %s step of every path is pooled from %d rounds of %s, interleaved across the paths (each pair started for its share of a round, the order rotating), so that the machine's drift touches every path alike.",

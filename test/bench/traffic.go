@@ -50,14 +50,20 @@ type sender struct {
 	to  unix.RawSockaddrInet4
 	clk clock
 	buf []byte
+	// sizes is how many payload sizes the datagrams take, from payloadSize
+	// up (1: all payloadSize), as searches for PV names of different
+	// lengths do.
+	sizes int
 }
 
 // newSender opens a broadcast socket in host for each of addrs, bound to
 // it, for datagrams to to (the segment's broadcast address and port).
-func newSender(h *netlab.Host, addrs []netip.Addr, to netip.AddrPort, clk clock) (*sender, error) {
-	s := &sender{clk: clk, buf: make([]byte, payloadSize)}
+// Its datagrams take sizes payload sizes (see sender.sizes; at least 1).
+func newSender(h *netlab.Host, addrs []netip.Addr, to netip.AddrPort, clk clock, sizes int) (*sender, error) {
+	sizes = max(sizes, 1)
+	s := &sender{clk: clk, buf: make([]byte, payloadSize+sizes-1), sizes: sizes}
 	copy(s.buf, benchMagic)
-	for i := headerLen; i < payloadSize; i++ {
+	for i := headerLen; i < len(s.buf); i++ {
 		s.buf[i] = byte(i)
 	}
 	s.to.Family = unix.AF_INET
@@ -167,7 +173,10 @@ func (s *sender) send(seq int) bool {
 	binary.BigEndian.PutUint64(s.buf[8:16], uint64(seq))
 	binary.BigEndian.PutUint64(s.buf[16:24], uint64(s.clk.now()))
 	fd := s.fds[seq%len(s.fds)]
-	_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&s.buf[0])), uintptr(len(s.buf)),
+	// Sizes in a scrambled order (37 is prime to any sizes that matter), so
+	// no two datagrams in a row need have the same.
+	n := payloadSize + (seq*37)%s.sizes
+	_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&s.buf[0])), uintptr(n),
 		0, uintptr(unsafe.Pointer(&s.to)), unix.SizeofSockaddrInet4)
 	return e == 0
 }
@@ -309,7 +318,7 @@ func (r *receiver) loop() {
 }
 
 func (r *receiver) account(b []byte, now int64) {
-	if len(b) != payloadSize || string(b[:4]) != benchMagic {
+	if len(b) < payloadSize || string(b[:4]) != benchMagic {
 		r.foreign++
 		return
 	}
