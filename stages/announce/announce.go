@@ -27,6 +27,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/snowsignal/snowsignal/netio/mesh"
+	"github.com/snowsignal/snowsignal/netio/ticker"
 	"github.com/snowsignal/snowsignal/pipeline"
 	"github.com/snowsignal/snowsignal/stages/shared/peers"
 )
@@ -151,7 +152,7 @@ func (s *Stage) Heard(p *peers.Peer, a mesh.Announce) {
 
 // Run announces on the schedule and answers requests until ctx is done.
 func (s *Stage) Run(ctx context.Context) error {
-	t := time.NewTicker(tick)
+	t := ticker.New(tick)
 	defer t.Stop()
 	for {
 		s.Step()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/snowsignal/snowsignal/netio/ticker"
 	"github.com/snowsignal/snowsignal/pipeline"
 	"github.com/snowsignal/snowsignal/stages/shared/peers"
 )
@@ -136,7 +137,7 @@ func (s *Stage) Kick() {
 func (s *Stage) Run(ctx context.Context) error {
 	s.logStart()
 	s.Resolve(ctx)
-	tick := time.NewTicker(s.cfg.Interval)
+	tick := ticker.New(s.cfg.Interval)
 	defer tick.Stop()
 	var deferred <-chan time.Time // a kick waiting for the gap to pass
 	for {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/snowsignal/snowsignal/netio/iface"
 	"github.com/snowsignal/snowsignal/netio/mesh"
+	"github.com/snowsignal/snowsignal/netio/ticker"
 	"github.com/snowsignal/snowsignal/pipeline"
 	"github.com/snowsignal/snowsignal/stages/shared/segment"
 )
@@ -67,7 +68,7 @@ func (h *Stage) Kick() {
 
 // Run sends hellos until ctx is done.
 func (h *Stage) Run(ctx context.Context) error {
-	t := time.NewTicker(h.interval)
+	t := ticker.New(h.interval)
 	defer t.Stop()
 	for {
 		h.send()

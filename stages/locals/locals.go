@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/snowsignal/snowsignal/netio/sockdiag"
+	"github.com/snowsignal/snowsignal/netio/ticker"
 )
 
 // Every is how often a Watcher looks at this host's sockets:
@@ -71,7 +72,9 @@ func (l *Watcher) Active() {
 // Every while they still are; when they stop it waits again,
 // without a timer, so an idle relay is not woken.
 func (l *Watcher) Run(ctx context.Context) error {
-	t := time.NewTimer(l.every)
+	// Paused while idle: no wake-up at all then.
+	t := ticker.New(l.every)
+	t.Pause()
 	defer t.Stop()
 	failing := false
 	for {
@@ -97,11 +100,16 @@ func (l *Watcher) Run(ctx context.Context) error {
 			}
 			t.Reset(l.every)
 			select {
+			case <-t.C: // from before the Reset
+			default:
+			}
+			select {
 			case <-ctx.Done():
 				return nil
 			case <-t.C:
 			}
 		}
+		t.Pause()
 		// Idle: whether a local socket listens is not known any more, so
 		// the first frames when traffic resumes are copied.
 		l.present.Store(true)

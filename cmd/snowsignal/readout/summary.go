@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/snowsignal/snowsignal/netio/ticker"
 )
 
 // Summary is a source stage that logs one info line per interval with the
@@ -52,7 +54,7 @@ func totalsOf(s *Snapshot) totals {
 
 // Run logs a summary every interval until ctx is done.
 func (s *Summary) Run(ctx context.Context) error {
-	tick := time.NewTicker(s.interval)
+	tick := ticker.New(s.interval)
 	defer tick.Stop()
 	snap := s.snapshot()
 	last, lastTime := totalsOf(&snap), snap.Time

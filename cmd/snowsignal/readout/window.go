@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/snowsignal/snowsignal/netio/ticker"
 )
 
 // Window remembers the relay's drop counters over about the last minute,
@@ -39,7 +41,7 @@ func NewWindow(drops func() map[string]uint64) *Window {
 // Run samples the counters at once and every WindowStep until ctx is done.
 func (w *Window) Run(ctx context.Context) error {
 	w.record(time.Now())
-	tick := time.NewTicker(WindowStep)
+	tick := ticker.New(WindowStep)
 	defer tick.Stop()
 	for {
 		select {
