@@ -16,12 +16,22 @@ import (
 )
 
 // TestMeshOffloadCarriesBursts: 40 bursts of 50 searches (sendmmsg, as a
-// storm reaches the capture socket) cross two relays: each of the 2,000
-// reaches the server exactly once with its 100 bytes unchanged; relay-a's
-// counters show runs sent as segmented messages of several datagrams each,
-// and relay-b's show datagrams that arrived coalesced.
+// storm reaches the capture socket) cross two relays, in the legacy mesh
+// format and the authenticated one (whose sealed datagrams are segmented
+// the same way): each of the 2,000 reaches the server exactly once with
+// its 100 bytes unchanged; relay-a's counters show runs sent as segmented
+// messages of several datagrams each, and relay-b's show datagrams that
+// arrived coalesced, none refused.
 func TestMeshOffloadCarriesBursts(t *testing.T) {
-	s := startSwarm(t)
+	t.Run("legacy", func(t *testing.T) { testMeshOffload(t) })
+	t.Run("authenticated", func(t *testing.T) {
+		_, file := secKey(t)
+		testMeshOffload(t, "--mesh-key-file", file)
+	})
+}
+
+func testMeshOffload(t *testing.T, args ...string) {
+	s := startSwarm(t, args...)
 	srv := listen(t, s.server, fmt.Sprintf("0.0.0.0:%d", pvaPort))
 	srv.SetReadBuffer(8 << 20)
 	var mu sync.Mutex
@@ -50,6 +60,9 @@ func TestMeshOffloadCarriesBursts(t *testing.T) {
 	}()
 	cl := broadcaster(t, s.client)
 	dst := netip.AddrPortFrom(s.client.Broadcast, pvaPort)
+	if auth := snapshot(t, s.a).Config.Authenticated; auth != (len(args) > 0) {
+		t.Fatalf("relay-a authenticated = %v with %q", auth, args)
+	}
 	a0, b0 := snapshot(t, s.a).MeshOffload, snapshot(t, s.b).MeshOffload
 	if !a0.Sending || !b0.Receiving {
 		t.Fatalf("offload off from the start: relay-a %+v, relay-b %+v", a0, b0)
@@ -90,6 +103,11 @@ func TestMeshOffloadCarriesBursts(t *testing.T) {
 	}
 	if c := b.CoalescedDatagrams - b0.CoalescedDatagrams; c == 0 || c > total {
 		t.Errorf("relay-b read %d datagrams coalesced, want some of the %d", c, total)
+	}
+	for reason, n := range snapshot(t, s.b).Drops {
+		if n != 0 {
+			t.Errorf("relay-b dropped %d as %s", n, reason)
+		}
 	}
 }
 
