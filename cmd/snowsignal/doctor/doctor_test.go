@@ -343,10 +343,10 @@ func TestRunningRelay(t *testing.T) {
 		`{"format":1,"version":"1.0","time":"2026-01-01T00:00:00Z","config":{"interface":"eth0","mesh_port":7124},"capture_up":true,
 		  "stages":[{"name":"capture","state":"running"}],"drops":{"unknown_peer":10,"duplicate":5,"bad_auth":0},
 		  "unknown_sources":[{"addr":"10.77.0.11","datagrams":10}],"peers":[{"addr":"10.0.0.2:7124","last_heard":null}],"neighbours":[]}`,
-		`{"format":1,"version":"1.0","time":"2026-01-01T00:00:02Z","config":{"interface":"eth0","mesh_port":7124},"capture_up":true,
+		`{"format":1,"version":"1.0","time":"2026-01-01T00:00:02Z","config":{"interface":"eth0","mesh_port":7124,"mesh_offload":true},"capture_up":true,
 		  "stages":[{"name":"capture","state":"running"}],"drops":{"unknown_peer":5210,"duplicate":9,"bad_auth":0},
 		  "unknown_sources":[{"addr":"10.77.0.11","datagrams":5210}],"peers":[{"addr":"10.0.0.2:7124","last_heard":null}],"neighbours":["10.0.0.3"],
-		  "mesh_kernel_drops":3}`,
+		  "mesh_kernel_drops":3,"mesh_offload":{"sending":false}}`,
 	}
 	f := healthy()
 	n := 0
@@ -359,6 +359,7 @@ func TestRunningRelay(t *testing.T) {
 	for _, want := range []string{
 		"ok   drops: duplicate 4 in 2s: datagrams seen twice",
 		"warn kernel drops: 3 mesh datagrams dropped by the kernel in 2s",
+		"warn mesh offload: the kernel refused to segment mesh datagrams (EIO)",
 		"ok   neighbours: relays heard on this segment: 10.0.0.3",
 		"ok   peer 10.0.0.2:7124: not heard from since it joined the peer set",
 		"ok   mesh port 7124: held by the running relay",

@@ -70,6 +70,7 @@ type snapshot struct {
 		MeshPort       uint16   `json:"mesh_port"`
 		Authenticated  bool     `json:"authenticated"`
 		LocalDelivery  bool     `json:"local_delivery"`
+		MeshOffload    bool     `json:"mesh_offload"`
 	} `json:"config"`
 	CaptureUp bool `json:"capture_up"`
 	Stages    []struct {
@@ -87,8 +88,12 @@ type snapshot struct {
 	} `json:"recent_drops"`
 	KernelDrops     uint64 `json:"kernel_drops"`
 	MeshKernelDrops uint64 `json:"mesh_kernel_drops"`
-	SelfMode        bool   `json:"self_mode"`
-	Peers           []struct {
+	// MeshOffload is absent from older relays' snapshots.
+	MeshOffload *struct {
+		Sending bool `json:"sending"`
+	} `json:"mesh_offload"`
+	SelfMode bool `json:"self_mode"`
+	Peers    []struct {
 		Addr      string     `json:"addr"`
 		Sources   string     `json:"sources"`
 		TxPackets uint64     `json:"tx_packets"`

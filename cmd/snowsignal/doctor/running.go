@@ -118,6 +118,10 @@ func checkRunning(a, b *snapshot) []Result {
 		out = append(out, warn("kernel drops", "raise net.core.rmem_max (sysctl -w net.core.rmem_max=8388608), or give the relay more CPU",
 			"%d mesh datagrams dropped by the kernel in %s (the mesh socket's receive buffer was full)", d, dt))
 	}
+	if o := b.MeshOffload; o != nil && b.Config.MeshOffload && !o.Sending {
+		out = append(out, warn("mesh offload", "a route's device cannot complete UDP checksums (ethtool -k DEV: tx-checksumming off); turn it on, or run with --no-mesh-offload to silence this",
+			"the kernel refused to segment mesh datagrams (EIO), so the relay sends each alone: it works, at more CPU per datagram under load"))
+	}
 	if len(b.Neighbours) > 0 {
 		out = append(out, ok("neighbours", "relays heard on this segment: %s (they share the injections)", strings.Join(b.Neighbours, ", ")))
 	} else {
