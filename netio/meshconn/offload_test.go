@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -261,7 +262,7 @@ func TestSegmentationPolicy(t *testing.T) {
 			i = g.run(tc.bufs, tc.addrs, i)
 			ends = append(ends, i)
 		}
-		if !equalInts(ends, tc.want) {
+		if !slices.Equal(ends, tc.want) {
 			t.Errorf("%s: runs end at %v, want %v", tc.name, ends, tc.want)
 		}
 	}
@@ -290,18 +291,6 @@ func TestSegmentationPolicy(t *testing.T) {
 	if end := g.run(mk(100, 100), []netip.AddrPort{p, p}, 0); end != 1 {
 		t.Errorf("with segmentation off, a run ends at %d, want 1", end)
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestOffloadAllocatesNothing: a segmented WriteBatch and the split of a

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -257,7 +258,7 @@ func TestFanoutIPv6OnlyToCapablePeers(t *testing.T) {
 	}
 	want := map[netip.AddrPort][]string{r.a: {"frame-v4", "frame-v6"}, r.b: {"frame-v4"}, c: {"frame-v4"}}
 	for addr, w := range want {
-		if !slicesEqual(got[addr], w) {
+		if !slices.Equal(got[addr], w) {
 			t.Errorf("%s was sent %q, want %q", addr, got[addr], w)
 		}
 	}
@@ -269,18 +270,6 @@ func TestFanoutIPv6OnlyToCapablePeers(t *testing.T) {
 	if n := r.c.Out.Load(); n != 2 {
 		t.Errorf("Out = %d, want 2 (frames, not datagrams)", n)
 	}
-}
-
-func slicesEqual(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestFanoutWithholdAllocs: withholding IPv6 frames from peers that did not
