@@ -138,7 +138,7 @@ func (s *Stage) send(b *pipeline.Batch) error {
 			}
 			if len(s.bufs) == sendBatch {
 				if err := s.flush(); err != nil {
-					s.dgrams = s.dgrams[:0]
+					s.forget()
 					return err
 				}
 			}
@@ -148,9 +148,14 @@ func (s *Stage) send(b *pipeline.Batch) error {
 		}
 	}
 	s.c.Out.Add(uint64(len(b.Pkts)))
-	clear(s.dgrams) // the batch goes back to the pool
-	s.dgrams = s.dgrams[:0]
+	s.forget()
 	return s.flush()
+}
+
+// forget drops the batch's datagrams: the batch goes back to the pool.
+func (s *Stage) forget() {
+	clear(s.dgrams)
+	s.dgrams = s.dgrams[:0]
 }
 
 // sortBySize sets order to the indices of dgrams, longest datagram first
