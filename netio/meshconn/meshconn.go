@@ -201,7 +201,7 @@ func (c *Conn) describe(bufs [][]byte, addrs []netip.AddrPort, next int) (end in
 	i := next
 	for i < len(bufs) {
 		j := c.gso.run(bufs, addrs, i)
-		if !c.wmm.AddSegments(bufs[i:j], len(bufs[i]), addrs[i]) {
+		if !c.wmm.AddSegments(bufs[i:j], addrs[i]) {
 			break
 		}
 		c.wfirst = append(c.wfirst, i)

@@ -83,7 +83,7 @@ func NewBatch(size int) *Batch {
 	}
 }
 
-// Cap is the number of datagrams the batch can describe.
+// Cap is the number of messages the batch can describe.
 func (b *Batch) Cap() int { return len(b.hdrs) }
 
 // Reset forgets every message set so far.
@@ -124,14 +124,14 @@ func (b *Batch) addMsg(iov *unix.Iovec, n int, to netip.AddrPort) {
 
 // AddSegments describes one message that sends every buffer of bufs to to
 // as a datagram of its own, for a UDP socket: the kernel builds them as one
-// and segments them at segSize bytes (UDP_SEGMENT, generic segmentation
-// offload, see udp(7)), so they cross the stack once, and a peer socket with
-// UDP_GRO may even receive them as one. Every buffer must hold exactly
-// segSize bytes but the last, which may hold fewer; there may be at most
+// and segments them at the first buffer's size (UDP_SEGMENT, generic
+// segmentation offload, see udp(7)), so they cross the stack once, and a
+// peer socket with UDP_GRO may even receive them as one. Every buffer must
+// be as long as the first but the last, which may be shorter; there may be at most
 // MaxSegments, of MaxSegmentBytes in all. A single buffer is sent as Add
 // sends it. It reports false when the batch has no room for the message or
 // its buffers.
-func (b *Batch) AddSegments(bufs [][]byte, segSize int, to netip.AddrPort) bool {
+func (b *Batch) AddSegments(bufs [][]byte, to netip.AddrPort) bool {
 	if len(bufs) == 1 {
 		return b.Add(bufs[0], to)
 	}
@@ -153,7 +153,7 @@ func (b *Batch) AddSegments(bufs [][]byte, segSize int, to netip.AddrPort) bool 
 	ch := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 	ch.Level, ch.Type = unix.SOL_UDP, unix.UDP_SEGMENT
 	ch.SetLen(unix.CmsgLen(2))
-	*(*uint16)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = uint16(segSize)
+	*(*uint16)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = uint16(len(bufs[0]))
 	h := &b.hdrs[i].hdr
 	h.Control = &oob[0]
 	h.SetControllen(segCtrlLen)
