@@ -151,18 +151,6 @@ func (m *Metrics) AddLink(l *Link) {
 // Drop counts n packets dropped for reason r.
 func (m *Metrics) Drop(r Reason, n int) { m.drops[r].Add(uint64(n)) }
 
-// ShedStale drops from b, counted as stale, the packets received more than
-// maxDelay ago: the rule of the last stage of each direction, just before
-// it sends (see Batch.ShedStale). A zero maxDelay sheds nothing.
-func (m *Metrics) ShedStale(b *Batch, maxDelay time.Duration) {
-	if maxDelay <= 0 {
-		return
-	}
-	if n := b.ShedStale(time.Now().UnixNano(), int64(maxDelay)); n > 0 {
-		m.Drop(ReasonStale, n)
-	}
-}
-
 // Drops returns the number of packets dropped for reason r.
 func (m *Metrics) Drops(r Reason) uint64 { return m.drops[r].Load() }
 

@@ -34,7 +34,7 @@ type Packet struct {
 	// Stamp is when the kernel received the packet, in nanoseconds since
 	// the Unix epoch (CLOCK_REALTIME, as time.Now().UnixNano()), or 0 if it
 	// did not say; the last stage sheds packets that waited too long
-	// (ShedStale).
+	// (Shedder).
 	Stamp int64
 }
 
@@ -91,36 +91,4 @@ func (b *Batch) Keep(keep func(p *Packet) bool) {
 		n++
 	}
 	b.Pkts = b.Pkts[:n]
-}
-
-// ShedStale removes from b the packets the kernel received more than
-// maxDelay nanoseconds before now (both as time.Now().UnixNano()) and
-// returns how many it removed; the caller counts them (ReasonStale). A
-// packet without a stamp is never shed, nor is anything with maxDelay 0.
-// Order is kept and every buffer stays in the batch, as with Keep.
-//
-// A stage calls it once per batch just before sending, with one clock
-// read: a frame that is already late makes every frame behind it later,
-// while a client whose search goes unanswered searches again. (It applies
-// to every batch, not only while a stage is behind: with hand-ins a stage
-// that fell behind takes small batches too, and a small batch of old
-// frames is exactly the tail of such a backlog.)
-func (b *Batch) ShedStale(now, maxDelay int64) int {
-	if maxDelay <= 0 {
-		return 0
-	}
-	oldest := now - maxDelay
-	n := 0
-	for i := range b.Pkts {
-		if st := b.Pkts[i].Stamp; st != 0 && st < oldest {
-			continue
-		}
-		if i != n {
-			b.Pkts[n], b.Pkts[i] = b.Pkts[i], b.Pkts[n]
-		}
-		n++
-	}
-	shed := len(b.Pkts) - n
-	b.Pkts = b.Pkts[:n]
-	return shed
 }

@@ -267,47 +267,6 @@ func TestSupervisorGraceCancelsStuckConsumer(t *testing.T) {
 	}
 }
 
-// TestShedStale: packets received more than maxDelay before now leave the
-// batch, in order and without losing a buffer; packets without a stamp
-// stay, and maxDelay 0 sheds nothing; none of it allocates.
-func TestShedStale(t *testing.T) {
-	pool := NewPool(64)
-	b := pool.Get()
-	defer pool.Put(b)
-	const now, maxDelay = int64(1_000_000_000), int64(4_000_000)
-	bufs := map[*byte]bool{}
-	for i, st := range []int64{now - 5_000_000, now - 1_000_000, 0, now - maxDelay, now - 50_000_000, now} {
-		p := b.Slot()
-		p.Len = copy(p.Buf[p.Off:], []byte{byte('a' + i)})
-		p.Stamp = st
-	}
-	for _, p := range b.Pkts[:cap(b.Pkts)] {
-		bufs[&p.Buf[0]] = true
-	}
-	if n := b.ShedStale(now, 0); n != 0 || len(b.Pkts) != 6 {
-		t.Fatalf("maxDelay 0 shed %d, left %d", n, len(b.Pkts))
-	}
-	if n := b.ShedStale(now, maxDelay); n != 2 {
-		t.Errorf("shed %d, want 2", n)
-	}
-	var got string
-	for i := range b.Pkts {
-		got += string(b.Pkts[i].Bytes())
-	}
-	if got != "bcdf" { // a: 5 ms old, e: 50 ms old; d is exactly maxDelay old and stays
-		t.Errorf("kept %q, want bcdf", got)
-	}
-	for _, p := range b.Pkts[:cap(b.Pkts)] {
-		if !bufs[&p.Buf[0]] {
-			t.Fatal("a buffer left the batch")
-		}
-		delete(bufs, &p.Buf[0])
-	}
-	if n := testing.AllocsPerRun(100, func() { b.ShedStale(now, maxDelay) }); n != 0 {
-		t.Errorf("ShedStale allocates %v times", n)
-	}
-}
-
 // TestReasonNamesAndHints: every reason has a distinct label that
 // ReasonNamed finds again; link_local_source tells the operator what to fix
 // and is what frame.ErrLinkLocalSource maps to.

@@ -32,6 +32,7 @@ const (
 	ReasonNeighbourInjection               // captured a frame another relay on our segment injected
 	ReasonLinkLocalSource                  // IPv6 source is link-local (fe80::/10): no server on another segment can answer it
 	ReasonStale                            // waited in this relay longer than --max-delay since the kernel received it
+	ReasonOverload                         // waited longer than --queue-target while a standing queue persisted: the relay receives more than it can send
 	NumReasons
 )
 
@@ -60,14 +61,16 @@ var reasonNames = [NumReasons]string{
 	ReasonNeighbourInjection: "neighbour_injection",
 	ReasonLinkLocalSource:    "link_local_source",
 	ReasonStale:              "stale",
+	ReasonOverload:           "overload",
 }
 
 // reasonHints tell the operator what to change, for the reasons whose cause
-// is a client's or host's setting rather than the network's doing (stale:
-// the relay's CPU, or its --max-delay).
+// is a client's or host's setting rather than the network's doing (stale,
+// overload: the relay's CPU, or its --max-delay and --queue-target).
 var reasonHints = [NumReasons]string{
 	ReasonLinkLocalSource: "client uses a link-local source; give it a global or ULA address",
 	ReasonStale:           "give the relay more CPU, or raise --max-delay if late searches are still worth relaying",
+	ReasonOverload:        "give the relay more CPU; or raise --queue-target, or set it to 0, to queue a storm (late, up to --max-delay) instead of shedding it",
 }
 
 // Hint returns what an operator should do about drops for r, or "" when the

@@ -162,11 +162,26 @@ func TestLoadCoalescing(t *testing.T) {
 // relayed: no link evicts them, the kernel drops none, every broadcast
 // crosses. (Before readers yielded to their consumers, the listener drained
 // the backlog into its 8-batch link and evicted all but the last batches.)
-// It tests the path without shedding by age, so it runs with
-// --max-delay=0: with a short one, the frames that waited out the stall
-// are shed as stale by design (TestStaleShedAfterStall).
+// It tests the path without shedding by age ("no shedding": --max-delay=0
+// --queue-target=0; with a short --max-delay the frames that waited out the
+// stall are shed as stale by design, TestStaleShedAfterStall), and with
+// the default shedding, which carries the stall's backlog whole: relay-b
+// drains it in far less than --queue-interval, so it is a burst, not a
+// standing queue.
 func TestLoadStallLosesNothing(t *testing.T) {
-	s := startSwarm(t, "--max-delay=0")
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"no shedding", []string{"--max-delay=0", "--queue-target=0"}},
+		{"default shedding", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) { stallLosesNothing(t, tc.args...) })
+	}
+}
+
+func stallLosesNothing(t *testing.T, args ...string) {
+	s := startSwarm(t, args...)
 	srv := listen(t, s.server, fmt.Sprintf("0.0.0.0:%d", pvaPort))
 	lc := countLoad(srv)
 	cl := broadcaster(t, s.client)
@@ -192,7 +207,8 @@ func TestLoadStallLosesNothing(t *testing.T) {
 	for _, l := range b.Links {
 		linkDrops += l.DroppedPackets
 	}
-	t.Logf("%d of %d crossed; relay-b: link drops %d, mesh socket drops %d, listener paused %d times", got, total, linkDrops, b.MeshKernelDrops, b.Coalesce.ListenerPauses)
+	t.Logf("%d of %d crossed; relay-b: link drops %d, mesh socket drops %d, shed %d stale and %d overload, listener paused %d times",
+		got, total, linkDrops, b.MeshKernelDrops, b.Drops["stale"], b.Drops["overload"], b.Coalesce.ListenerPauses)
 	if linkDrops != 0 || b.MeshKernelDrops != 0 {
 		t.Errorf("relay-b dropped %d at its links and the kernel %d at its mesh socket during a 60ms stall", linkDrops, b.MeshKernelDrops)
 	}

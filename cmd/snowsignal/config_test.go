@@ -155,7 +155,7 @@ func TestConfigCoalesce(t *testing.T) {
 }
 
 // TestConfigMaxDelay: --max-delay (MAX_DELAY) reaches the assembly's
-// Config as given, 100ms by default and 0 to disable; out of range it is an
+// Config as given, 250ms by default and 0 to disable; out of range it is an
 // error naming the flag and the range.
 func TestConfigMaxDelay(t *testing.T) {
 	for _, tc := range []struct {
@@ -197,6 +197,65 @@ func TestConfigMaxDelay(t *testing.T) {
 	}
 }
 
+// TestConfigQueueTarget: --queue-target and --queue-interval (QUEUE_TARGET,
+// QUEUE_INTERVAL) reach the assembly's Config, 2ms and 20ms by default and
+// a zero target to disable; out of range each is an error naming its flag
+// and the range.
+func TestConfigQueueTarget(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		env              []string
+		args             []string
+		target, interval time.Duration
+	}{
+		{"default", nil, nil, 2 * time.Millisecond, 20 * time.Millisecond},
+		{"QUEUE_TARGET=0", []string{"QUEUE_TARGET", "0"}, nil, 0, 20 * time.Millisecond},
+		{"flags", nil, []string{"--queue-target", "5ms", "--queue-interval=100ms"}, 5 * time.Millisecond, 100 * time.Millisecond},
+		{"env", []string{"QUEUE_TARGET", "1ms", "QUEUE_INTERVAL", "20ms"}, nil, time.Millisecond, 20 * time.Millisecond},
+		{"flag beats env", []string{"QUEUE_TARGET", "0"}, []string{"--queue-target=3ms"}, 3 * time.Millisecond, 20 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cleanEnv(t, tc.env...)
+			c := parseRun(t, append([]string{"-t", "lo"}, tc.args...)...)
+			cfg, _, err := c.config()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.QueueTarget != tc.target || cfg.QueueInterval != tc.interval {
+				t.Errorf("QueueTarget, QueueInterval = %v, %v; want %v, %v", cfg.QueueTarget, cfg.QueueInterval, tc.target, tc.interval)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--queue-target", "100us"}, []string{"--queue-target", "out of range", "allowed: 0 to disable, or 500us to 1s"}},
+		{[]string{"--queue-target", "2s"}, []string{"--queue-target", "out of range"}},
+		{[]string{"--queue-interval", "0"}, []string{"--queue-interval", "out of range", "allowed: 1ms to 10s"}},
+		{[]string{"--queue-interval", "1m"}, []string{"--queue-interval", "out of range"}},
+	} {
+		cleanEnv(t)
+		c := parseRun(t, append([]string{"-t", "lo"}, tc.args...)...)
+		_, _, err := c.config()
+		if err == nil {
+			t.Errorf("%q: no error", tc.args)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: error %q does not mention %q", tc.args, err, w)
+			}
+		}
+	}
+	// A target of 0 needs no interval.
+	cleanEnv(t)
+	c := parseRun(t, "-t", "lo", "--queue-target=0", "--queue-interval=0")
+	if _, _, err := c.config(); err != nil {
+		t.Errorf("--queue-target=0 --queue-interval=0: %v", err)
+	}
+}
+
 // TestConfigUnresolvablePeerIsNotAnError: a peer name is resolved in the
 // background by the relay (DNS may come up later in containers), so the
 // configuration accepts any name.
@@ -229,7 +288,7 @@ func TestFlagDefaultsAreTheAssemblys(t *testing.T) {
 	}
 	if c.TargetInterface != d.Interface || !reflect.DeepEqual(ports.BroadcastPorts, d.BroadcastPorts) || ports.MeshPort != d.MeshPort ||
 		c.DiscoveryInterval != d.DiscoveryInterval || c.DedupWindow != d.DedupWindow || c.HelloInterval != d.HelloInterval ||
-		c.LocalDelivery != d.LocalDelivery || c.InjectMark != d.Mark || c.Coalesce != d.Coalesce || c.MaxDelay != d.MaxDelay ||
+		c.LocalDelivery != d.LocalDelivery || c.InjectMark != d.Mark || c.Coalesce != d.Coalesce || c.MaxDelay != d.MaxDelay || c.QueueTarget != d.QueueTarget || c.QueueInterval != d.QueueInterval ||
 		c.StatsSocket != d.Observability.StatsSocket || c.SummaryInterval != d.Observability.SummaryInterval {
 		t.Errorf("flag defaults %+v\nassembly.Default() %+v", c, d)
 	}

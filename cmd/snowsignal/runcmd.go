@@ -44,7 +44,9 @@ type RunCmd struct {
 	RateLimit              int           `env:"RATE_LIMIT" default:"0" placeholder:"PPS" help:"Packets per second each client (IP source) may have relayed, and each peer relay may have injected here; bursts of max(PPS, 128) pass. 0 disables." group:"tuning"`
 	PeerRateLimit          int           `env:"PEER_RATE_LIMIT" default:"0" placeholder:"PPS" help:"Per-peer limit instead of --rate-limit's, for the frames each peer relay may have injected here; a peer forwards all its segment's clients, so set it higher (0: as --rate-limit)." group:"tuning"`
 	Coalesce               time.Duration `env:"COALESCE" default:"150us" help:"Under sustained load (batches more often than one every two of these), a socket reader waits this long after each batch so that one wake-up carries several datagrams, like a network card's interrupt coalescing; it adds at most this much latency, and only then (0 disables)." group:"tuning"`
-	MaxDelay               time.Duration `env:"MAX_DELAY" default:"250ms" help:"Drop, counted as stale, frames that waited in this relay longer than this since the kernel received them, instead of sending them late: under overload a relay sheds what it cannot carry and the rest stays fresh. The default relays a storm on a starved host whole, late; a few ms (e.g. 4ms) bound latency at the cost of shedding more of a storm. Keep it above --coalesce. 0 disables; allowed 1ms to 10s." group:"tuning"`
+	MaxDelay               time.Duration `env:"MAX_DELAY" default:"250ms" help:"Drop, counted as stale, frames that waited in this relay longer than this since the kernel received them, instead of sending them late, burst or not (a standing queue is shed sooner, at --queue-target). Keep it above --coalesce. 0 disables; allowed 1ms to 10s." group:"tuning"`
+	QueueTarget            time.Duration `env:"QUEUE_TARGET" default:"2ms" help:"Shed a standing queue early, as CoDel does: once every frame sent for --queue-interval had waited longer than this since the kernel received it, the relay receives more than it can send, and frames older than this are dropped (counted as overload) until a fresher one is sent an interval after the last older one. Bursts that drain within the interval are carried whole. 0 disables (a storm then queues, up to --max-delay); a --max-delay at or below it sheds as stale first. Allowed 500us to 1s." group:"tuning"`
+	QueueInterval          time.Duration `env:"QUEUE_INTERVAL" default:"20ms" help:"How long a queue must stand above --queue-target before it is shed, and how long after the last frame over it shedding stops; allowed 1ms to 10s." group:"tuning"`
 	MeshOffload            bool          `env:"MESH_OFFLOAD" default:"true" negatable:"" help:"Send a burst's datagrams to each peer as segmented messages (UDP_SEGMENT) and read peers' coalesced (UDP_GRO): the same datagrams on the wire, a fraction of the CPU (--no-mesh-offload to turn off)." group:"tuning"`
 	IPv6                   bool          `name:"ipv6" env:"IPV6" help:"Also relay IPv6 UDP datagrams sent to link-scope multicast groups (--ipv6-group) on the broadcast ports: IPv6 clients' searches." group:"net"`
 	IPv6Group              []string      `name:"ipv6-group" env:"IPV6_GROUPS" sep:"," placeholder:"GROUP" help:"IPv6 link-scope group (ff02::/16) relayed with --ipv6; repeat or separate with commas (default: ff02::1)." group:"net"`
@@ -91,6 +93,8 @@ func (c *RunCmd) parse() (assembly.Config, []string, error) {
 		Mark:              c.InjectMark,
 		Coalesce:          c.Coalesce,
 		MaxDelay:          c.MaxDelay,
+		QueueTarget:       c.QueueTarget,
+		QueueInterval:     c.QueueInterval,
 		MeshOffload:       c.MeshOffload,
 		RateLimit:         c.RateLimit,
 		PeerRateLimit:     c.PeerRateLimit,

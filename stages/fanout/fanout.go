@@ -44,13 +44,12 @@ type Stage struct {
 	pool   *pipeline.Pool
 	conn   Conn
 	peers  *peers.Table
-	sealer *mesh.Sealer // nil: the Python-compatible "SS" format
-	// maxDelay sheds frames the kernel received longer ago (0: never).
-	maxDelay time.Duration
-	c        *pipeline.StageCounters
-	m        *pipeline.Metrics
-	log      zerolog.Logger
-	errLog   logLimiter
+	sealer *mesh.Sealer      // nil: the Python-compatible "SS" format
+	shed   *pipeline.Shedder // drops frames that waited too long
+	c      *pipeline.StageCounters
+	m      *pipeline.Metrics
+	log    zerolog.Logger
+	errLog logLimiter
 
 	// The mesh datagrams of the batch being sent, one per packet, and the
 	// order they go in (sortBySize).
@@ -65,12 +64,12 @@ type Stage struct {
 }
 
 // New returns a fan-out stage reading from in. With a nil sealer it sends the
-// legacy format. Frames captured more than maxDelay before they reach the
-// stage are dropped as stale, not sent (0: never). The stage registers
+// legacy format. Frames that waited too long since they were captured are
+// dropped as shed says (stale, overload), not sent. The stage registers
 // itself with conn for the errors peers report after a send (ICMP), which
 // it counts per peer.
-func New(in *pipeline.Link, pool *pipeline.Pool, conn Conn, t *peers.Table, sealer *mesh.Sealer, maxDelay time.Duration, c *pipeline.StageCounters, m *pipeline.Metrics, log zerolog.Logger) *Stage {
-	s := &Stage{in: in, pool: pool, conn: conn, peers: t, sealer: sealer, maxDelay: maxDelay, c: c, m: m,
+func New(in *pipeline.Link, pool *pipeline.Pool, conn Conn, t *peers.Table, sealer *mesh.Sealer, shed pipeline.ShedPolicy, c *pipeline.StageCounters, m *pipeline.Metrics, log zerolog.Logger) *Stage {
+	s := &Stage{in: in, pool: pool, conn: conn, peers: t, sealer: sealer, shed: pipeline.NewShedder(shed, m), c: c, m: m,
 		log:    log.With().Str("stage", c.Name()).Logger(),
 		dgrams: make([][]byte, 0, pipeline.MaxBatch), order: make([]uint8, 0, pipeline.MaxBatch),
 		bufs: make([][]byte, 0, sendBatch), addrs: make([]netip.AddrPort, 0, sendBatch), to: make([]*peers.Peer, 0, sendBatch)}
@@ -88,13 +87,13 @@ func (s *Stage) Run(ctx context.Context) error {
 }
 
 // Handle sends one batch to every peer, but for the frames that waited
-// longer than maxDelay, and returns it to the pool. Run calls it for each
+// too long, and returns it to the pool. Run calls it for each
 // batch; benchmarks call it directly.
 func (s *Stage) Handle(b *pipeline.Batch) error {
 	s.c.In.Add(uint64(len(b.Pkts)))
 	// Late searches are shed here, the last step before the mesh: the
 	// peers would only queue them further behind fresh ones.
-	s.m.ShedStale(b, s.maxDelay)
+	s.shed.Shed(b)
 	err := s.send(b)
 	s.pool.Put(b)
 	return err

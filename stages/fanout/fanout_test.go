@@ -43,7 +43,7 @@ func newFakeRig(t *testing.T) *fakeRig {
 		a: netip.MustParseAddrPort("10.0.0.1:7124"), b: netip.MustParseAddrPort("10.0.0.2:7124")}
 	r.tbl.Update(map[netip.AddrPort]string{r.a: "static", r.b: "static"}, false, time.Now())
 	r.c = r.m.Stage("fanout")
-	r.s = New(nil, r.pool, r.conn, r.tbl, nil, 0, r.c, r.m, zerolog.Nop())
+	r.s = New(nil, r.pool, r.conn, r.tbl, nil, pipeline.ShedPolicy{}, r.c, r.m, zerolog.Nop())
 	return r
 }
 
@@ -182,7 +182,7 @@ func TestFanoutRunSendsUntilItsLinkCloses(t *testing.T) {
 func TestFanoutShedsStaleFrames(t *testing.T) {
 	r := newFakeRig(t)
 	in := pipeline.NewLink("filter->fanout", 4, pipeline.Block, r.pool)
-	r.s = New(in, r.pool, r.conn, r.tbl, nil, 4*time.Millisecond, r.c, r.m, zerolog.Nop())
+	r.s = New(in, r.pool, r.conn, r.tbl, nil, pipeline.ShedPolicy{MaxDelay: 4 * time.Millisecond}, r.c, r.m, zerolog.Nop())
 	late := r.batch("late, alone")
 	late.Pkts[0].Stamp = time.Now().UnixNano() - int64(50*time.Millisecond)
 	if err := r.s.Handle(late); err != nil {
@@ -231,6 +231,56 @@ func TestFanoutShedsStaleFrames(t *testing.T) {
 	}
 	if n := len(r0.conn.Sent()); n != 2 || r0.m.Drops(pipeline.ReasonStale) != 0 {
 		t.Errorf("--max-delay 0: sent %d datagrams, %d stale; want 2, 0", n, r0.m.Drops(pipeline.ReasonStale))
+	}
+}
+
+// TestFanoutShedsStandingQueue: frames that keep arriving older than the
+// queue target are sent while the queue may still be a burst, then, once
+// it has stood for the interval, shed and counted as overload; a fresh
+// frame among them is still sent to every peer.
+func TestFanoutShedsStandingQueue(t *testing.T) {
+	r := newFakeRig(t)
+	in := pipeline.NewLink("filter->fanout", 4, pipeline.Block, r.pool)
+	const target, interval = 2 * time.Millisecond, 10 * time.Millisecond
+	r.s = New(in, r.pool, r.conn, r.tbl, nil, pipeline.ShedPolicy{MaxDelay: time.Second, Target: target, Interval: interval}, r.c, r.m, zerolog.Nop())
+	late := func(names ...string) *pipeline.Batch {
+		b := r.batch(names...)
+		for i := range b.Pkts {
+			b.Pkts[i].Stamp = time.Now().Add(-5 * time.Millisecond).UnixNano()
+		}
+		return b
+	}
+	start := time.Now()
+	if err := r.s.Handle(late("first")); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.conn.Sent()); n != 2 {
+		t.Fatalf("the first late frame: sent %d datagrams, want 2 (it may be a burst)", n)
+	}
+	for time.Since(start) <= interval {
+		if err := r.s.Handle(late("behind")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	sent := len(r.conn.Sent())
+	b := late("old", "fresh", "old")
+	b.Pkts[1].Stamp = time.Now().UnixNano()
+	if err := r.s.Handle(b); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range r.conn.Sent()[sent:] {
+		got = append(got, string(d.Data[len(mesh.LegacyMagic):]))
+	}
+	if !slices.Equal(got, []string{"fresh", "fresh"}) {
+		t.Errorf("after the queue stood for %s: sent %q, want the fresh frame to both peers", interval, got)
+	}
+	if n := r.m.Drops(pipeline.ReasonOverload); n < 2 {
+		t.Errorf("overload drops = %d, want at least the 2 old frames", n)
+	}
+	if n := r.m.Drops(pipeline.ReasonStale); n != 0 {
+		t.Errorf("stale drops = %d, want 0 (none over --max-delay)", n)
 	}
 }
 

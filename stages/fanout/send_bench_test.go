@@ -68,7 +68,7 @@ func newSendRig(tb testing.TB, key []byte) *sendRig {
 	}
 	m := pipeline.NewMetrics()
 	pool := pipeline.NewPool(2048)
-	r.s = New(nil, pool, conn, t, sealer, 0, m.Stage("fanout"), m, zerolog.Nop())
+	r.s = New(nil, pool, conn, t, sealer, pipeline.ShedPolicy{}, m.Stage("fanout"), m, zerolog.Nop())
 	r.frame = frametest.UDP{
 		DstMAC: [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, SrcMAC: [6]byte{0x02, 0x00, 10, 77, 0, 11},
 		Src: netip.MustParseAddrPort("10.77.0.11:38726"), Dst: netip.MustParseAddrPort("10.77.0.255:5076"),

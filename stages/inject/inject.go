@@ -38,10 +38,9 @@ type Config struct {
 	// Listeners, if not nil, says whether a local socket is bound to a
 	// relayed port; with LocalDelivery, frames are copied to lo only then.
 	Listeners Listeners
-	// MaxDelay drops, as stale, frames the kernel received longer ago than
-	// this when they reach the stage, instead of injecting them; zero
-	// never does.
-	MaxDelay time.Duration
+	// Shed says which frames the stage drops, instead of injecting them,
+	// for how long ago the kernel received them (stale, overload).
+	Shed pipeline.ShedPolicy
 }
 
 // Listeners is what the inject stage asks of the watcher of this host's
@@ -60,6 +59,7 @@ type Stage struct {
 	in     *pipeline.Link
 	pool   *pipeline.Pool
 	target *iface.Current
+	shed   *pipeline.Shedder
 	c      *pipeline.StageCounters
 	m      *pipeline.Metrics
 	log    zerolog.Logger
@@ -68,7 +68,7 @@ type Stage struct {
 // New returns an inject stage reading from in. It publishes the interface's
 // details to target on every (re)start, for the rewrite stage.
 func New(cfg Config, in *pipeline.Link, pool *pipeline.Pool, target *iface.Current, c *pipeline.StageCounters, m *pipeline.Metrics, log zerolog.Logger) *Stage {
-	return &Stage{cfg: cfg, in: in, pool: pool, target: target, c: c, m: m,
+	return &Stage{cfg: cfg, in: in, pool: pool, target: target, shed: pipeline.NewShedder(cfg.Shed, m), c: c, m: m,
 		log: log.With().Str("stage", c.Name()).Str("iface", cfg.Interface).Logger()}
 }
 
@@ -108,7 +108,7 @@ func (s *Stage) Run(ctx context.Context) error {
 		s.c.In.Add(uint64(len(b.Pkts)))
 		// The last step before the interface: a late search only holds up
 		// the fresh ones waiting behind it.
-		s.m.ShedStale(b, s.cfg.MaxDelay)
+		s.shed.Shed(b)
 		if len(b.Pkts) == 0 {
 			s.pool.Put(b)
 			return nil

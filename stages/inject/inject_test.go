@@ -75,7 +75,7 @@ func TestInjectShedsStaleFrames(t *testing.T) {
 	pool := pipeline.NewPool(64)
 	m := pipeline.NewMetrics()
 	in := pipeline.NewLink("rewrite->inject", 8, pipeline.Block, pool)
-	s := New(Config{Interface: netlab.IfName, MaxDelay: 4 * time.Millisecond}, in, pool, &iface.Current{}, m.Stage("inject"), m, zerolog.Nop())
+	s := New(Config{Interface: netlab.IfName, Shed: pipeline.ShedPolicy{MaxDelay: 4 * time.Millisecond}}, in, pool, &iface.Current{}, m.Stage("inject"), m, zerolog.Nop())
 	done := make(chan error, 1)
 
 	// Broadcast frames with a marker after the Ethernet header; the sniffer

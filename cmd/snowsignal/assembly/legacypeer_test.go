@@ -35,7 +35,7 @@ func TestLegacyPeerNeverGetsIPv6(t *testing.T) {
 	clock := time.Now()
 	ann := announce.New(announce.Config{ID: 1, Caps: mesh.CapIPv6, Announce: true, Now: func() time.Time { return clock }},
 		conn, tbl, nil, m.Stage("announce"), zerolog.Nop())
-	fan := fanout.New(nil, pool, conn, tbl, nil, 0, m.Stage("fanout"), m, zerolog.Nop())
+	fan := fanout.New(nil, pool, conn, tbl, nil, pipeline.ShedPolicy{}, m.Stage("fanout"), m, zerolog.Nop())
 
 	const seconds = 15 * 60
 	seen := 0 // datagrams of conn.Sent() already looked at

@@ -31,7 +31,7 @@ func newTestRelay(t *testing.T, obs Observability) *Relay {
 	t.Helper()
 	r, err := New(Config{Interface: "lo", BroadcastPorts: []uint16{5076, 5064}, MeshBind: netip.MustParseAddr("127.0.0.1"),
 		DiscoveryInterval: 10 * time.Second, DedupWindow: 250 * time.Millisecond, HelloInterval: time.Second,
-		Coalesce: 150 * time.Microsecond, MaxDelay: 4 * time.Millisecond, Peers: []string{"10.99.0.2"}, Observability: obs}, zerolog.Nop())
+		Coalesce: 150 * time.Microsecond, MaxDelay: 4 * time.Millisecond, QueueTarget: time.Millisecond, QueueInterval: 20 * time.Millisecond, Peers: []string{"10.99.0.2"}, Observability: obs}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestSnapshotFields(t *testing.T) {
 		config.discover config.discovery_interval_seconds config.rebroadcast_destination config.dedup_window_seconds
 		config.hello_interval_seconds config.accept_any_peer config.authenticated config.local_delivery
 		config.stats_socket config.metrics_address config.summary_interval_seconds
-		config.rate_limit config.peer_rate_limit config.coalesce_seconds config.max_delay_seconds config.mesh_offload
+		config.rate_limit config.peer_rate_limit config.coalesce_seconds config.max_delay_seconds config.queue_target_seconds config.queue_interval_seconds config.mesh_offload
 		capture_up
 		stages stages[].name stages[].state stages[].in stages[].out stages[].errors stages[].restarts
 		links links[].name links[].policy links[].len links[].cap links[].batches links[].packets
@@ -177,7 +177,7 @@ func TestSnapshotValues(t *testing.T) {
 		t.Errorf("peers %+v, want [%+v]", s.Peers, wantPeer)
 	}
 	if c := s.Config; c.Interface != "lo" || !slices.Equal(c.BroadcastPorts, []uint16{5076, 5064}) || c.MeshBind != "127.0.0.1" ||
-		c.DedupWindowSeconds != 0.25 || c.CoalesceSeconds != 150e-6 || c.MaxDelaySeconds != 4e-3 || c.StatsSocket == "" || c.Authenticated {
+		c.DedupWindowSeconds != 0.25 || c.CoalesceSeconds != 150e-6 || c.MaxDelaySeconds != 4e-3 || c.QueueTargetSeconds != 1e-3 || c.QueueIntervalSeconds != 20e-3 || c.StatsSocket == "" || c.Authenticated {
 		t.Errorf("config %+v", c)
 	}
 	if !s.Dedup.Enabled || s.Dedup.WindowSeconds != 0.25 {

@@ -242,7 +242,7 @@ func (r *Relay) build(info *iface.Info) error {
 	sup.Add(st["filter"], filter.New(filter.Config{Ports: cfg.BroadcastPorts, Fragments: fragments, Limiter: r.ClientLimit,
 		Observer: r.outboundObserver(), Groups: cfg.IPv6Groups},
 		decFil, filFan, st["filter"], m, r.Dedup, r.Segment, seed), decFil, filFan)
-	sup.Add(st["fanout"], fanout.New(filFan, pool, r.conn, r.Peers, sealer, cfg.MaxDelay, st["fanout"], m, r.log), filFan)
+	sup.Add(st["fanout"], fanout.New(filFan, pool, r.conn, r.Peers, sealer, cfg.shedPolicy(), st["fanout"], m, r.log), filFan)
 
 	sup.Add(st["listener"], listener.New(r.conn, pool, lisRew, st["listener"], m, r.listenerCoalescer), nil, lisRew)
 	r.probes = rewrite.NewProbeResponder(r.conn, sealer, cfg.Observability.Version)
@@ -261,7 +261,7 @@ func (r *Relay) build(info *iface.Info) error {
 		r.locals = locals.New(cfg.BroadcastPorts, r.log)
 		sup.Add(m.Stage("locals"), r.locals, nil)
 	}
-	injCfg := inject.Config{Interface: cfg.Interface, Mark: cfg.Mark, LocalDelivery: cfg.LocalDelivery, MaxDelay: cfg.MaxDelay}
+	injCfg := inject.Config{Interface: cfg.Interface, Mark: cfg.Mark, LocalDelivery: cfg.LocalDelivery, Shed: cfg.shedPolicy()}
 	if r.locals != nil {
 		injCfg.Listeners = r.locals // never a nil *Watcher in the interface
 	}
@@ -304,3 +304,8 @@ func (r *Relay) MeshKernelDrops() uint64 {
 
 // UnknownSources counts datagrams from sources outside the peer set.
 func (r *Relay) UnknownSources() map[netip.Addr]uint64 { return r.rewrite.UnknownSources() }
+
+// shedPolicy is what the last stage of each direction sheds.
+func (c Config) shedPolicy() pipeline.ShedPolicy {
+	return pipeline.ShedPolicy{MaxDelay: c.MaxDelay, Target: c.QueueTarget, Interval: c.QueueInterval}
+}

@@ -47,6 +47,8 @@ func (r *Relay) Snapshot() readout.Snapshot {
 			PeerRateLimit:            cfg.PeerRateLimit,
 			CoalesceSeconds:          cfg.Coalesce.Seconds(),
 			MaxDelaySeconds:          cfg.MaxDelay.Seconds(),
+			QueueTargetSeconds:       cfg.QueueTarget.Seconds(),
+			QueueIntervalSeconds:     cfg.QueueInterval.Seconds(),
 			MeshOffload:              cfg.MeshOffload,
 		},
 		CaptureUp:       r.CaptureUp(),

@@ -45,6 +45,7 @@ var dropAdvice = map[string]struct {
 	"own_injection":       {OK, "this relay's own injections, seen again by its capture", ""},
 	"neighbour_injection": {OK, "frames a neighbour relay injected, not forwarded again", ""},
 	"stale":               {Warn, "frames that waited in this relay longer than --max-delay (it fell behind: a search storm, or too little CPU)", "give the relay more CPU, or raise --max-delay if late searches are still worth relaying"},
+	"overload":            {Warn, "frames shed because the relay's queue stood over --queue-target for --queue-interval (it receives more than it can send: a search storm, or too little CPU)", "give the relay more CPU; or raise --queue-target, or set it to 0, to queue a storm (late, up to --max-delay) instead of shedding it"},
 	"link_local_source":   {Warn, "IPv6 searches from a link-local source (fe80::/10), which no server on another segment can answer", "client uses a link-local source; give it a global or ULA address"},
 }
 

@@ -116,6 +116,12 @@ type ConfigSummary struct {
 	// MaxDelaySeconds is how long a frame may wait in the relay before it
 	// is shed as stale (--max-delay); zero is off.
 	MaxDelaySeconds float64 `json:"max_delay_seconds"`
+	// QueueTargetSeconds and QueueIntervalSeconds bound a standing queue
+	// (--queue-target, --queue-interval): frames over the target are shed
+	// as overload once the queue stood over it for an interval; a zero
+	// target is off.
+	QueueTargetSeconds   float64 `json:"queue_target_seconds"`
+	QueueIntervalSeconds float64 `json:"queue_interval_seconds"`
 	// MeshOffload reports that the mesh socket may segment and coalesce
 	// (--mesh-offload).
 	MeshOffload bool `json:"mesh_offload"`
