@@ -67,6 +67,7 @@ type options struct {
 	compareLabel string
 	relayArgs    string
 	relayEnv     string
+	compareEnv   string
 	label        string
 	brNetfilter  bool
 	out          string
@@ -118,6 +119,7 @@ func main() {
 	flag.StringVar(&o.compare, "compare", "", "also measure this snowsignal binary in the same run, after -bin, as a fourth path (a change against the reference)")
 	flag.StringVar(&o.compareLabel, "compare-label", "candidate", "name of the -compare path in the results")
 	flag.StringVar(&o.relayArgs, "relay-args", "", "extra arguments for both relays, space-separated (e.g. \"--no-local-delivery\")")
+	flag.StringVar(&o.compareEnv, "compare-env", "", "extra environment for the -compare path's relays only, after -relay-env (e.g. \"MAX_DELAY=4ms\": a setting against the default, in the same run)")
 	flag.StringVar(&o.relayEnv, "relay-env", "", "extra environment for both relays, space-separated (e.g. \"GOMAXPROCS=1 GOGC=400\")")
 	flag.BoolVar(&o.brNetfilter, "br-netfilter", true, "leave the kernel's br_netfilter on the lab's bridge (false: set bridge-nf-call-* to 0 in the switch namespace, so bridged frames skip the iptables hooks)")
 	flag.StringVar(&o.label, "label", "", "a note for the results' heading, e.g. which build was measured")
@@ -280,6 +282,7 @@ func run(o options) error {
 	env.Sizes = max(o.sizes, 1)
 	env.RelayArgs = o.relayArgs
 	env.RelayEnv = o.relayEnv
+	env.CompareEnv = o.compareEnv
 	env.Label = o.label
 	if o.bin != "" {
 		env.Binary = o.bin
@@ -478,7 +481,7 @@ func measure(l *netlab.Lab, bin string, p plan, o options) (*results, error) {
 func measureSnowSignal(ctx context.Context, name, bin string, l *netlab.Lab, o options, rn *runner, relayed *path,
 	res *results, runRates func(string, *path) error, p plan, pprofDir string) error {
 	logf("%s relays (%s)", name, bin)
-	procs, err := startSnowSignalPair(ctx, bin, l, o, pprofDir != "")
+	procs, err := startSnowSignalPair(ctx, name, bin, l, o, pprofDir != "")
 	defer stopAll(procs)
 	if err != nil {
 		return err
@@ -539,7 +542,7 @@ func roundPaths(ctx context.Context, l *netlab.Lab, bin string, o options, res *
 	}
 	snowSignal := func(name, bin string) func() ([]relay, func(), error) {
 		return func() ([]relay, func(), error) {
-			procs, err := startSnowSignalPair(ctx, bin, l, o, false)
+			procs, err := startSnowSignalPair(ctx, name, bin, l, o, false)
 			if err != nil {
 				stopAll(procs)
 				return nil, nil, err
@@ -569,18 +572,22 @@ func roundPaths(ctx context.Context, l *netlab.Lab, bin string, o options, res *
 	return paths
 }
 
-// startSnowSignalPair starts `bin run` in relay-a and relay-b, each with
-// the other as its peer, and with debug its profiling endpoint. On error
-// it returns the relays it started, for stopAll.
-func startSnowSignalPair(ctx context.Context, bin string, l *netlab.Lab, o options, debug bool) ([]*relayProc, error) {
+// startSnowSignalPair starts `bin run` in relay-a and relay-b for the path
+// name, each with the other as its peer, and with debug its profiling
+// endpoint. On error it returns the relays it started, for stopAll.
+func startSnowSignalPair(ctx context.Context, name, bin string, l *netlab.Lab, o options, debug bool) ([]*relayProc, error) {
 	var procs []*relayProc
 	extra := strings.Fields(o.relayArgs)
+	env := strings.Fields(o.relayEnv)
+	if o.compare != "" && name == o.compareLabel {
+		env = append(env, strings.Fields(o.compareEnv)...)
+	}
 	for _, rp := range [][2]string{{"relay-a", "relay-b"}, {"relay-b", "relay-a"}} {
 		args := append([]string{"-t", netlab.IfName, "--other-relays", l.Host(rp[1]).IP.String(), "-l", "info"}, extra...)
 		if debug {
 			args = append(args, "--debug-address", debugAddr)
 		}
-		r, err := startRelay(ctx, rp[0], bin, l.Host(rp[0]), strings.Fields(o.relayEnv), args...)
+		r, err := startRelay(ctx, rp[0], bin, l.Host(rp[0]), env, args...)
 		if err != nil {
 			return procs, err
 		}

@@ -25,9 +25,11 @@ type envInfo struct {
 	Sizes     int // payload sizes (-sizes); 0 or 1: all 100 bytes
 	RelayArgs string
 	RelayEnv  string
-	Label     string // -label
-	Lab       string // how the lab differs from the default, if it does
-	Binary    string // -bin, when the relay was not built from this tree
+	// CompareEnv is the -compare path's own extra environment.
+	CompareEnv string `json:",omitempty"`
+	Label      string // -label
+	Lab        string // how the lab differs from the default, if it does
+	Binary     string // -bin, when the relay was not built from this tree
 }
 
 // results is everything one run measured.
@@ -256,6 +258,49 @@ func (r *results) sideBySide(b *bytes.Buffer) {
 	b.WriteString("\n")
 }
 
+// arrivalTable splits each path's latency at the server's socket: the way
+// there (to the kernel's receive time), and the wait in the socket for the
+// server's thread, which shares the CPUs with the sender and the relays.
+func (r *results) arrivalTable(b *bytes.Buffer) {
+	fmt.Fprintf(b, "Where the latency was: to the server's socket (the kernel's receive time, `SO_TIMESTAMPNS`), and then in it until the server read it (p50 / p99 / max):\n\n| offered |")
+	for _, name := range r.paths() {
+		fmt.Fprintf(b, " %s: to the socket | in the socket |", name)
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---|---|", len(r.paths())) + "\n")
+	for i := range r.Rates {
+		fmt.Fprintf(b, "| %s |", r.rateName(i))
+		for _, name := range r.paths() {
+			s, ok := r.step(name, i)
+			a, w := latencies(nil), latencies(nil)
+			if ok {
+				a, w = latencies(s.Recv.Arrivals), latencies(socketWaits(s.Recv))
+			}
+			fmt.Fprintf(b, " %s | %s |", latencyTriple(a), latencyTriple(w))
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
+}
+
+// socketWaits are how long each datagram waited in the server's socket.
+func socketWaits(rv recvResult) []int64 {
+	if len(rv.Arrivals) != len(rv.Latencies) {
+		return nil
+	}
+	w := make([]int64, len(rv.Latencies))
+	for i := range w {
+		w[i] = rv.Latencies[i] - rv.Arrivals[i]
+	}
+	return w
+}
+
+func latencyTriple(l latencyStats) string {
+	if !l.ok {
+		return "no data"
+	}
+	return us(l.P50) + " / " + us(l.P99) + " / " + us(l.Max)
+}
+
 // pairTable compares the relay pairs where the rates do not matter.
 func (r *results) pairTable(b *bytes.Buffer) {
 	pairs := r.paths()[1:]
@@ -454,11 +499,15 @@ func (r *results) markdown() string {
 	if e.RelayEnv != "" {
 		fmt.Fprintf(&b, " Relay environment: `%s`.", e.RelayEnv)
 	}
+	if e.CompareEnv != "" && r.Candidate != "" {
+		fmt.Fprintf(&b, " The %s path's relays also had `%s`.", r.Candidate, e.CompareEnv)
+	}
 	if e.Lab != "" {
 		fmt.Fprintf(&b, " Lab: %s.", e.Lab)
 	}
 	b.WriteString("\n\n")
 	r.sideBySide(&b)
+	r.arrivalTable(&b)
 	r.pairTable(&b)
 
 	b.WriteString("Targets of issue 11 on this machine:\n\n| target | measured | |\n|---|---|---|\n")

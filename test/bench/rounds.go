@@ -96,6 +96,7 @@ func poolSteps(ss []stepResult) stepResult {
 		p.Recv.Stale += s.Recv.Stale
 		p.Recv.Foreign += s.Recv.Foreign
 		p.Recv.Latencies = append(p.Recv.Latencies, s.Recv.Latencies...)
+		p.Recv.Arrivals = append(p.Recv.Arrivals, s.Recv.Arrivals...)
 		for i, c := range s.CPU {
 			if i < len(p.CPU) {
 				p.CPU[i] = p.CPU[i].add(c)

@@ -191,12 +191,14 @@ type receiver struct {
 	buf []byte
 	iov unix.Iovec
 	msg unix.Msghdr
+	ctl []byte // the control message of each read: the kernel's receive time
 
 	stop atomic.Bool
 	// Step state, owned by the receiving goroutine between begin and end.
 	step    uint32
 	seen    []uint64 // bitmap of sequence numbers
 	lat     []int64  // latencies, ns, up to cap
+	arr     []int64  // the same datagrams' latencies to the kernel's receipt in this socket
 	dup     int
 	stale   int
 	foreign int
@@ -211,7 +213,7 @@ const receiverPoll = 20 * time.Millisecond
 
 // newReceiver opens the receiving socket on port in host.
 func newReceiver(h *netlab.Host, port uint16, clk clock) (*receiver, error) {
-	r := &receiver{clk: clk, buf: make([]byte, 2048)}
+	r := &receiver{clk: clk, buf: make([]byte, 2048), ctl: make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))))}
 	err := h.Do(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
@@ -221,6 +223,9 @@ func newReceiver(h *netlab.Host, port uint16, clk clock) (*receiver, error) {
 		for _, err := range []error{
 			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1),
 			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, receiveBuffer),
+			// The receive time splits a latency into the way here and the
+			// wait in this socket for a thread that shares the CPUs.
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1),
 			unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv),
 			unix.Bind(fd, &unix.SockaddrInet4{Port: int(port)}),
 		} {
@@ -254,12 +259,12 @@ func (r *receiver) begin(step uint32, n int, latency bool) {
 	}
 	r.seen = r.seen[:words]
 	clear(r.seen)
-	r.lat = r.lat[:0]
+	r.lat, r.arr = r.lat[:0], r.arr[:0]
 	if latency && cap(r.lat) < n {
-		r.lat = make([]int64, 0, n)
+		r.lat, r.arr = make([]int64, 0, n), make([]int64, 0, n)
 	}
 	if !latency {
-		r.lat = nil
+		r.lat, r.arr = nil, nil
 	}
 	r.dup, r.stale, r.foreign = 0, 0, 0
 	r.got.Store(0)
@@ -276,13 +281,16 @@ type recvResult struct {
 	Stale     int     // datagrams of earlier steps
 	Foreign   int     // anything else
 	Latencies []int64 // ns, when asked for
+	// Arrivals are the same datagrams' latencies to the kernel's receipt in
+	// the server's socket, before the server's thread read them.
+	Arrivals []int64
 }
 
 // end stops receiving and returns what arrived.
 func (r *receiver) end() recvResult {
 	r.stop.Store(true)
 	<-r.done
-	return recvResult{Got: int(r.got.Load()), Dup: r.dup, Stale: r.stale, Foreign: r.foreign, Latencies: r.lat}
+	return recvResult{Got: int(r.got.Load()), Dup: r.dup, Stale: r.stale, Foreign: r.foreign, Latencies: r.lat, Arrivals: r.arr}
 }
 
 // settle waits until want datagrams arrived or none came for quiet, at most
@@ -307,17 +315,34 @@ func (r *receiver) loop() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	for !r.stop.Load() {
+		r.msg.Control = &r.ctl[0]
+		r.msg.SetControllen(len(r.ctl))
 		n, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.msg)), 0)
 		if e != 0 {
 			continue // EAGAIN after receiverPoll, or EINTR
 		}
 		now := r.clk.now()
 		r.last.Store(now)
-		r.account(r.buf[:n], now)
+		r.account(r.buf[:n], now, r.waited())
 	}
 }
 
-func (r *receiver) account(b []byte, now int64) {
+// waited is how long the datagram just read waited in the socket: now
+// less the kernel's receive time, both on the wall clock (the step's
+// clock is monotonic; only the difference of two close readings is used).
+func (r *receiver) waited() int64 {
+	if int(r.msg.Controllen) < unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))) {
+		return 0
+	}
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&r.ctl[0]))
+	if h.Level != unix.SOL_SOCKET || h.Type != unix.SCM_TIMESTAMPNS {
+		return 0
+	}
+	ts := (*unix.Timespec)(unsafe.Pointer(&r.ctl[unix.CmsgLen(0)]))
+	return max(0, time.Now().UnixNano()-ts.Nano())
+}
+
+func (r *receiver) account(b []byte, now, waited int64) {
 	if len(b) < payloadSize || string(b[:4]) != benchMagic {
 		r.foreign++
 		return
@@ -339,6 +364,8 @@ func (r *receiver) account(b []byte, now int64) {
 	r.seen[w] |= bit
 	r.got.Add(1)
 	if r.lat != nil && len(r.lat) < cap(r.lat) {
-		r.lat = append(r.lat, now-int64(binary.BigEndian.Uint64(b[16:24])))
+		l := now - int64(binary.BigEndian.Uint64(b[16:24]))
+		r.lat = append(r.lat, l)
+		r.arr = append(r.arr, l-waited)
 	}
 }
