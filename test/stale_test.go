@@ -1,8 +1,9 @@
 package test
 
 // Shedding by age (issue 11): a relay that falls behind drops, as stale,
-// what waited in it longer than --max-delay, rather than relaying a backlog
-// of searches tens of milliseconds late.
+// what waited in it longer than --max-delay, and with --queue-target, as
+// overload, what waits in a queue that does not drain, rather than relaying
+// a backlog of searches tens of milliseconds late.
 
 import (
 	"encoding/binary"
@@ -61,6 +62,32 @@ func recordAges(t *testing.T, c *net.UDPConn) *ageRecorder {
 	return ar
 }
 
+// count is how many of the sequence numbers from..to-1 arrived.
+func (ar *ageRecorder) count(from, to uint64) (n int) {
+	ar.mu.Lock()
+	defer ar.mu.Unlock()
+	for i := from; i < to; i++ {
+		if _, ok := ar.recv[i]; ok {
+			n++
+		}
+	}
+	return n
+}
+
+// stopFor stops the process pid after a while, for stall (SIGSTOP, as when
+// its host's CPUs are busy elsewhere), and sends the time it continued.
+func stopFor(pid int, after, stall time.Duration) <-chan int64 {
+	resumed := make(chan int64, 1)
+	go func() {
+		time.Sleep(after)
+		syscall.Kill(pid, syscall.SIGSTOP)
+		time.Sleep(stall)
+		syscall.Kill(pid, syscall.SIGCONT)
+		resumed <- time.Now().UnixNano()
+	}()
+	return resumed
+}
+
 // sendStamped broadcasts datagrams from..to-1, burst every period, each
 // carrying its sequence number and the time it was handed to the kernel.
 func sendStamped(t *testing.T, c *net.UDPConn, dst netip.AddrPort, from, to uint64, burst int, period time.Duration) {
@@ -83,31 +110,13 @@ func TestStaleShedAfterStall(t *testing.T) {
 	cl := broadcaster(t, s.client)
 	dst := netip.AddrPortFrom(s.client.Broadcast, pvaPort)
 	sendStamped(t, cl, dst, 0, 100, 1, time.Millisecond) // warm up
-	received := func(from, to uint64) (n int) {
-		ar.mu.Lock()
-		defer ar.mu.Unlock()
-		for i := from; i < to; i++ {
-			if _, ok := ar.recv[i]; ok {
-				n++
-			}
-		}
-		return n
-	}
-	for deadline := time.Now().Add(deliveryTimeout); received(0, 100) < 100 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(deliveryTimeout); ar.count(0, 100) < 100 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	before := snapshot(t, s.b).Drops["stale"]
 
 	const total, stall = 5_000, 200 * time.Millisecond
-	resumed := make(chan int64, 1)
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		pid := s.b.Pid()
-		syscall.Kill(pid, syscall.SIGSTOP)
-		time.Sleep(stall)
-		syscall.Kill(pid, syscall.SIGCONT)
-		resumed <- time.Now().UnixNano()
-	}()
+	resumed := stopFor(s.b.Pid(), 300*time.Millisecond, stall)
 	sendStamped(t, cl, dst, 100, 100+total, 5, time.Millisecond)
 	resume := <-resumed
 	time.Sleep(quietWait) // let the last datagrams cross
@@ -186,5 +195,79 @@ func TestStaleShedAfterStall(t *testing.T) {
 	// sheds a little of any traffic.)
 	if after < 1000 || afterGot*100 < after*97 {
 		t.Errorf("of the %d datagrams sent after the resume, %d crossed; want 97 %% or more of at least 1000", after, afterGot)
+	}
+}
+
+// TestOverloadShedsStandingQueue: with --queue-target (and no --max-delay),
+// relay-b stops for 300 ms at 5k/s and continues. The 1,500 datagrams that
+// waited out the stall are more than it drains within --queue-interval
+// (1 ms here), so their queue stands over the target: relay-b sheds the
+// rest of it, counted as overload, instead of injecting all of it late
+// (as it does without a target: TestLoadStallLosesNothing). Once fresh
+// datagrams are sent for an interval, shedding stops and they cross.
+func TestOverloadShedsStandingQueue(t *testing.T) {
+	s := startSwarm(t, "--max-delay=0", "--queue-target=2ms", "--queue-interval=1ms")
+	srv := listen(t, s.server, fmt.Sprintf("0.0.0.0:%d", pvaPort))
+	ar := recordAges(t, srv)
+	cl := broadcaster(t, s.client)
+	dst := netip.AddrPortFrom(s.client.Broadcast, pvaPort)
+	sendStamped(t, cl, dst, 0, 100, 1, time.Millisecond) // warm up
+	for deadline := time.Now().Add(deliveryTimeout); ar.count(0, 100) < 100 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	const total, stall = 5_000, 300 * time.Millisecond
+	resumed := stopFor(s.b.Pid(), 300*time.Millisecond, stall)
+	sendStamped(t, cl, dst, 100, 100+total, 5, time.Millisecond)
+	resume := <-resumed
+	time.Sleep(quietWait) // let the last datagrams cross
+
+	a, b := snapshot(t, s.a), snapshot(t, s.b)
+	overload, stale := b.Drops["overload"], a.Drops["stale"]+b.Drops["stale"]
+	ar.mu.Lock()
+	defer ar.mu.Unlock()
+	got, late, after, afterGot := 0, 0, 0, 0
+	for seq := uint64(100); seq < 100+total; seq++ {
+		rx, ok := ar.recv[seq]
+		sent, known := ar.sent[seq]
+		if !known { // lost: sent after the resume if its neighbour was
+			sent = ar.sent[seq-1]
+		}
+		if ok {
+			got++
+			if time.Duration(rx-sent) > 50*time.Millisecond {
+				late++
+			}
+		}
+		if sent > resume+int64(20*time.Millisecond) {
+			after++
+			if ok {
+				afterGot++
+			}
+		}
+	}
+	var linkDrops uint64
+	for _, l := range b.Links {
+		linkDrops += l.DroppedPackets
+	}
+	t.Logf("%d of %d crossed, %d of them over 50 ms late; relay-b: %d overload, link drops %d, mesh socket drops %d; %d stale; sent after the resume: %d of %d crossed",
+		got, total, late, overload, linkDrops, b.MeshKernelDrops, stale, afterGot, after)
+
+	// About 1,500 waited out the stall: all but what relay-b injected in
+	// its first interval after the resume are over the target.
+	if overload < 750 {
+		t.Errorf("relay-b shed %d datagrams as overload after a %s stall at 5k/s, want most of the 1,500 that waited", overload, stall)
+	}
+	if late > 750 {
+		t.Errorf("%d datagrams crossed over 50 ms late: the stall's backlog was injected, not shed", late)
+	}
+	if stale != 0 {
+		t.Errorf("%d datagrams counted stale with --max-delay=0", stale)
+	}
+	if lost := uint64(total - got); lost > overload+linkDrops+b.MeshKernelDrops {
+		t.Errorf("%d datagrams lost, but only %d overload and %d other drops counted", lost, overload, linkDrops+b.MeshKernelDrops)
+	}
+	if after < 1000 || afterGot*100 < after*97 {
+		t.Errorf("of the %d datagrams sent after the resume, %d crossed; want 97 %% or more of at least 1000: shedding did not stop", after, afterGot)
 	}
 }
