@@ -395,7 +395,7 @@ func (r *results) targets() []target {
 	}
 	out = append(out, target{"delivered ≥ 99 % wherever the reference delivers ≥ 99 %, and up to 40k/s", m, met})
 
-	var worst time.Duration
+	var worst, refWorst time.Duration
 	met = len(r.Steps[pathSnowSignal]) > 0
 	for i := range r.Rates {
 		x, ok := r.step(pathSnowSignal, i)
@@ -407,8 +407,15 @@ func (r *results) targets() []target {
 		if !l.ok || l.P99 > targetP99 {
 			met = false
 		}
+		if f, ok := r.step(pathReference, i); ok {
+			refWorst = max(refWorst, latencies(f.Recv.Latencies).P99)
+		}
 	}
-	out = append(out, target{"p99 ≤ 10 ms through two relays at every rate up to the ceiling", "worst p99 " + us(worst), met})
+	m = "worst p99 " + us(worst)
+	if refWorst > 0 {
+		m += " (the reference's: " + us(refWorst) + ")" // what the machine allows a relay
+	}
+	out = append(out, target{"p99 ≤ 10 ms through two relays at every rate up to the ceiling", m, met})
 
 	for _, t := range []struct {
 		i     int

@@ -141,12 +141,14 @@ func TestRatio(t *testing.T) {
 }
 
 // fakeStep is a step of n datagrams sent at rate, got of them received
-// with latency lat each, and relays costing cpu per datagram each.
+// with latency lat each (the last 10 µs of it in the server's socket), and
+// relays costing cpu per datagram each.
 func fakeStep(rate float64, n, got int, lat time.Duration, cpu ...time.Duration) stepResult {
 	s := stepResult{Offered: rate, Send: sendResult{Sent: n, Elapsed: time.Duration(float64(n) / rate * 1e9)}}
 	s.Recv.Got = got
 	for range got {
 		s.Recv.Latencies = append(s.Recv.Latencies, int64(lat))
+		s.Recv.Arrivals = append(s.Recv.Arrivals, int64(lat-10*time.Microsecond))
 	}
 	for _, c := range cpu {
 		s.CPU = append(s.CPU, cpuDelta{RunNS: uint64(c) * uint64(n)})
@@ -201,6 +203,8 @@ func TestSideBySideShowsEveryPathAndTheRatios(t *testing.T) {
 		"| ceiling, 50.0k/s | direct |",
 		"| idle CPU, both relays | 0.20 ms/s | 0.40 ms/s | 2.00 |",
 		"relay-b stats links[listener->rewrite].dropped_packets 10000",
+		// Where the latency was: direct, then the reference, to the socket and in it.
+		"| 1.0k/s | 30 µs / 30 µs / 30 µs | 10 µs / 10 µs / 10 µs | 90 µs / 90 µs / 90 µs | 10 µs / 10 µs / 10 µs |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
@@ -212,6 +216,9 @@ func TestTargets(t *testing.T) {
 	got := map[string]bool{}
 	for _, tg := range fakeResults().targets() {
 		got[tg.What] = tg.Met
+		if strings.HasPrefix(tg.What, "p99 ≤ 10 ms") && tg.Measured != "worst p99 200 µs (the reference's: 100 µs)" {
+			t.Errorf("p99 target measured %q, want the worst p99 beside the reference's", tg.Measured)
+		}
 	}
 	want := map[string]bool{
 		"delivered ≥ 99 % wherever the reference delivers ≥ 99 %, and up to 40k/s": false, // 75 % at 40k/s
