@@ -223,6 +223,7 @@ func (c *Conn) send(bufs [][]byte, onError func(i int, err error)) (redo, failed
 		if c.werr != nil {
 			first, end := c.wfirst[c.woff], c.wfirst[c.woff+1]
 			if end-first > 1 && c.gso.refused(c.werr, len(bufs[first])) {
+				c.gso.sent(c.woff, first-c.wfirst[0]) // what went before the refusal
 				return first, failed, nil
 			}
 			// The message at woff failed: count its datagrams and go on

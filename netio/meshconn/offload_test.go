@@ -232,6 +232,42 @@ func TestSegmentationLearnsTheMTU(t *testing.T) {
 	}
 }
 
+// TestSegmentationCountsARefusedRound: a round in which the kernel takes a
+// segmented message and refuses the next (its segments over the MTU) still
+// counts the one it took, and every datagram arrives.
+func TestSegmentationCountsARefusedRound(t *testing.T) {
+	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
+	ha, hb := l.Host("relay-a"), l.Host("relay-b")
+	if err := ha.Do(func() error {
+		link, err := netlink.LinkByName(netlab.IfName)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetMTU(link, 1280)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a := listen(t, ha)
+	plain := listenPlain(t, hb, 7125, false)
+	to := netip.AddrPortFrom(hb.IP, 7125)
+	bufs := append(datagrams(4, 200, 0), datagrams(4, 1400, 0)...)
+	addrs := make([]netip.AddrPort, len(bufs))
+	for i := range addrs {
+		addrs[i] = to
+	}
+	if failed, err := a.WriteBatch(bufs, addrs, nil); failed != 0 || err != nil {
+		t.Fatalf("WriteBatch: %d failed, %v", failed, err)
+	}
+	for i, want := range bufs {
+		if d, _ := readGRO(t, plain); !bytes.Equal(d, want) {
+			t.Fatalf("datagram %d: %d bytes, want %d", i, len(d), len(want))
+		}
+	}
+	if o := a.Offload(); o.Messages != 1 || o.Datagrams != 4 {
+		t.Errorf("Offload = %+v; want the 1 message of 4 sent before the refusal", o)
+	}
+}
+
 // TestSegmentationPolicy: which runs go as one message, and what each
 // refusal teaches.
 func TestSegmentationPolicy(t *testing.T) {
