@@ -74,18 +74,24 @@ func (ar *ageRecorder) count(from, to uint64) (n int) {
 	return n
 }
 
-// stopFor stops the process pid after a while, for stall (SIGSTOP, as when
-// its host's CPUs are busy elsewhere), and sends the time it continued.
-func stopFor(pid int, after, stall time.Duration) <-chan int64 {
+// sendThroughStall sends datagrams 100..100+total-1 at 5k/s while relay-b
+// stops for stall, 300 ms in (SIGSTOP, as when its host's CPUs are busy
+// elsewhere), waits for the last to cross, and returns when relay-b
+// continued (Unix ns).
+func sendThroughStall(s *swarm, send func(from, to uint64, burst int), total uint64, stall time.Duration) int64 {
 	resumed := make(chan int64, 1)
 	go func() {
-		time.Sleep(after)
+		time.Sleep(300 * time.Millisecond)
+		pid := s.b.Pid()
 		syscall.Kill(pid, syscall.SIGSTOP)
 		time.Sleep(stall)
 		syscall.Kill(pid, syscall.SIGCONT)
 		resumed <- time.Now().UnixNano()
 	}()
-	return resumed
+	send(100, 100+total, 5)
+	resume := <-resumed
+	time.Sleep(quietWait)
+	return resume
 }
 
 // sendStamped broadcasts datagrams from..to-1, burst every period, each
@@ -93,6 +99,24 @@ func stopFor(pid int, after, stall time.Duration) <-chan int64 {
 func sendStamped(t *testing.T, c *net.UDPConn, dst netip.AddrPort, from, to uint64, burst int, period time.Duration) {
 	t.Helper()
 	sendTagged(t, c, dst, "staletst", from, to, burst, period)
+}
+
+// startAged starts the swarm with the relays' extra arguments, a server
+// recording datagrams' ages and a client, and warms the path up with 100
+// datagrams; send(from, to, burst) then broadcasts from..to-1, burst every
+// millisecond.
+func startAged(t *testing.T, extra ...string) (*swarm, *ageRecorder, func(from, to uint64, burst int)) {
+	t.Helper()
+	s := startSwarm(t, extra...)
+	ar := recordAges(t, listen(t, s.server, fmt.Sprintf("0.0.0.0:%d", pvaPort)))
+	cl := broadcaster(t, s.client)
+	dst := netip.AddrPortFrom(s.client.Broadcast, pvaPort)
+	send := func(from, to uint64, burst int) { sendStamped(t, cl, dst, from, to, burst, time.Millisecond) }
+	send(0, 100, 1)
+	for deadline := time.Now().Add(deliveryTimeout); ar.count(0, 100) < 100 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return s, ar, send
 }
 
 // TestStaleShedAfterStall: at 5k/s, relay-b stops for 200 ms (SIGSTOP, as
@@ -104,23 +128,11 @@ func sendStamped(t *testing.T, c *net.UDPConn, dst netip.AddrPort, from, to uint
 // What is sent after the resume crosses.
 func TestStaleShedAfterStall(t *testing.T) {
 	const maxDelay = 4 * time.Millisecond
-	s := startSwarm(t, fmt.Sprintf("--max-delay=%s", maxDelay))
-	srv := listen(t, s.server, fmt.Sprintf("0.0.0.0:%d", pvaPort))
-	ar := recordAges(t, srv)
-	cl := broadcaster(t, s.client)
-	dst := netip.AddrPortFrom(s.client.Broadcast, pvaPort)
-	sendStamped(t, cl, dst, 0, 100, 1, time.Millisecond) // warm up
-	for deadline := time.Now().Add(deliveryTimeout); ar.count(0, 100) < 100 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	s, ar, send := startAged(t, fmt.Sprintf("--max-delay=%s", maxDelay))
 	before := snapshot(t, s.b).Drops["stale"]
 
 	const total, stall = 5_000, 200 * time.Millisecond
-	resumed := stopFor(s.b.Pid(), 300*time.Millisecond, stall)
-	sendStamped(t, cl, dst, 100, 100+total, 5, time.Millisecond)
-	resume := <-resumed
-	time.Sleep(quietWait) // let the last datagrams cross
-
+	resume := sendThroughStall(s, send, total, stall)
 	a, b := snapshot(t, s.a), snapshot(t, s.b)
 	stale := b.Drops["stale"] - before
 	ar.mu.Lock()
@@ -206,22 +218,10 @@ func TestStaleShedAfterStall(t *testing.T) {
 // (as it does without a target: TestLoadStallLosesNothing). Once fresh
 // datagrams are sent for an interval, shedding stops and they cross.
 func TestOverloadShedsStandingQueue(t *testing.T) {
-	s := startSwarm(t, "--max-delay=0", "--queue-target=2ms", "--queue-interval=1ms")
-	srv := listen(t, s.server, fmt.Sprintf("0.0.0.0:%d", pvaPort))
-	ar := recordAges(t, srv)
-	cl := broadcaster(t, s.client)
-	dst := netip.AddrPortFrom(s.client.Broadcast, pvaPort)
-	sendStamped(t, cl, dst, 0, 100, 1, time.Millisecond) // warm up
-	for deadline := time.Now().Add(deliveryTimeout); ar.count(0, 100) < 100 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	s, ar, send := startAged(t, "--max-delay=0", "--queue-target=2ms", "--queue-interval=1ms")
 
 	const total, stall = 5_000, 300 * time.Millisecond
-	resumed := stopFor(s.b.Pid(), 300*time.Millisecond, stall)
-	sendStamped(t, cl, dst, 100, 100+total, 5, time.Millisecond)
-	resume := <-resumed
-	time.Sleep(quietWait) // let the last datagrams cross
-
+	resume := sendThroughStall(s, send, total, stall)
 	a, b := snapshot(t, s.a), snapshot(t, s.b)
 	overload, stale := b.Drops["overload"], a.Drops["stale"]+b.Drops["stale"]
 	ar.mu.Lock()

@@ -186,12 +186,10 @@ func TestCoalescedReceive(t *testing.T) {
 	}
 }
 
-// TestSegmentationLearnsTheMTU: segments larger than the route's MTU
-// allows are refused by the kernel (EINVAL); the socket then sends that run
-// one datagram at a time, fragmented as before, so every datagram still
-// arrives, and sends later runs of that size unsegmented from the start,
-// while smaller ones are still segmented.
-func TestSegmentationLearnsTheMTU(t *testing.T) {
+// smallMTULab is a lab whose relay-a link has an MTU of 1280, a mesh
+// socket there, and a plain socket in relay-b at the address to.
+func smallMTULab(t *testing.T) (a *Conn, plain *net.UDPConn, to netip.AddrPort) {
+	t.Helper()
 	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
 	ha, hb := l.Host("relay-a"), l.Host("relay-b")
 	if err := ha.Do(func() error {
@@ -203,9 +201,16 @@ func TestSegmentationLearnsTheMTU(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	a := listen(t, ha)
-	plain := listenPlain(t, hb, 7125, false)
-	to := netip.AddrPortFrom(hb.IP, 7125)
+	return listen(t, ha), listenPlain(t, hb, 7125, false), netip.AddrPortFrom(hb.IP, 7125)
+}
+
+// TestSegmentationLearnsTheMTU: segments larger than the route's MTU
+// allows are refused by the kernel (EINVAL); the socket then sends that run
+// one datagram at a time, fragmented as before, so every datagram still
+// arrives, and sends later runs of that size unsegmented from the start,
+// while smaller ones are still segmented.
+func TestSegmentationLearnsTheMTU(t *testing.T) {
+	a, plain, to := smallMTULab(t)
 	run := datagrams(4, 1400, 0)
 	addrs := []netip.AddrPort{to, to, to, to}
 	for round := range 2 {
@@ -236,20 +241,7 @@ func TestSegmentationLearnsTheMTU(t *testing.T) {
 // segmented message and refuses the next (its segments over the MTU) still
 // counts the one it took, and every datagram arrives.
 func TestSegmentationCountsARefusedRound(t *testing.T) {
-	l := netlabtest.NewSwarmT(t, netlab.TwoSegmentSwarm())
-	ha, hb := l.Host("relay-a"), l.Host("relay-b")
-	if err := ha.Do(func() error {
-		link, err := netlink.LinkByName(netlab.IfName)
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetMTU(link, 1280)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	a := listen(t, ha)
-	plain := listenPlain(t, hb, 7125, false)
-	to := netip.AddrPortFrom(hb.IP, 7125)
+	a, plain, to := smallMTULab(t)
 	bufs := append(datagrams(4, 200, 0), datagrams(4, 1400, 0)...)
 	addrs := make([]netip.AddrPort, len(bufs))
 	for i := range addrs {
