@@ -96,11 +96,12 @@ type Config struct {
 	// QueueTarget and QueueInterval shed a standing queue early, the way
 	// CoDel does (pipeline.ShedPolicy): once every frame sent for
 	// QueueInterval had waited longer than QueueTarget, frames older than
-	// QueueTarget are dropped as overload until a QueueInterval passes
-	// without one. A burst that drains within QueueInterval is carried
-	// whole; a storm the relay cannot carry costs what it cannot carry,
-	// not tens of milliseconds on everything behind it. QueueTarget zero
-	// turns this off.
+	// QueueTarget are dropped as overload until a fresher one is sent a
+	// QueueInterval after the last older one. A burst that drains within
+	// QueueInterval is carried whole; a storm the relay cannot carry costs
+	// what it cannot carry, not tens of milliseconds on everything behind
+	// it. QueueTarget zero (the default) turns this off; QueueInterval zero
+	// means DefaultQueueInterval.
 	QueueTarget, QueueInterval time.Duration
 	// MeshOffload lets the mesh socket segment runs of datagrams to a peer
 	// and read peers' runs coalesced (netio/meshconn, offload.go).

@@ -26,10 +26,11 @@ const (
 	DefaultHelloInterval     = time.Second
 	DefaultCoalesce          = 150 * time.Microsecond
 	// DefaultMaxDelay bounds every frame's wait, burst or not: what waited
-	// out a longer stall, its clients have searched for again since. With
-	// --queue-target=0 it is the only bound, and a storm on a CPU-starved
-	// host is relayed whole, late, as the benchmark's reference relay pair
-	// relays it (p99 100-250 ms; docs/BENCHMARKS.md).
+	// out a longer stall, its clients have searched for again since.
+	// Without --queue-target (the default) it is the only bound, and a
+	// storm on a CPU-starved host is relayed whole, late, as the
+	// benchmark's reference relay pair relays it (p99 100-250 ms;
+	// docs/BENCHMARKS.md).
 	DefaultMaxDelay = 250 * time.Millisecond
 	// DefaultQueueTarget is off: a search storm is short, and a search
 	// relayed 200 ms late is still answered where one shed costs its client
@@ -39,7 +40,7 @@ const (
 	// (docs/BENCHMARKS.md, item 21). DefaultQueueInterval applies once a
 	// target is set: a relay that has not caught up with its queue for
 	// 20 ms is short of CPU, not in a burst.
-	DefaultQueueTarget     = 0
+	DefaultQueueTarget     = time.Duration(0)
 	DefaultQueueInterval   = 20 * time.Millisecond
 	DefaultStatsSocket     = "/run/snowsignal/snowsignal.sock"
 	DefaultSummaryInterval = 60 * time.Second
@@ -89,6 +90,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PeerRateLimit == 0 {
 		c.PeerRateLimit = c.RateLimit
+	}
+	if c.QueueInterval == 0 {
+		c.QueueInterval = DefaultQueueInterval
 	}
 	if c.IPv6 {
 		if len(c.IPv6Groups) == 0 {

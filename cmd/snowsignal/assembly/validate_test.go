@@ -106,6 +106,19 @@ func TestValidateIPv6(t *testing.T) {
 	}
 }
 
+// TestQueueIntervalDefault: a Config built in code that sets a queue target
+// but no interval gets the default interval, as the flag's default gives.
+func TestQueueIntervalDefault(t *testing.T) {
+	cfg := Config{QueueTarget: 2 * time.Millisecond}
+	if got := cfg.withDefaults().QueueInterval; got != DefaultQueueInterval {
+		t.Errorf("QueueInterval = %v, want %v", got, DefaultQueueInterval)
+	}
+	cfg.QueueInterval = 100 * time.Millisecond
+	if got := cfg.withDefaults().QueueInterval; got != 100*time.Millisecond {
+		t.Errorf("QueueInterval = %v, want the 100ms given", got)
+	}
+}
+
 // TestValidateAllowsOff: the values that turn a feature off are valid.
 func TestValidateAllowsOff(t *testing.T) {
 	cfg := Default()
