@@ -105,8 +105,20 @@ func TestStatsTable(t *testing.T) {
 	if err := renderStats(&buf, &off, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(strings.Fields(buf.String()), " "); !strings.Contains(got, "NEIGHBOURS none COALESCE off EPICS") {
-		t.Errorf("coalescing off not shown as off:\n%s", buf.String())
+	if got := strings.Join(strings.Fields(buf.String()), " "); !strings.Contains(got, "NEIGHBOURS none COALESCE off SHEDDING off EPICS") {
+		t.Errorf("coalescing and shedding off not shown as off:\n%s", buf.String())
+	}
+
+	// Both shedding rules set: each with what it shed.
+	shed := snapshot(now)
+	shed.Config.MaxDelaySeconds, shed.Config.QueueTargetSeconds, shed.Config.QueueIntervalSeconds = 0.25, 0.002, 0.02
+	shed.Drops["stale"], shed.Drops["overload"] = 3, 7
+	buf.Reset()
+	if err := renderStats(&buf, &shed, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(strings.Fields(buf.String()), " "); !strings.Contains(got, "SHEDDING stale past 250ms 3, overload (a queue over 2ms for 20ms) 7") {
+		t.Errorf("shedding rules not shown with their counts:\n%s", buf.String())
 	}
 }
 

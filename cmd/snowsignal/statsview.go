@@ -185,6 +185,27 @@ func renderStats(w io.Writer, s, prev *readout.Snapshot) error {
 		}
 		p("\n")
 	}
+	// Shedding by age: what each rule is set to, beside what it shed.
+	seconds := func(f float64) time.Duration { return time.Duration(math.Round(f * float64(time.Second))) }
+	var shed []string
+	count := func(reason string) string {
+		c := fmt.Sprint(s.Drops[reason])
+		if prev != nil {
+			c += fmt.Sprintf(" (%s/s)", rate(s.Drops[reason], prev.Drops[reason]))
+		}
+		return c
+	}
+	if s.Config.MaxDelaySeconds > 0 {
+		shed = append(shed, fmt.Sprintf("stale past %s %s", seconds(s.Config.MaxDelaySeconds), count("stale")))
+	}
+	if s.Config.QueueTargetSeconds > 0 {
+		shed = append(shed, fmt.Sprintf("overload (a queue over %s for %s) %s",
+			seconds(s.Config.QueueTargetSeconds), seconds(s.Config.QueueIntervalSeconds), count("overload")))
+	}
+	if len(shed) == 0 {
+		shed = append(shed, "off")
+	}
+	p("SHEDDING\t%s\n", strings.Join(shed, ", "))
 
 	e := &s.EPICS
 	p("\nEPICS\tPVA SEARCHES\tCA SEARCHES\tPV NAMES\tBEACONS\tUNDECODED\n")
