@@ -15,7 +15,8 @@ type ShedPolicy struct {
 	// until one no older is sent an Interval after the last that was. A
 	// burst that drains within an Interval is carried whole. Time in which
 	// the stage sends nothing (it was idle, or stopped) counts for
-	// neither. Target 0 turns this off.
+	// neither. Target 0 turns this off; with Interval 0 a queue over
+	// Target stands at once.
 	Target, Interval time.Duration
 }
 
