@@ -20,6 +20,16 @@ func fillAged(b *Batch, now int64, ages ...int64) {
 	}
 }
 
+// newShedRig returns a pooled batch of four slots, returned when the test
+// ends, and a Shedder for p counting into m.
+func newShedRig(t *testing.T, p ShedPolicy, m *Metrics) (*Batch, *Shedder) {
+	t.Helper()
+	pool := NewPool(4)
+	b := pool.Get()
+	t.Cleanup(func() { pool.Put(b) })
+	return b, NewShedder(p, m)
+}
+
 func names(b *Batch) string {
 	var s string
 	for i := range b.Pkts {
@@ -76,10 +86,7 @@ func TestShedStale(t *testing.T) {
 // TestShedderCarriesBursts: a queue over target that drains within the
 // interval is a burst, and nothing of it is shed, however often it comes.
 func TestShedderCarriesBursts(t *testing.T) {
-	pool := NewPool(4)
-	b := pool.Get()
-	defer pool.Put(b)
-	s := NewShedder(ShedPolicy{MaxDelay: 250 * time.Millisecond, Target: 2 * time.Millisecond, Interval: 20 * time.Millisecond}, NewMetrics())
+	b, s := newShedRig(t, ShedPolicy{MaxDelay: 250 * time.Millisecond, Target: 2 * time.Millisecond, Interval: 20 * time.Millisecond}, NewMetrics())
 	now := int64(1_000_000_000)
 	for round := 0; round < 50; round++ {
 		// 19 ms of sending a backlog 30 ms deep, then the queue is drained.
@@ -103,11 +110,8 @@ func TestShedderCarriesBursts(t *testing.T) {
 // what is fresher is sent; after an interval with nothing over target the
 // queue is carried again, until it stands for another interval.
 func TestShedderStandingQueue(t *testing.T) {
-	pool := NewPool(4)
-	b := pool.Get()
-	defer pool.Put(b)
 	m := NewMetrics()
-	s := NewShedder(ShedPolicy{MaxDelay: 50 * time.Millisecond, Target: 2 * time.Millisecond, Interval: 20 * time.Millisecond}, m)
+	b, s := newShedRig(t, ShedPolicy{MaxDelay: 50 * time.Millisecond, Target: 2 * time.Millisecond, Interval: 20 * time.Millisecond}, m)
 	now := int64(1_000_000_000)
 	step := func(want string, ages ...int64) {
 		t.Helper()
@@ -161,10 +165,7 @@ func TestShedderStandingQueue(t *testing.T) {
 // and goes on shedding; an idle one whose next packet is fresh carries
 // the next burst again.
 func TestShedderPauses(t *testing.T) {
-	pool := NewPool(4)
-	b := pool.Get()
-	defer pool.Put(b)
-	s := NewShedder(ShedPolicy{MaxDelay: 250 * time.Millisecond, Target: 2 * time.Millisecond, Interval: 20 * time.Millisecond}, NewMetrics())
+	b, s := newShedRig(t, ShedPolicy{MaxDelay: 250 * time.Millisecond, Target: 2 * time.Millisecond, Interval: 20 * time.Millisecond}, NewMetrics())
 	now := int64(1_000_000_000)
 	for i := 0; i <= 20; i++ { // stand for an interval
 		fillAged(b, now, 5*ms)
@@ -195,10 +196,7 @@ func TestShedderPauses(t *testing.T) {
 // TestShedderTargetOff: with Target 0 a queue is only ever shed past
 // MaxDelay, however long it stands.
 func TestShedderTargetOff(t *testing.T) {
-	pool := NewPool(4)
-	b := pool.Get()
-	defer pool.Put(b)
-	s := NewShedder(ShedPolicy{MaxDelay: 100 * time.Millisecond}, NewMetrics())
+	b, s := newShedRig(t, ShedPolicy{MaxDelay: 100 * time.Millisecond}, NewMetrics())
 	now := int64(1_000_000_000)
 	for i := 0; i < 1000; i++ {
 		fillAged(b, now, 99*ms, 101*ms)

@@ -108,6 +108,38 @@ func TestConfigIPv6(t *testing.T) {
 	}
 }
 
+// loConfig is the assembly config of `run -t lo args...` with only the
+// environment variables env (name, value, ...) set; it fails the test if
+// the flags are refused.
+func loConfig(t *testing.T, env []string, args ...string) assembly.Config {
+	t.Helper()
+	cleanEnv(t, env...)
+	c := parseRun(t, append([]string{"-t", "lo"}, args...)...)
+	cfg, _, err := c.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// wantConfigError checks that `run -t lo args...`, with no environment,
+// is refused with an error that mentions each of words.
+func wantConfigError(t *testing.T, args []string, words ...string) {
+	t.Helper()
+	cleanEnv(t)
+	c := parseRun(t, append([]string{"-t", "lo"}, args...)...)
+	_, _, err := c.config()
+	if err == nil {
+		t.Errorf("%q: no error", args)
+		return
+	}
+	for _, w := range words {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%q: error %q does not mention %q", args, err, w)
+		}
+	}
+}
+
 // TestConfigCoalesce: --coalesce (COALESCE) reaches relay.Config as given,
 // 150µs by default and 0 to disable; out of 0..10ms it is an error naming
 // the flag and the range.
@@ -125,12 +157,7 @@ func TestConfigCoalesce(t *testing.T) {
 		{"flag beats env", []string{"COALESCE", "0"}, []string{"--coalesce=1ms"}, time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cleanEnv(t, tc.env...)
-			c := parseRun(t, append([]string{"-t", "lo"}, tc.args...)...)
-			cfg, _, err := c.config()
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg := loConfig(t, tc.env, tc.args...)
 			if cfg.Coalesce != tc.want {
 				t.Errorf("Coalesce = %v, want %v", cfg.Coalesce, tc.want)
 			}
@@ -139,18 +166,7 @@ func TestConfigCoalesce(t *testing.T) {
 	// (A negative value needs "=": kong reads "-1ms" after a space as a
 	// short flag, TestRunErrors.)
 	for _, args := range [][]string{{"--coalesce", "20ms"}, {"--coalesce=-1ms"}, {"--coalesce", "10001us"}} {
-		cleanEnv(t)
-		c := parseRun(t, append([]string{"-t", "lo"}, args...)...)
-		_, _, err := c.config()
-		if err == nil {
-			t.Errorf("%q: no error", args)
-			continue
-		}
-		for _, w := range []string{"--coalesce", "out of range", "allowed: 0 to disable, up to 10ms"} {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("%q: error %q does not mention %q", args, err, w)
-			}
-		}
+		wantConfigError(t, args, "--coalesce", "out of range", "allowed: 0 to disable, up to 10ms")
 	}
 }
 
@@ -170,30 +186,14 @@ func TestConfigMaxDelay(t *testing.T) {
 		{"flag beats env", []string{"MAX_DELAY", "0"}, []string{"--max-delay=2ms"}, 2 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cleanEnv(t, tc.env...)
-			c := parseRun(t, append([]string{"-t", "lo"}, tc.args...)...)
-			cfg, _, err := c.config()
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg := loConfig(t, tc.env, tc.args...)
 			if cfg.MaxDelay != tc.want {
 				t.Errorf("MaxDelay = %v, want %v", cfg.MaxDelay, tc.want)
 			}
 		})
 	}
 	for _, args := range [][]string{{"--max-delay", "500us"}, {"--max-delay=-1ms"}, {"--max-delay", "1m"}} {
-		cleanEnv(t)
-		c := parseRun(t, append([]string{"-t", "lo"}, args...)...)
-		_, _, err := c.config()
-		if err == nil {
-			t.Errorf("%q: no error", args)
-			continue
-		}
-		for _, w := range []string{"--max-delay", "out of range", "allowed: 0 to disable, or 1ms to 10s"} {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("%q: error %q does not mention %q", args, err, w)
-			}
-		}
+		wantConfigError(t, args, "--max-delay", "out of range", "allowed: 0 to disable, or 1ms to 10s")
 	}
 }
 
@@ -215,12 +215,7 @@ func TestConfigQueueTarget(t *testing.T) {
 		{"flag beats env", []string{"QUEUE_TARGET", "0"}, []string{"--queue-target=3ms"}, 3 * time.Millisecond, 20 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cleanEnv(t, tc.env...)
-			c := parseRun(t, append([]string{"-t", "lo"}, tc.args...)...)
-			cfg, _, err := c.config()
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg := loConfig(t, tc.env, tc.args...)
 			if cfg.QueueTarget != tc.target || cfg.QueueInterval != tc.interval {
 				t.Errorf("QueueTarget, QueueInterval = %v, %v; want %v, %v", cfg.QueueTarget, cfg.QueueInterval, tc.target, tc.interval)
 			}
@@ -235,18 +230,7 @@ func TestConfigQueueTarget(t *testing.T) {
 		{[]string{"--queue-interval", "0"}, []string{"--queue-interval", "out of range", "allowed: 1ms to 10s"}},
 		{[]string{"--queue-interval", "1m"}, []string{"--queue-interval", "out of range"}},
 	} {
-		cleanEnv(t)
-		c := parseRun(t, append([]string{"-t", "lo"}, tc.args...)...)
-		_, _, err := c.config()
-		if err == nil {
-			t.Errorf("%q: no error", tc.args)
-			continue
-		}
-		for _, w := range tc.want {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("%q: error %q does not mention %q", tc.args, err, w)
-			}
-		}
+		wantConfigError(t, tc.args, tc.want...)
 	}
 }
 
