@@ -141,6 +141,17 @@ func snapshot(t *testing.T, r *labrelay.Relay) readout.Snapshot {
 	return s
 }
 
+// sumLinkDrops sums the packets the links of every snapshot dropped.
+func sumLinkDrops(snaps ...readout.Snapshot) uint64 {
+	var n uint64
+	for _, s := range snaps {
+		for _, l := range s.Links {
+			n += l.DroppedPackets
+		}
+	}
+	return n
+}
+
 // logSnapshot logs what r counted, for a failing test.
 func logSnapshot(t *testing.T, r *labrelay.Relay) {
 	t.Helper()

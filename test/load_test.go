@@ -204,10 +204,7 @@ func stallLosesNothing(t *testing.T, args ...string) {
 	<-done
 	got := waitCount(t, lc, 100, 100+total, 0)
 	b := snapshot(t, s.b)
-	var linkDrops uint64
-	for _, l := range b.Links {
-		linkDrops += l.DroppedPackets
-	}
+	linkDrops := sumLinkDrops(b)
 	t.Logf("%d of %d crossed; relay-b: link drops %d, mesh socket drops %d, shed %d stale and %d overload, listener paused %d times",
 		got, total, linkDrops, b.MeshKernelDrops, b.Drops["stale"], b.Drops["overload"], b.Coalesce.ListenerPauses)
 	if linkDrops != 0 || b.MeshKernelDrops != 0 {

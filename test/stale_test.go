@@ -168,10 +168,7 @@ func TestStaleShedAfterStall(t *testing.T) {
 		}
 	}
 	slices.Sort(ages)
-	var linkDrops uint64
-	for _, l := range b.Links {
-		linkDrops += l.DroppedPackets
-	}
+	linkDrops := sumLinkDrops(a, b)
 	p99 := time.Duration(0)
 	if len(ages) > 0 {
 		p99 = ages[len(ages)*99/100]
@@ -246,10 +243,7 @@ func TestOverloadShedsStandingQueue(t *testing.T) {
 			}
 		}
 	}
-	var linkDrops uint64
-	for _, l := range b.Links {
-		linkDrops += l.DroppedPackets
-	}
+	linkDrops := sumLinkDrops(a, b)
 	t.Logf("%d of %d crossed, %d of them over 50 ms late; relay-b: %d overload, link drops %d, mesh socket drops %d; %d stale; sent after the resume: %d of %d crossed",
 		got, total, late, overload, linkDrops, b.MeshKernelDrops, stale, afterGot, after)
 
@@ -264,8 +258,12 @@ func TestOverloadShedsStandingQueue(t *testing.T) {
 	if stale != 0 {
 		t.Errorf("%d datagrams counted stale with --max-delay=0", stale)
 	}
-	if lost := uint64(total - got); lost > overload+linkDrops+b.MeshKernelDrops {
-		t.Errorf("%d datagrams lost, but only %d overload and %d other drops counted", lost, overload, linkDrops+b.MeshKernelDrops)
+	// Relay-a runs the same rule: on a loaded host (CI runs the packages'
+	// tests at once) it loses its CPU for over an interval now and then
+	// and sheds a few too.
+	shed := overload + a.Drops["overload"]
+	if lost := uint64(total - got); lost > shed+linkDrops+b.MeshKernelDrops {
+		t.Errorf("%d datagrams lost, but only %d overload (relay-b %d) and %d other drops counted", lost, shed, overload, linkDrops+b.MeshKernelDrops)
 	}
 	if after < 1000 || afterGot*100 < after*97 {
 		t.Errorf("of the %d datagrams sent after the resume, %d crossed; want 97 %% or more of at least 1000: shedding did not stop", after, afterGot)
